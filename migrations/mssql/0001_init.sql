@@ -1,0 +1,63 @@
+-- hrmig schema, mssql dialect: generated from the data dictionary
+-- (`hrmig schema --dialect mssql`); every statement is idempotent.
+
+IF OBJECT_ID(N'dbo.departments', N'U') IS NULL
+    CREATE TABLE [departments] (
+    [id] INT NOT NULL PRIMARY KEY,
+    [department] NVARCHAR(255) NOT NULL
+);
+
+IF OBJECT_ID(N'dbo.jobs', N'U') IS NULL
+    CREATE TABLE [jobs] (
+    [id] INT NOT NULL PRIMARY KEY,
+    [job] NVARCHAR(255) NOT NULL
+);
+
+IF OBJECT_ID(N'dbo.hired_employees', N'U') IS NULL
+    CREATE TABLE [hired_employees] (
+    [id] INT NOT NULL PRIMARY KEY,
+    [name] NVARCHAR(255) NOT NULL,
+    [datetime] DATETIME2(3) NOT NULL,
+    [department_id] INT NOT NULL REFERENCES [departments] ([id]),
+    [job_id] INT NOT NULL REFERENCES [jobs] ([id])
+);
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hired_employees_department_id')
+    CREATE INDEX [hired_employees_department_id] ON [hired_employees] ([department_id]);
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hired_employees_job_id')
+    CREATE INDEX [hired_employees_job_id] ON [hired_employees] ([job_id]);
+
+IF OBJECT_ID(N'dbo.hrmig_rejections', N'U') IS NULL
+    CREATE TABLE [hrmig_rejections] (
+    [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
+    [table_name] NVARCHAR(255) NOT NULL,
+    [source] NVARCHAR(MAX) NOT NULL,
+    [position] BIGINT NOT NULL,
+    [raw] NVARCHAR(MAX) NOT NULL,
+    [errors] NVARCHAR(MAX) NOT NULL,
+    [rejected_at] DATETIME2(3) NOT NULL
+);
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_rejections_table_name_id')
+    CREATE INDEX [hrmig_rejections_table_name_id] ON [hrmig_rejections] ([table_name], [id]);
+
+IF OBJECT_ID(N'dbo.hrmig_loads', N'U') IS NULL
+    CREATE TABLE [hrmig_loads] (
+    [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
+    [table_name] NVARCHAR(255) NOT NULL,
+    [source] NVARCHAR(MAX) NOT NULL,
+    [sha256] NVARCHAR(255) NOT NULL,
+    [status] NVARCHAR(255) NOT NULL,
+    [rows_read] BIGINT NOT NULL,
+    [inserted] BIGINT NOT NULL,
+    [rejected] BIGINT NOT NULL,
+    [blank] BIGINT NOT NULL,
+    [message] NVARCHAR(MAX) NULL,
+    [started_at] DATETIME2(3) NOT NULL,
+    [finished_at] DATETIME2(3) NOT NULL
+);
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_loads_table_name_sha256')
+    CREATE INDEX [hrmig_loads_table_name_sha256] ON [hrmig_loads] ([table_name], [sha256]);
+

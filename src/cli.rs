@@ -1,0 +1,373 @@
+//! The command-line door: parses arguments, calls an operation, renders its
+//! report. Exit codes: 0 success, 1 failure, 2 usage error.
+
+use crate::dictionary::Table;
+use crate::ops::load::{self, LoadReport, LoadRequest, LoadStatus};
+use crate::ops::sample::{self, GenOptions};
+use crate::storage::Storage;
+use crate::store::{Dialect, RejectionFilter, Store, ddl};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hrmig",
+    version,
+    about = "Moves HR data into SQL databases, validated, logged and backed up"
+)]
+struct Cli {
+    /// Database URL: sqlite://PATH.
+    #[arg(
+        long,
+        global = true,
+        env = "HRMIG_DATABASE_URL",
+        default_value = "sqlite://hrmig.db",
+        hide_env_values = true
+    )]
+    database: String,
+    /// Storage root: a local directory or file:///PATH.
+    #[arg(
+        long,
+        global = true,
+        env = "HRMIG_STORAGE_URL",
+        default_value = "./storage"
+    )]
+    storage: String,
+    /// Log filter (e.g. info, warn, hrmig=debug); HRMIG_LOG_FORMAT=json for JSON lines.
+    #[arg(long, global = true, env = "HRMIG_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write sample CSVs in the historic format (with a share of rule-breaking rows).
+    Gen {
+        /// Folder to write departments.csv, jobs.csv and hired_employees.csv into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of employee rows.
+        #[arg(long, default_value_t = 2000)]
+        employees: u64,
+        /// Share of employee rows that break a data rule (0 to 1).
+        #[arg(long, default_value_t = 0.035, value_parser = parse_rate)]
+        invalid_rate: f64,
+        /// Seed: the same seed writes the same files.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Load historic CSV files (<from>/<table>.csv) into the database.
+    Load {
+        /// Folder with the CSV files (default: <storage>/landing).
+        #[arg(long)]
+        from: Option<String>,
+        /// Tables to load (default: all, parents first).
+        tables: Vec<Table>,
+        /// Load files even when the same content was loaded before.
+        #[arg(long)]
+        force: bool,
+        /// Abort a file, committing nothing from it, once more rows than this are rejected.
+        #[arg(long)]
+        max_rejects: Option<u64>,
+        /// One JSON object per table instead of a text table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write sample files under <storage>/landing if absent, load them, and show the result.
+    Demo {
+        /// Employee rows in the sample.
+        #[arg(long, default_value_t = 10_000)]
+        employees: u64,
+    },
+    /// Show the rejection log.
+    Rejections {
+        /// Only rows of this table.
+        #[arg(long)]
+        table: Option<Table>,
+        /// At most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Print the DDL of a dialect (what migrations/<dialect>/0001_init.sql holds).
+    Schema {
+        /// SQL dialect.
+        #[arg(long, value_enum)]
+        dialect: Dialect,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a number from 0 to 1")),
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = std::env::var("HRMIG_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    crate::telemetry::init(&cli.log, json_logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_store(cli: &Cli) -> Result<Store> {
+    Store::open(&cli.database).await.with_context(|| {
+        format!(
+            "cannot open database {}",
+            crate::store::redact(&cli.database)
+        )
+    })
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Gen {
+            out,
+            employees,
+            invalid_rate,
+            seed,
+        } => {
+            let opts = GenOptions {
+                employees: *employees,
+                invalid_rate: *invalid_rate,
+                seed: *seed,
+            };
+            let out = out.clone();
+            let invalid = tokio::task::spawn_blocking(move || {
+                sample::generate(&out, &opts).map(|n| (n, out))
+            })
+            .await?;
+            let (invalid, out) = invalid.context("cannot write sample files")?;
+            println!(
+                "wrote {}: {} departments, {} jobs, {employees} employees ({invalid} break a rule)",
+                out.display(),
+                sample::DEPARTMENTS.len(),
+                sample::JOBS
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load {
+            from,
+            tables,
+            force,
+            max_rejects,
+            json,
+        } => {
+            let from = match from {
+                Some(dir) => Storage::open(dir)?,
+                None => Storage::open(&cli.storage)?.child("landing")?,
+            };
+            let store = open_store(&cli).await?;
+            let req = LoadRequest {
+                from,
+                tables: tables.clone(),
+                force: *force,
+                max_rejects: *max_rejects,
+                progress: true,
+            };
+            let reports = load::load(&store, &req).await?;
+            print_load(&reports, *json)?;
+            let aborted = reports.iter().any(|r| r.status == LoadStatus::Aborted);
+            Ok(if aborted {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Demo { employees } => {
+            let storage = Storage::open(&cli.storage)?;
+            let landing = storage.child("landing")?;
+            let Some(dir) = landing.local_dir().map(ToOwned::to_owned) else {
+                bail!("demo writes sample files and needs a local storage root");
+            };
+            let present = Table::ALL
+                .iter()
+                .all(|t| dir.join(load::file_name(*t)).is_file());
+            if present {
+                println!("using the files in {}", dir.display());
+            } else {
+                let opts = GenOptions {
+                    employees: *employees,
+                    ..GenOptions::default()
+                };
+                let target = dir.clone();
+                tokio::task::spawn_blocking(move || sample::generate(&target, &opts))
+                    .await?
+                    .context("cannot write sample files")?;
+                println!("wrote sample files to {}", dir.display());
+            }
+            let store = open_store(&cli).await?;
+            let req = LoadRequest {
+                from: landing,
+                tables: Vec::new(),
+                force: false,
+                max_rejects: None,
+                progress: true,
+            };
+            let reports = load::load(&store, &req).await?;
+            print_load(&reports, false)?;
+            println!();
+            for table in Table::ALL {
+                println!(
+                    "{:<16} {:>10} rows",
+                    table.name(),
+                    store.count(table).await?
+                );
+            }
+            println!(
+                "\nRejected rows are kept with their reasons: `hrmig rejections --limit 20`\n\
+                 (or --format csv|json). Run it again: files already loaded are skipped."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rejections {
+            table,
+            limit,
+            format,
+        } => {
+            let store = open_store(&cli).await?;
+            let rows = store
+                .rejections(RejectionFilter {
+                    table: *table,
+                    limit: *limit,
+                    ..Default::default()
+                })
+                .await?;
+            print_rejections(&rows, *format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { dialect } => {
+            print!("{}", ddl::init(*dialect));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_load(reports: &[LoadReport], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in reports {
+            serde_json::to_writer(&mut out, r)?;
+            writeln!(out)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8}",
+        "table", "status", "rows_read", "inserted", "rejected", "blank", "seconds"
+    )?;
+    for r in reports {
+        writeln!(
+            out,
+            "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8.2}",
+            r.table.name(),
+            r.status.as_str(),
+            r.rows_read,
+            r.inserted,
+            r.rejected,
+            r.blank,
+            r.seconds
+        )?;
+    }
+    for r in reports {
+        if let Some(m) = &r.message {
+            writeln!(out, "{}: {m}", r.table.name())?;
+        }
+    }
+    Ok(())
+}
+
+fn print_rejections(rows: &[crate::store::Rejection], format: Format) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record([
+                "id",
+                "table",
+                "source",
+                "position",
+                "raw",
+                "errors",
+                "rejected_at",
+            ])?;
+            for r in rows {
+                w.write_record([
+                    r.id.to_string(),
+                    r.table.clone(),
+                    r.source.clone(),
+                    r.position.to_string(),
+                    r.raw.clone(),
+                    serde_json::to_string(&r.errors)?,
+                    r.rejected_at.clone(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:>6} {:<16} {:>8}  {:<40} raw",
+                "id", "table", "position", "errors"
+            )?;
+            for r in rows {
+                let errors: Vec<String> = r
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}:{}", e.column.as_deref().unwrap_or("*"), e.code))
+                    .collect();
+                let raw: String = r
+                    .raw
+                    .chars()
+                    .take(60)
+                    .collect::<String>()
+                    .replace(['\n', '\r'], " ");
+                writeln!(
+                    out,
+                    "{:>6} {:<16} {:>8}  {:<40} {raw}",
+                    r.id,
+                    r.table,
+                    r.position,
+                    errors.join(" ")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

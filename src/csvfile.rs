@@ -1,0 +1,415 @@
+//! Reading historic CSV files record by record, with the positions and raw
+//! text that rejections need, in bounded memory.
+//!
+//! Tokenising is `csv_core`'s; this layer adds what a loader must report and
+//! `csv` does not expose: the physical line where each record starts (quoted
+//! fields may span lines), the record's raw text, blank-line counts, records
+//! over [`MAX_RECORD_BYTES`] (consumed to their end but never buffered whole),
+//! and a quote left open at the end of the file.
+
+use std::io::{self, Read};
+
+/// Longest record accepted, in bytes; longer ones are rejected as `too_long`.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// How much raw text of a too-long record is kept for the rejection log.
+pub const MAX_RAW_KEPT: usize = 4 << 10;
+/// More fields than any table has, by far; more is a `columns` error.
+const MAX_FIELDS: usize = 256;
+const READ_BUF: usize = 256 << 10;
+
+/// Why a record could not be split into fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// Over [`MAX_RECORD_BYTES`]; `bytes` is its full size.
+    TooLong {
+        /// Size of the whole record.
+        bytes: usize,
+    },
+    /// More than 256 fields.
+    TooManyFields,
+    /// A quoted field still open when the file ended.
+    UnterminatedQuote,
+}
+
+/// One record of the file.
+#[derive(Debug)]
+pub struct Record<'a> {
+    /// Physical line (counting from 1) where the record starts.
+    pub line: u64,
+    /// The record's text without its line terminator; cut to [`MAX_RAW_KEPT`]
+    /// bytes when the record is [`Malformed::TooLong`].
+    pub raw: &'a [u8],
+    /// Set when the fields could not be read.
+    pub malformed: Option<Malformed>,
+    out: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Record<'a> {
+    /// The fields, unquoted. Empty when the record is malformed.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        let (out, ends) = (self.out, self.ends);
+        (0..ends.len()).map(move |i| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            &out[start..ends[i]]
+        })
+    }
+
+    /// Whether the record is only spaces or tabs (counted as a blank line).
+    fn is_whitespace(&self) -> bool {
+        self.malformed.is_none() && self.raw.iter().all(|b| *b == b' ' || *b == b'\t')
+    }
+}
+
+/// A streaming reader of CSV records (comma separated, `"` quoting, LF or
+/// CRLF, optional UTF-8 BOM).
+pub struct CsvRecords<R> {
+    src: R,
+    core: csv_core::Reader,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    raw: Vec<u8>,
+    /// Line feeds consumed so far.
+    line_feeds: u64,
+    /// Whether the last byte consumed ended a line (true at the start).
+    at_line_start: bool,
+    blank_lines: u64,
+    started: bool,
+}
+
+impl<R: Read> CsvRecords<R> {
+    /// Reads records from `src`.
+    pub fn new(src: R) -> Self {
+        CsvRecords {
+            src,
+            // BOM handling is ours (see `skip_bom`): the parser would only
+            // see a BOM that arrives in its first read whole.
+            core: csv_core::ReaderBuilder::new().build(),
+            buf: vec![0; READ_BUF].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            out: vec![0; 4096],
+            ends: vec![0; 16],
+            raw: Vec::with_capacity(4096),
+            line_feeds: 0,
+            at_line_start: true,
+            blank_lines: 0,
+            started: false,
+        }
+    }
+
+    /// Drops a UTF-8 byte order mark at the start of the file.
+    fn skip_bom(&mut self) -> io::Result<()> {
+        self.started = true;
+        while self.len < 3 {
+            match self.src.read(&mut self.buf[self.len..]) {
+                Ok(0) => break,
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.eof = self.len == 0;
+        if self.buf[..self.len].starts_with(b"\xef\xbb\xbf") {
+            self.pos = 3;
+        }
+        Ok(())
+    }
+
+    /// Blank and whitespace-only lines skipped so far.
+    pub fn blank_lines(&self) -> u64 {
+        self.blank_lines
+    }
+
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.src
+    }
+
+    /// The next record, skipping (and counting) blank lines; `None` at the end.
+    pub fn next_record(&mut self) -> io::Result<Option<Record<'_>>> {
+        loop {
+            let Some((line, malformed, out_len, ends_len)) = self.read_one()? else {
+                return Ok(None);
+            };
+            let record = Record {
+                line,
+                raw: &self.raw,
+                malformed,
+                out: &self.out[..out_len],
+                ends: &self.ends[..ends_len],
+            };
+            if record.is_whitespace() {
+                self.blank_lines += 1;
+                continue;
+            }
+            // Re-borrow to satisfy the borrow checker across loop iterations.
+            return Ok(Some(Record {
+                line,
+                raw: &self.raw,
+                malformed,
+                out: &self.out[..out_len],
+                ends: &self.ends[..ends_len],
+            }));
+        }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        self.pos = 0;
+        self.len = loop {
+            match self.src.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.eof = self.len == 0;
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn read_one(&mut self) -> io::Result<Option<(u64, Option<Malformed>, usize, usize)>> {
+        if !self.started {
+            self.skip_bom()?;
+        }
+        self.raw.clear();
+        let (mut out_len, mut ends_len) = (0usize, 0usize);
+        let mut total = 0usize;
+        let mut start_line: Option<u64> = None;
+        let mut too_many = false;
+        let mut overflowed = false;
+        let mut last_byte = 0u8;
+        loop {
+            if self.pos == self.len && !self.eof {
+                self.fill()?;
+            }
+            let input = &self.buf[self.pos..self.len];
+            let (res, nin, nout, nend) =
+                self.core
+                    .read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
+            let mut consumed = &input[..nin];
+            if start_line.is_none() {
+                // Skip the line terminators before the record, counting blank lines.
+                let gap = consumed
+                    .iter()
+                    .position(|b| *b != b'\n' && *b != b'\r')
+                    .unwrap_or(consumed.len());
+                for &b in &consumed[..gap] {
+                    if b == b'\n' {
+                        if self.at_line_start {
+                            self.blank_lines += 1;
+                        }
+                        self.line_feeds += 1;
+                        self.at_line_start = true;
+                    }
+                }
+                consumed = &consumed[gap..];
+                if !consumed.is_empty() {
+                    start_line = Some(self.line_feeds + 1);
+                    self.at_line_start = false;
+                }
+            }
+            if !consumed.is_empty() {
+                self.line_feeds += consumed.iter().filter(|b| **b == b'\n').count() as u64;
+                last_byte = consumed[consumed.len() - 1];
+                total += consumed.len();
+                let room = (MAX_RECORD_BYTES + 2).saturating_sub(self.raw.len());
+                self.raw
+                    .extend_from_slice(&consumed[..consumed.len().min(room)]);
+            }
+            self.pos += nin;
+            out_len += nout;
+            ends_len += nend;
+            match res {
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull => {
+                    if self.out.len() >= MAX_RECORD_BYTES {
+                        overflowed = true;
+                        out_len = 0;
+                    } else {
+                        let n = self.out.len() * 2;
+                        self.out.resize(n, 0);
+                    }
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    if self.ends.len() >= MAX_FIELDS {
+                        too_many = true;
+                        ends_len = 0;
+                    } else {
+                        let n = self.ends.len() * 2;
+                        self.ends.resize(n, 0);
+                    }
+                }
+                csv_core::ReadRecordResult::Record => break,
+                csv_core::ReadRecordResult::End => return Ok(None),
+            }
+        }
+        let Some(line) = start_line else {
+            // Only terminators were left: the end of the file.
+            return Ok(None);
+        };
+        self.at_line_start = last_byte == b'\n';
+        // csv_core consumes the one byte that ends a record (the LF of a CRLF
+        // is the next record's leading terminator).
+        if matches!(last_byte, b'\n' | b'\r') {
+            total -= 1;
+            self.raw.truncate(total);
+        }
+        let malformed = if overflowed || total > MAX_RECORD_BYTES {
+            self.raw.truncate(MAX_RAW_KEPT);
+            Some(Malformed::TooLong { bytes: total })
+        } else if too_many {
+            Some(Malformed::TooManyFields)
+        } else if self.eof && self.pos == self.len && quote_left_open(&self.raw) {
+            Some(Malformed::UnterminatedQuote)
+        } else {
+            None
+        };
+        if malformed.is_some() {
+            out_len = 0;
+            ends_len = 0;
+        }
+        Ok(Some((line, malformed, out_len, ends_len)))
+    }
+}
+
+/// Whether a record's text ends inside a quoted field (only the last record
+/// of a file can: an open quote swallows every line after it).
+fn quote_left_open(raw: &[u8]) -> bool {
+    let (mut in_quotes, mut field_start, mut just_closed) = (false, true, false);
+    for &b in raw {
+        if in_quotes {
+            if b == b'"' {
+                in_quotes = false;
+                just_closed = true;
+                field_start = false;
+                continue;
+            }
+        } else if b == b'"' && (field_start || just_closed) {
+            in_quotes = true;
+        }
+        just_closed = false;
+        field_start = b == b',';
+    }
+    in_quotes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    struct Rec {
+        line: u64,
+        raw: String,
+        fields: Vec<String>,
+        malformed: Option<Malformed>,
+    }
+
+    fn read(input: &[u8]) -> (Vec<Rec>, u64) {
+        // A tiny read size exercises records split across reads.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = buf.len().min(self.0.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        for trickle in [false, true] {
+            let mut r: CsvRecords<Box<dyn Read>> = CsvRecords::new(if trickle {
+                Box::new(Trickle(input))
+            } else {
+                Box::new(input)
+            });
+            let mut recs = Vec::new();
+            while let Some(rec) = r.next_record().unwrap() {
+                recs.push(Rec {
+                    line: rec.line,
+                    raw: String::from_utf8_lossy(rec.raw).into_owned(),
+                    fields: rec
+                        .fields()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect(),
+                    malformed: rec.malformed,
+                });
+            }
+            out.push((recs, r.blank_lines()));
+        }
+        let second = out.pop().unwrap();
+        let first = out.pop().unwrap();
+        assert_eq!(first, second, "result depends on read sizes");
+        first
+    }
+
+    #[test]
+    fn lines_blank_lines_and_terminators() {
+        let (recs, blank) = read(b"\xef\xbb\xbf1,a\r\n\r\n  \n2,b\n\n3,\"x\ny\",z\n4,c");
+        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 4, 6, 8]);
+        assert_eq!(blank, 3);
+        assert_eq!(recs[0].fields, vec!["1", "a"]);
+        assert_eq!(recs[2].fields, vec!["3", "x\ny", "z"]);
+        assert_eq!(recs[2].raw, "3,\"x\ny\",z");
+        assert_eq!(recs[3].raw, "4,c");
+    }
+
+    #[test]
+    fn quoted_commas_and_escaped_quotes() {
+        let (recs, _) = read(b"1,\"Smith, \"\"Jr\"\"\"\n");
+        assert_eq!(recs[0].fields, vec!["1", "Smith, \"Jr\""]);
+        assert_eq!(recs[0].malformed, None);
+    }
+
+    #[test]
+    fn unterminated_quote_at_end_of_file() {
+        let (recs, _) = read(b"1,a\n2,\"open\n3,c\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].line, 2);
+        assert_eq!(recs[1].malformed, Some(Malformed::UnterminatedQuote));
+        // An escaped quote inside a closed field is fine.
+        let (recs, _) = read(b"1,\"a\"\"b\"");
+        assert_eq!(recs[0].malformed, None);
+        let (recs, _) = read(b"1,\"a\"\"b");
+        assert_eq!(recs[0].malformed, Some(Malformed::UnterminatedQuote));
+    }
+
+    #[test]
+    fn records_over_the_limit_are_flagged_and_cut() {
+        let mut input = b"1,a\n2,".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
+        input.extend_from_slice(b"\n3,c\n");
+        let (recs, _) = read(&input);
+        assert_eq!(recs.len(), 3);
+        assert_eq!(
+            recs[1].malformed,
+            Some(Malformed::TooLong {
+                bytes: MAX_RECORD_BYTES + 12
+            })
+        );
+        assert_eq!(recs[1].raw.len(), MAX_RAW_KEPT);
+        assert_eq!(recs[2].fields, vec!["3", "c"]);
+        assert_eq!(recs[2].line, 3);
+    }
+
+    #[test]
+    fn too_many_fields() {
+        let line = vec![b','; 300];
+        let (recs, _) = read(&line);
+        assert_eq!(recs[0].malformed, Some(Malformed::TooManyFields));
+    }
+
+    #[test]
+    fn empty_inputs() {
+        assert_eq!(read(b"").0, vec![]);
+        assert_eq!(read(b"\n\n").1, 2);
+        assert_eq!(read(b"\xef\xbb\xbf").0, vec![]);
+    }
+}

@@ -1,0 +1,475 @@
+//! Pure validation: a raw record (CSV fields or a JSON object) in, the typed
+//! values and every broken rule out. No I/O happens here; duplicates and
+//! foreign keys need the database and are checked by the store.
+
+use super::datetime::{self, DateTimeError};
+use super::{Column, ColumnType, ErrorCode, FieldError, MAX_STRING_CHARS, Row, Table, Value};
+
+/// The outcome of checking one record: a value for every column that passed
+/// its rules, and the errors of all the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// One slot per column, in [`Table::columns`] order; `None` where the value broke a rule.
+    pub values: Vec<Option<Value>>,
+    /// Every broken rule, in column order.
+    pub errors: Vec<FieldError>,
+}
+
+impl Checked {
+    /// The valid row, or `None` when any rule was broken.
+    pub fn into_row(self) -> Result<Row, Checked> {
+        if self.errors.is_empty() && self.values.iter().all(Option::is_some) {
+            Ok(Row(self.values.into_iter().flatten().collect()))
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The integer of column `index`, when it parsed.
+    pub fn int(&self, index: usize) -> Option<i32> {
+        self.values.get(index)?.as_ref()?.as_int()
+    }
+
+    fn record_error(table: Table, error: FieldError) -> Checked {
+        Checked {
+            values: vec![None; table.columns().len()],
+            errors: vec![error],
+        }
+    }
+}
+
+/// Checks the fields of one CSV record against `table`'s columns.
+pub fn check_csv<'a>(table: Table, fields: impl ExactSizeIterator<Item = &'a [u8]>) -> Checked {
+    let columns = table.columns();
+    if fields.len() != columns.len() {
+        return Checked::record_error(
+            table,
+            FieldError::record(
+                ErrorCode::Columns,
+                format!(
+                    "expected {} fields ({}), found {}",
+                    columns.len(),
+                    column_list(table),
+                    fields.len()
+                ),
+            ),
+        );
+    }
+    let mut values = Vec::with_capacity(columns.len());
+    let mut errors = Vec::new();
+    for (column, field) in columns.iter().zip(fields) {
+        let checked = match std::str::from_utf8(field) {
+            Ok(text) => check_text(column, text),
+            Err(e) => Err(FieldError::column(
+                column.name,
+                ErrorCode::Encoding,
+                format!("invalid UTF-8 at byte {} of the field", e.valid_up_to()),
+            )),
+        };
+        push(&mut values, &mut errors, checked);
+    }
+    Checked { values, errors }
+}
+
+/// Checks one text value against a column's rules. Surrounding whitespace is
+/// trimmed first; an empty result is `missing`.
+pub fn check_text(column: &Column, text: &str) -> Result<Value, FieldError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(FieldError::column(
+            column.name,
+            ErrorCode::Missing,
+            "value is required",
+        ));
+    }
+    if text.contains('\0') {
+        return Err(FieldError::column(
+            column.name,
+            ErrorCode::Encoding,
+            "contains a NUL byte, which no database column can store",
+        ));
+    }
+    match column.ty {
+        ColumnType::Integer => parse_int(column, text).map(Value::Int),
+        ColumnType::String => {
+            let chars = text.chars().count();
+            if chars > MAX_STRING_CHARS {
+                Err(FieldError::column(
+                    column.name,
+                    ErrorCode::TooLong,
+                    format!("{chars} characters, at most {MAX_STRING_CHARS} allowed"),
+                ))
+            } else {
+                Ok(Value::Text(text.to_owned()))
+            }
+        }
+        ColumnType::DateTime => datetime::parse(text)
+            .map(Value::DateTime)
+            .map_err(|e| match e {
+                DateTimeError::Format(m) => FieldError::column(column.name, ErrorCode::Format, m),
+                DateTimeError::Range(m) => FieldError::column(column.name, ErrorCode::Range, m),
+            }),
+    }
+}
+
+fn parse_int(column: &Column, text: &str) -> Result<i32, FieldError> {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(FieldError::column(
+            column.name,
+            ErrorCode::Type,
+            format!("{:?} is not a base-10 integer", shorten(text)),
+        ));
+    }
+    text.parse::<i32>().map_err(|_| {
+        FieldError::column(
+            column.name,
+            ErrorCode::Range,
+            format!(
+                "{} is outside the 32-bit integer range {}..{}",
+                shorten(text),
+                i32::MIN,
+                i32::MAX
+            ),
+        )
+    })
+}
+
+/// Checks one JSON object, given as its entries in the order received
+/// (repeated keys included, so that they can be reported).
+///
+/// JSON types are strict: an INTEGER must be a JSON number without a
+/// fraction, STRING and DATETIME must be JSON strings; nothing is coerced.
+pub fn check_json(table: Table, entries: &[(String, serde_json::Value)]) -> Checked {
+    let columns = table.columns();
+    let mut slots: Vec<Option<&serde_json::Value>> = vec![None; columns.len()];
+    let mut errors = Vec::new();
+    for (key, value) in entries {
+        match columns.iter().position(|c| c.name == key) {
+            Some(i) if slots[i].is_some() => errors.push(FieldError::column(
+                key,
+                ErrorCode::Columns,
+                format!("field {key:?} appears more than once"),
+            )),
+            Some(i) => slots[i] = Some(value),
+            None => errors.push(FieldError::column(
+                shorten(key),
+                ErrorCode::Columns,
+                format!(
+                    "unknown field {:?} (fields: {})",
+                    shorten(key),
+                    column_list(table)
+                ),
+            )),
+        }
+    }
+    let mut values = Vec::with_capacity(columns.len());
+    let mut column_errors = Vec::new();
+    for (column, slot) in columns.iter().zip(slots) {
+        let checked = match slot {
+            None | Some(serde_json::Value::Null) => Err(FieldError::column(
+                column.name,
+                ErrorCode::Missing,
+                "value is required",
+            )),
+            Some(v) => check_json_value(column, v),
+        };
+        push(&mut values, &mut column_errors, checked);
+    }
+    column_errors.extend(errors);
+    Checked {
+        values,
+        errors: column_errors,
+    }
+}
+
+fn check_json_value(column: &Column, value: &serde_json::Value) -> Result<Value, FieldError> {
+    use serde_json::Value as J;
+    let wrong_type = |expected: &str| {
+        FieldError::column(
+            column.name,
+            ErrorCode::Type,
+            format!("expected {expected}, got {}", json_kind(value)),
+        )
+    };
+    match (column.ty, value) {
+        (ColumnType::Integer, J::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                i32::try_from(i).map(Value::Int).map_err(|_| {
+                    FieldError::column(
+                        column.name,
+                        ErrorCode::Range,
+                        format!("{i} is outside the 32-bit integer range"),
+                    )
+                })
+            } else if n.is_u64() {
+                Err(FieldError::column(
+                    column.name,
+                    ErrorCode::Range,
+                    format!("{n} is outside the 32-bit integer range"),
+                ))
+            } else {
+                Err(FieldError::column(
+                    column.name,
+                    ErrorCode::Type,
+                    format!("{n} is not an integer"),
+                ))
+            }
+        }
+        (ColumnType::Integer, _) => Err(wrong_type("an integer number")),
+        (ColumnType::String | ColumnType::DateTime, J::String(s)) => check_text(column, s),
+        (ColumnType::String, _) => Err(wrong_type("a string")),
+        (ColumnType::DateTime, _) => Err(wrong_type("an ISO 8601 date-time string")),
+    }
+}
+
+fn push(
+    values: &mut Vec<Option<Value>>,
+    errors: &mut Vec<FieldError>,
+    checked: Result<Value, FieldError>,
+) {
+    match checked {
+        Ok(v) => values.push(Some(v)),
+        Err(e) => {
+            values.push(None);
+            errors.push(e);
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn column_list(table: Table) -> String {
+    table
+        .columns()
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Keeps messages short when a value is huge.
+fn shorten(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn codes(c: &Checked) -> Vec<(Option<&str>, ErrorCode)> {
+        c.errors
+            .iter()
+            .map(|e| (e.column.as_deref(), e.code))
+            .collect()
+    }
+
+    fn csv(table: Table, line: &str) -> Checked {
+        let fields: Vec<&str> = line.split(',').collect();
+        fields_of(table, &fields)
+    }
+
+    fn fields_of(table: Table, fields: &[&str]) -> Checked {
+        check_csv(table, fields.iter().map(|f| f.as_bytes()))
+    }
+
+    #[test]
+    fn a_valid_employee_becomes_a_typed_row() {
+        let row = csv(
+            Table::HiredEmployees,
+            "4535, Marcelo Gonzalez ,2021-07-27T16:02:08Z,1,2",
+        )
+        .into_row()
+        .unwrap();
+        assert_eq!(
+            row.0,
+            vec![
+                Value::Int(4535),
+                Value::Text("Marcelo Gonzalez".into()),
+                Value::DateTime(1_627_401_728_000),
+                Value::Int(1),
+                Value::Int(2)
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_in_every_column() {
+        let table = Table::HiredEmployees;
+        for i in 0..5 {
+            let mut fields = vec!["1", "Ann", "2021-07-27T16:02:08Z", "1", "2"];
+            fields[i] = "  ";
+            let c = fields_of(table, &fields);
+            assert_eq!(
+                codes(&c),
+                vec![(Some(table.columns()[i].name), ErrorCode::Missing)]
+            );
+        }
+    }
+
+    #[test]
+    fn integer_rules() {
+        let cases = [
+            ("abc", ErrorCode::Type),
+            ("12.0", ErrorCode::Type),
+            ("1e3", ErrorCode::Type),
+            ("-", ErrorCode::Type),
+            ("2147483648", ErrorCode::Range),
+            ("-2147483649", ErrorCode::Range),
+            ("99999999999999999999999", ErrorCode::Range),
+        ];
+        for (text, code) in cases {
+            let c = csv(Table::Departments, &format!("{text},Sales"));
+            assert_eq!(codes(&c), vec![(Some("id"), code)], "{text}");
+        }
+        for (text, v) in [
+            ("2147483647", i32::MAX),
+            ("-2147483648", i32::MIN),
+            ("+7", 7),
+        ] {
+            let row = csv(Table::Departments, &format!("{text},Sales"))
+                .into_row()
+                .unwrap();
+            assert_eq!(row.0[0], Value::Int(v));
+        }
+    }
+
+    #[test]
+    fn string_rules() {
+        let c = csv(Table::Jobs, &format!("1,{}", "x".repeat(256)));
+        assert_eq!(codes(&c), vec![(Some("job"), ErrorCode::TooLong)]);
+        // 255 characters of 2 bytes each is still fine: the limit counts characters.
+        assert!(
+            csv(Table::Jobs, &format!("1,{}", "é".repeat(255)))
+                .into_row()
+                .is_ok()
+        );
+        let c = fields_of(Table::Jobs, &["1", "a\0b"]);
+        assert_eq!(codes(&c), vec![(Some("job"), ErrorCode::Encoding)]);
+        let c = check_csv(
+            Table::Jobs,
+            [b"1".as_slice(), b"caf\xe9".as_slice()].into_iter(),
+        );
+        assert_eq!(codes(&c), vec![(Some("job"), ErrorCode::Encoding)]);
+    }
+
+    #[test]
+    fn datetime_rules() {
+        for (text, code) in [
+            ("2021-02-30T10:00:00Z", ErrorCode::Format),
+            ("2021-13-01T00:00:00Z", ErrorCode::Format),
+            ("yesterday", ErrorCode::Format),
+            ("0000-01-01T00:00:00Z", ErrorCode::Range),
+        ] {
+            let c = csv(Table::HiredEmployees, &format!("1,Ann,{text},1,2"));
+            assert_eq!(codes(&c), vec![(Some("datetime"), code)], "{text}");
+        }
+    }
+
+    #[test]
+    fn every_error_of_a_row_is_reported() {
+        let c = csv(Table::HiredEmployees, "x,,nope,2147483648,");
+        assert_eq!(
+            codes(&c),
+            vec![
+                (Some("id"), ErrorCode::Type),
+                (Some("name"), ErrorCode::Missing),
+                (Some("datetime"), ErrorCode::Format),
+                (Some("department_id"), ErrorCode::Range),
+                (Some("job_id"), ErrorCode::Missing),
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_field_count_is_columns() {
+        for line in ["1", "1,Sales,extra"] {
+            let c = csv(Table::Departments, line);
+            assert_eq!(codes(&c), vec![(None, ErrorCode::Columns)], "{line}");
+        }
+    }
+
+    fn entries(v: serde_json::Value) -> Vec<(String, serde_json::Value)> {
+        v.as_object().unwrap().clone().into_iter().collect()
+    }
+
+    #[test]
+    fn json_types_are_strict() {
+        let c = check_json(
+            Table::HiredEmployees,
+            &entries(
+                json!({"id": "12", "name": 12, "datetime": 5, "department_id": 1.5, "job_id": true}),
+            ),
+        );
+        assert_eq!(
+            codes(&c),
+            vec![
+                (Some("id"), ErrorCode::Type),
+                (Some("name"), ErrorCode::Type),
+                (Some("datetime"), ErrorCode::Type),
+                (Some("department_id"), ErrorCode::Type),
+                (Some("job_id"), ErrorCode::Type),
+            ]
+        );
+        let c = check_json(
+            Table::Jobs,
+            &entries(json!({"id": 3_000_000_000u64, "job": null})),
+        );
+        assert_eq!(
+            codes(&c),
+            vec![
+                (Some("id"), ErrorCode::Range),
+                (Some("job"), ErrorCode::Missing)
+            ]
+        );
+        let c = check_json(
+            Table::Jobs,
+            &entries(json!({"id": 18446744073709551615u64, "job": "x"})),
+        );
+        assert_eq!(codes(&c), vec![(Some("id"), ErrorCode::Range)]);
+    }
+
+    #[test]
+    fn json_unknown_repeated_and_absent_fields() {
+        let e = vec![
+            ("id".to_owned(), json!(1)),
+            ("id".to_owned(), json!(2)),
+            ("jobb".to_owned(), json!("x")),
+        ];
+        let c = check_json(Table::Jobs, &e);
+        assert_eq!(
+            codes(&c),
+            vec![
+                (Some("job"), ErrorCode::Missing),
+                (Some("id"), ErrorCode::Columns),
+                (Some("jobb"), ErrorCode::Columns),
+            ]
+        );
+        // The first occurrence of a repeated key is the value that counts.
+        assert_eq!(c.int(0), Some(1));
+    }
+
+    #[test]
+    fn json_valid_row() {
+        let row = check_json(
+            Table::HiredEmployees,
+            &entries(json!({"id": 1, "name": "Ann", "datetime": "2021-07-27T16:02:08+02:00", "department_id": 1, "job_id": 2})),
+        )
+        .into_row()
+        .unwrap();
+        assert_eq!(row.0[2], Value::DateTime(1_627_394_528_000));
+    }
+}

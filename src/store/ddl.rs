@@ -1,0 +1,211 @@
+//! DDL for every dialect, rendered from the data dictionary plus the two
+//! bookkeeping tables (rejections and load history).
+//!
+//! `migrations/<dialect>/0001_init.sql` holds exactly this text (a test keeps
+//! them equal); the store runs it at start-up. Every statement is idempotent,
+//! so running it against an existing database changes nothing.
+
+use super::Dialect;
+use crate::dictionary::{ColumnType, Table};
+use std::fmt::Write;
+
+/// Name of the rejection log table.
+pub const REJECTIONS: &str = "hrmig_rejections";
+/// Name of the load history table.
+pub const LOADS: &str = "hrmig_loads";
+
+/// Column types of the bookkeeping tables, which are not part of the HR
+/// data dictionary.
+#[derive(Clone, Copy)]
+enum Sys {
+    /// Generated 64-bit key.
+    Serial,
+    Text,
+    /// Short text (a name, a code, a digest): indexable everywhere.
+    Name,
+    BigInt,
+    Json,
+    Timestamp,
+}
+
+const REJECTION_COLUMNS: &[(&str, Sys, bool)] = &[
+    ("id", Sys::Serial, true),
+    ("table_name", Sys::Name, true),
+    ("source", Sys::Text, true),
+    ("position", Sys::BigInt, true),
+    ("raw", Sys::Text, true),
+    ("errors", Sys::Json, true),
+    ("rejected_at", Sys::Timestamp, true),
+];
+
+const LOAD_COLUMNS: &[(&str, Sys, bool)] = &[
+    ("id", Sys::Serial, true),
+    ("table_name", Sys::Name, true),
+    ("source", Sys::Text, true),
+    ("sha256", Sys::Name, true),
+    ("status", Sys::Name, true),
+    ("rows_read", Sys::BigInt, true),
+    ("inserted", Sys::BigInt, true),
+    ("rejected", Sys::BigInt, true),
+    ("blank", Sys::BigInt, true),
+    ("message", Sys::Text, false),
+    ("started_at", Sys::Timestamp, true),
+    ("finished_at", Sys::Timestamp, true),
+];
+
+fn column_type(d: Dialect, ty: ColumnType) -> &'static str {
+    match (d, ty) {
+        (Dialect::Sqlite, ColumnType::Integer) => "INTEGER",
+        (Dialect::Sqlite, ColumnType::String | ColumnType::DateTime) => "TEXT",
+        (Dialect::Postgres, ColumnType::Integer) => "INTEGER",
+        (Dialect::Postgres, ColumnType::String) => "VARCHAR(255)",
+        (Dialect::Postgres, ColumnType::DateTime) => "TIMESTAMP(3) WITH TIME ZONE",
+        (Dialect::Mssql, ColumnType::Integer) => "INT",
+        (Dialect::Mssql, ColumnType::String) => "NVARCHAR(255)",
+        (Dialect::Mssql, ColumnType::DateTime) => "DATETIME2(3)",
+    }
+}
+
+fn sys_type(d: Dialect, ty: Sys) -> &'static str {
+    match (d, ty) {
+        (Dialect::Sqlite, Sys::Serial) => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        (Dialect::Sqlite, Sys::Text | Sys::Name | Sys::Json | Sys::Timestamp) => "TEXT",
+        (Dialect::Sqlite, Sys::BigInt) => "INTEGER",
+        (Dialect::Postgres, Sys::Serial) => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        (Dialect::Postgres, Sys::Text) => "TEXT",
+        (Dialect::Postgres, Sys::Name) => "VARCHAR(255)",
+        (Dialect::Postgres, Sys::BigInt) => "BIGINT",
+        (Dialect::Postgres, Sys::Json) => "JSONB",
+        (Dialect::Postgres, Sys::Timestamp) => "TIMESTAMP(3) WITH TIME ZONE",
+        (Dialect::Mssql, Sys::Serial) => "BIGINT IDENTITY(1,1) PRIMARY KEY",
+        (Dialect::Mssql, Sys::Text | Sys::Json) => "NVARCHAR(MAX)",
+        (Dialect::Mssql, Sys::Name) => "NVARCHAR(255)",
+        (Dialect::Mssql, Sys::BigInt) => "BIGINT",
+        (Dialect::Mssql, Sys::Timestamp) => "DATETIME2(3)",
+    }
+}
+
+/// Wraps a statement so that it only runs when `object` does not exist yet.
+fn create(d: Dialect, out: &mut String, kind: &str, object: &str, body: &str) {
+    let q = d.quote(object);
+    match d {
+        Dialect::Sqlite | Dialect::Postgres => {
+            let _ = writeln!(out, "CREATE {kind} IF NOT EXISTS {q}{body};\n");
+        }
+        Dialect::Mssql => {
+            let exists = if kind == "TABLE" {
+                format!("OBJECT_ID(N'dbo.{object}', N'U') IS NULL")
+            } else {
+                format!("NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'{object}')")
+            };
+            let _ = writeln!(out, "IF {exists}\n    CREATE {kind} {q}{body};\n");
+        }
+    }
+}
+
+fn index(d: Dialect, out: &mut String, table: &str, columns: &[&str]) {
+    let name = format!("{table}_{}", columns.join("_"));
+    let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
+    create(
+        d,
+        out,
+        "INDEX",
+        &name,
+        &format!(" ON {} ({})", d.quote(table), cols.join(", ")),
+    );
+}
+
+/// The complete initial schema of `dialect`.
+pub fn init(d: Dialect) -> String {
+    let mut out = format!(
+        "-- hrmig schema, {} dialect: generated from the data dictionary\n\
+         -- (`hrmig schema --dialect {}`); every statement is idempotent.\n\n",
+        d.name(),
+        d.name()
+    );
+    for table in Table::ALL {
+        let mut body = String::from(" (\n");
+        let cols = table.columns();
+        for (i, col) in cols.iter().enumerate() {
+            let _ = write!(
+                body,
+                "    {} {} NOT NULL",
+                d.quote(col.name),
+                column_type(d, col.ty)
+            );
+            if i == Table::PRIMARY_KEY {
+                body.push_str(" PRIMARY KEY");
+            }
+            if let Some(parent) = col.references {
+                let _ = write!(
+                    body,
+                    " REFERENCES {} ({})",
+                    d.quote(parent.name()),
+                    d.quote("id")
+                );
+            }
+            body.push_str(if i + 1 < cols.len() { ",\n" } else { "\n)" });
+        }
+        create(d, &mut out, "TABLE", table.name(), &body);
+        // Foreign-key columns are indexed: parent deletes and restores check
+        // them, and the reports group by them.
+        for (_, col, _) in table.foreign_keys() {
+            index(d, &mut out, table.name(), &[col.name]);
+        }
+    }
+    for (name, columns, idx) in [
+        (REJECTIONS, REJECTION_COLUMNS, ["table_name", "id"]),
+        (LOADS, LOAD_COLUMNS, ["table_name", "sha256"]),
+    ] {
+        let mut body = String::from(" (\n");
+        for (i, (col, ty, required)) in columns.iter().enumerate() {
+            let _ = write!(body, "    {} {}", d.quote(col), sys_type(d, *ty));
+            if !matches!(ty, Sys::Serial) {
+                body.push_str(if *required { " NOT NULL" } else { " NULL" });
+            }
+            body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
+        }
+        create(d, &mut out, "TABLE", name, &body);
+        index(d, &mut out, name, &idx);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_match_the_dictionary() {
+        for d in Dialect::ALL {
+            let path = format!(
+                "{}/migrations/{}/0001_init.sql",
+                env!("CARGO_MANIFEST_DIR"),
+                d.name()
+            );
+            let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                on_disk == init(d),
+                "{path} differs from the dictionary; regenerate it with \
+                 `cargo run -- schema --dialect {} > {path}`",
+                d.name()
+            );
+        }
+    }
+
+    #[test]
+    fn every_dialect_declares_keys_and_not_null() {
+        for d in Dialect::ALL {
+            let ddl = init(d);
+            for table in Table::ALL {
+                assert!(ddl.contains(&d.quote(table.name())), "{}", d.name());
+            }
+            assert_eq!(ddl.matches("REFERENCES").count(), 2);
+            assert_eq!(ddl.matches(" NOT NULL PRIMARY KEY").count(), 3);
+        }
+        assert!(init(Dialect::Mssql).contains("[hired_employees]"));
+        assert!(
+            init(Dialect::Postgres).contains("\"datetime\" TIMESTAMP(3) WITH TIME ZONE NOT NULL")
+        );
+    }
+}

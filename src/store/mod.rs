@@ -1,0 +1,340 @@
+//! The SQL databases behind one interface.
+//!
+//! [`Store`] is what the operations call; each backend lives in its own file
+//! and keeps its SQL there. What differs between dialects in shared SQL
+//! (quoting, types) is a small [`Dialect`] override, not a copy.
+//!
+//! Rows reach a backend already checked by the pure rules of the dictionary;
+//! the backend adds the checks that need the database (an id already taken, a
+//! parent that does not exist) inside the same transaction as the insert, and
+//! writes each rejected row to the rejection log in that transaction too.
+
+pub mod ddl;
+mod sqlite;
+
+use crate::dictionary::check::Checked;
+use crate::dictionary::{ErrorCode, FieldError, Row, Table};
+use serde::Serialize;
+use std::ops::Range;
+use tokio::sync::mpsc;
+
+/// The SQL dialects hrmig speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// SQLite 3 (embedded; the default).
+    Sqlite,
+    /// PostgreSQL 13 or later.
+    Postgres,
+    /// Azure SQL Database / SQL Server.
+    Mssql,
+}
+
+impl Dialect {
+    /// Every dialect.
+    pub const ALL: [Dialect; 3] = [Dialect::Sqlite, Dialect::Postgres, Dialect::Mssql];
+
+    /// The name used in `--dialect` and `migrations/<name>/`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::Mssql => "mssql",
+        }
+    }
+
+    /// Quotes an identifier. Only names from the dictionary or the
+    /// bookkeeping tables are ever passed here, never user input.
+    pub fn quote(self, ident: &str) -> String {
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
+            Dialect::Mssql => format!("[{ident}]"),
+        }
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one hrmig understands.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    BadUrl(String),
+    /// SQLite failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The thread that serialises SQLite writes is gone.
+    #[error("the database writer stopped")]
+    WriterGone,
+    /// The producer of a file load stopped before the end of the file.
+    #[error("the file load was interrupted before the end of the file")]
+    FeedInterrupted,
+    /// A blocking task failed.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// A row to insert, as the pure checks left it.
+#[derive(Debug)]
+pub struct Candidate {
+    /// CSV line (from 1) or batch index (from 0).
+    pub position: u64,
+    /// The record's raw text, as a range of the chunk's `raw` bytes.
+    pub raw: Range<usize>,
+    /// The valid row, or what was wrong with it.
+    pub check: Result<Row, Checked>,
+}
+
+/// A slice of a file on its way to the database.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Raw text of every candidate, back to back.
+    pub raw: Vec<u8>,
+    /// The candidates, in file order.
+    pub rows: Vec<Candidate>,
+}
+
+/// What a file-load producer sends: chunks, then one summary.
+#[derive(Debug)]
+pub enum Feed {
+    /// More rows.
+    Chunk(Chunk),
+    /// The whole file was read.
+    End(FeedSummary),
+}
+
+/// Facts about a file known once it has been read to the end.
+#[derive(Debug, Clone)]
+pub struct FeedSummary {
+    /// Records read (the header line excluded).
+    pub rows_read: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+/// A file load, as the store sees it.
+#[derive(Debug, Clone)]
+pub struct FileLoad {
+    /// Target table.
+    pub table: Table,
+    /// `file:<location>`, recorded with every rejection and in the history.
+    pub source: String,
+    /// Load even when the same content was loaded before.
+    pub force: bool,
+    /// Abort once more rows than this are rejected.
+    pub max_rejects: Option<u64>,
+    /// When the load started (UTC text).
+    pub started_at: String,
+    /// Size of the file in bytes: lets a backend pick a bulk strategy.
+    pub bytes: u64,
+}
+
+/// How a file load ended in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileLoadOutcome {
+    /// Committed: rows, rejections and the history entry.
+    Loaded {
+        /// Rows inserted.
+        inserted: u64,
+        /// Rows written to the rejection log.
+        rejected: u64,
+    },
+    /// The same content is already in the table's history; nothing changed.
+    AlreadyLoaded,
+    /// Too many rejections; rolled back.
+    Aborted {
+        /// Rejections counted when the load stopped.
+        rejected: u64,
+    },
+}
+
+/// One entry of the rejection log.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rejection {
+    /// Log id, increasing.
+    pub id: i64,
+    /// Table the row was meant for.
+    pub table: String,
+    /// `file:<location>` or `api:<batch id>`.
+    pub source: String,
+    /// CSV line (from 1) or batch index (from 0).
+    pub position: i64,
+    /// The raw input: CSV text or the JSON object as received.
+    pub raw: String,
+    /// Every broken rule.
+    pub errors: Vec<FieldError>,
+    /// When it was rejected (UTC).
+    pub rejected_at: String,
+}
+
+/// Which rejections to read.
+#[derive(Debug, Clone, Default)]
+pub struct RejectionFilter {
+    /// Only this table.
+    pub table: Option<Table>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only ids greater than this (for paging).
+    pub after: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// One entry of the load history.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LoadRecord {
+    /// History id.
+    pub id: i64,
+    /// Target table.
+    pub table: String,
+    /// `file:<location>`.
+    pub source: String,
+    /// SHA-256 of the file content.
+    pub sha256: String,
+    /// `loaded` or `aborted`.
+    pub status: String,
+    /// Records read.
+    pub rows_read: i64,
+    /// Rows inserted.
+    pub inserted: i64,
+    /// Rows rejected.
+    pub rejected: i64,
+    /// Blank lines skipped.
+    pub blank: i64,
+    /// Why the load was aborted.
+    pub message: Option<String>,
+    /// Start time (UTC).
+    pub started_at: String,
+    /// End time (UTC).
+    pub finished_at: String,
+}
+
+/// The database, whichever backend holds it.
+pub enum Store {
+    /// SQLite file.
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// Opens the database at `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.to_owned();
+            let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??;
+            return Ok(Store::Sqlite(store));
+        }
+        Err(StoreError::BadUrl(redact(url)))
+    }
+
+    /// The dialect of this database.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Store::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Whether a file with this content was already loaded into `table`.
+    pub async fn already_loaded(&self, table: Table, sha256: &str) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.already_loaded(table, sha256).await,
+        }
+    }
+
+    /// Loads one file in one transaction: every chunk of `feed`, the
+    /// rejections, and the history entry commit together, or nothing does.
+    /// Returns [`StoreError::FeedInterrupted`] (after rolling back) when the
+    /// feed closes without its summary.
+    pub async fn load_file(
+        &self,
+        load: FileLoad,
+        feed: mpsc::Receiver<Feed>,
+    ) -> Result<FileLoadOutcome, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_file(load, feed).await,
+        }
+    }
+
+    /// Records a load that did not commit (aborted), so the history shows it.
+    pub async fn record_aborted(
+        &self,
+        load: &FileLoad,
+        summary: &FeedSummary,
+        rejected: u64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.record_aborted(load, summary, rejected, message).await,
+        }
+    }
+
+    /// Reads the rejection log, oldest first.
+    pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.rejections(filter).await,
+        }
+    }
+
+    /// Reads the load history, newest first.
+    pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.loads(limit).await,
+        }
+    }
+
+    /// Number of rows in `table`.
+    pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count(table).await,
+        }
+    }
+}
+
+/// A database URL safe to print: no password.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) if url.to_ascii_lowercase().contains("password") => "<connection string>".into(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+/// Orders a row's errors by column (record-level errors first), so that
+/// errors found by the store sit beside those of the pure checks.
+fn sort_errors(table: Table, errors: &mut [FieldError]) {
+    let rank = |e: &FieldError| match &e.column {
+        None => 0,
+        Some(c) => {
+            1 + table
+                .columns()
+                .iter()
+                .position(|col| col.name == c)
+                .unwrap_or(99)
+        }
+    };
+    errors.sort_by_key(rank);
+}
+
+fn duplicate_error(id: i32) -> FieldError {
+    FieldError::column(
+        "id",
+        ErrorCode::Duplicate,
+        format!("id {id} is already in the table or earlier in this input"),
+    )
+}
+
+fn foreign_key_error(column: &str, parent: Table, id: i32) -> FieldError {
+    FieldError::column(
+        column,
+        ErrorCode::ForeignKey,
+        format!("{parent} has no id {id}"),
+    )
+}

@@ -1,0 +1,260 @@
+//! The `hrmig` binary as a user runs it: exit codes, output formats, and a
+//! load killed midway.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn hrmig(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir)
+        .env_remove("HRMIG_DATABASE_URL")
+        .env_remove("HRMIG_STORAGE_URL")
+        .env("HRMIG_LOG", "warn")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn count(db: &Path, table: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn schema_prints_the_migration_of_each_dialect() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["sqlite", "postgres", "mssql"] {
+        let out = hrmig(dir.path(), &["schema", "--dialect", d]);
+        assert!(out.status.success());
+        let file =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("migrations/{d}/0001_init.sql"));
+        assert_eq!(stdout(&out), std::fs::read_to_string(file).unwrap());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["load", "employees"][..],
+        &["gen"],
+        &["gen", "--out", "x", "--invalid-rate", "2"],
+        &["schema", "--dialect", "oracle"],
+        &["rejections", "--format", "xml"],
+        &["frobnicate"],
+    ] {
+        let out = hrmig(dir.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn missing_file_exits_1_naming_it_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let land = dir.path().join("storage/landing");
+    std::fs::create_dir_all(&land).unwrap();
+    std::fs::write(land.join("departments.csv"), "1,Sales\n").unwrap();
+    let out = hrmig(dir.path(), &["load"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("jobs.csv") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert_eq!(count(&dir.path().join("hrmig.db"), "departments"), 0);
+    // An unopenable database is a failure too, with the reason.
+    let out = hrmig(
+        dir.path(),
+        &["load", "--database", "sqlite:///no/such/dir/x.db"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot open database"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn gen_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    for (out, seed) in [("a", "5"), ("b", "5"), ("c", "6")] {
+        let o = hrmig(
+            dir.path(),
+            &["gen", "--out", out, "--employees", "3000", "--seed", seed],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let read = |d: &str| std::fs::read(dir.path().join(d).join("hired_employees.csv")).unwrap();
+    assert_eq!(read("a"), read("b"));
+    assert_ne!(read("a"), read("c"));
+    assert_eq!(read("a").iter().filter(|b| **b == b'\n').count(), 3000);
+    let jobs = std::fs::read_to_string(dir.path().join("a/jobs.csv")).unwrap();
+    assert_eq!(jobs.lines().count(), 183);
+}
+
+#[test]
+fn load_json_and_rejection_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(
+        dir.path(),
+        &["gen", "--out", "storage/landing", "--employees", "500"],
+    );
+    assert!(o.status.success());
+    let o = hrmig(dir.path(), &["load", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reports: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 3);
+    let emp = &reports[2];
+    assert_eq!(emp["table"], "hired_employees");
+    assert_eq!(emp["status"], "loaded");
+    for key in [
+        "source",
+        "rows_read",
+        "inserted",
+        "rejected",
+        "blank",
+        "seconds",
+    ] {
+        assert!(emp.get(key).is_some(), "no {key} in {emp}");
+    }
+    let rejected = emp["rejected"].as_u64().unwrap();
+    assert!(rejected > 0);
+    assert_eq!(
+        emp["rows_read"].as_u64().unwrap(),
+        emp["inserted"].as_u64().unwrap() + rejected
+    );
+
+    let o = hrmig(
+        dir.path(),
+        &["rejections", "--format", "json", "--limit", "1000"],
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows.len() as u64, rejected);
+    for key in [
+        "id",
+        "table",
+        "source",
+        "position",
+        "raw",
+        "errors",
+        "rejected_at",
+    ] {
+        assert!(rows[0].get(key).is_some(), "no {key} in {}", rows[0]);
+    }
+    let o = hrmig(
+        dir.path(),
+        &[
+            "rejections",
+            "--format",
+            "csv",
+            "--table",
+            "hired_employees",
+        ],
+    );
+    let mut csv = csv::Reader::from_reader(o.stdout.as_slice());
+    assert_eq!(csv.headers().unwrap().len(), 7);
+    assert_eq!(csv.records().count() as u64, rejected.min(100));
+    let o = hrmig(dir.path(), &["rejections", "--table", "jobs"]);
+    assert_eq!(
+        stdout(&o).lines().count(),
+        1,
+        "only the header: jobs had no rejections"
+    );
+
+    let o = hrmig(dir.path(), &["load"]);
+    assert!(
+        stdout(&o).matches("already_loaded").count() == 3,
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn demo_writes_samples_loads_them_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(dir.path(), &["demo", "--employees", "1000"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("hired_employees") && out.contains("loaded"),
+        "{out}"
+    );
+    assert!(
+        dir.path()
+            .join("storage/landing/hired_employees.csv")
+            .is_file()
+    );
+    let o = hrmig(dir.path(), &["demo"]);
+    assert_eq!(
+        stdout(&o).matches("already_loaded").count(),
+        3,
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_load_killed_midway_leaves_the_database_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(
+        dir.path(),
+        &["gen", "--out", "storage/landing", "--employees", "1500000"],
+    );
+    assert!(o.status.success());
+    let o = hrmig(dir.path(), &["load", "departments", "jobs"]);
+    assert!(o.status.success());
+    let db = dir.path().join("hrmig.db");
+    let wal = dir.path().join("hrmig.db-wal");
+    let wal_before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir.path())
+        .env("HRMIG_LOG", "error")
+        .args(["load", "hired_employees"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once the load's transaction has clearly started writing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size > wal_before + (8 << 20) {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the load finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "the load never started writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    assert_eq!(count(&db, "hired_employees"), 0);
+    assert_eq!(count(&db, "hrmig_rejections"), 0);
+    assert_eq!(count(&db, "hrmig_loads"), 2);
+    let o = hrmig(dir.path(), &["load", "--json", "hired_employees"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(report["status"], "loaded");
+    assert_eq!(report["rows_read"], 1_500_000);
+    assert_eq!(
+        count(&db, "hired_employees"),
+        report["inserted"].as_i64().unwrap()
+    );
+}

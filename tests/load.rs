@@ -1,0 +1,508 @@
+//! Historic load against a real SQLite file: every bad-input case of the
+//! data rules, and the transaction guarantees.
+
+mod common;
+
+use common::{TestEnv, col};
+use hrmig::dictionary::ErrorCode::{self, *};
+use hrmig::dictionary::Table;
+use hrmig::ops::load::{self, LoadStatus};
+use hrmig::store::{Candidate, Chunk, Feed, FileLoad};
+
+const OK: &str = "2021-07-27T16:02:08Z";
+
+fn line(id: &str, name: &str, dt: &str, dept: &str, job: &str) -> String {
+    format!("{id},{name},{dt},{dept},{job}\n")
+}
+
+fn good(id: u32) -> String {
+    line(&id.to_string(), "Ann Lee", OK, "1", "2")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_value_in_each_column_is_missing() {
+    let env = TestEnv::with_parents().await;
+    let mut csv = good(1);
+    csv += &line("", "A", OK, "1", "1");
+    csv += &line("3", " ", OK, "1", "1");
+    csv += &line("4", "A", "", "1", "1");
+    csv += &line("5", "A", OK, "", "1");
+    csv += &line("6", "A", OK, "1", "  ");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected), (6, 1, 5));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (2, vec![(col("id"), Missing)]),
+            (3, vec![(col("name"), Missing)]),
+            (4, vec![(col("datetime"), Missing)]),
+            (5, vec![(col("department_id"), Missing)]),
+            (6, vec![(col("job_id"), Missing)]),
+        ]
+    );
+    assert_eq!(env.ids(Table::HiredEmployees), vec![1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_of_wrong_type_or_range() {
+    let env = TestEnv::with_parents().await;
+    let mut csv = String::new();
+    csv += &line("abc", "A", OK, "1", "1");
+    csv += &line("2", "A", OK, "x1", "1");
+    csv += &line("3", "A", OK, "1", "2147483648");
+    csv += &line("-2147483649", "A", OK, "1", "1");
+    csv += &line("2147483647", "A", OK, "1", "1");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.inserted, r.rejected), (1, 4));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (1, vec![(col("id"), Type)]),
+            (2, vec![(col("department_id"), Type)]),
+            (3, vec![(col("job_id"), Range)]),
+            (4, vec![(col("id"), Range)]),
+        ]
+    );
+    assert_eq!(env.ids(Table::HiredEmployees), vec![2147483647]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datetimes_are_checked_and_normalised_to_utc() {
+    let env = TestEnv::with_parents().await;
+    let mut csv = String::new();
+    csv += &line("1", "A", "2021-02-30T10:00:00Z", "1", "1");
+    csv += &line("2", "A", "2021-13-01T00:00:00Z", "1", "1");
+    csv += &line("3", "A", "yesterday", "1", "1");
+    csv += &line("4", "A", "2021-07-27 16:02:08", "1", "1");
+    csv += &line("5", "A", "2021-07-27T16:02:08+02:00", "1", "1");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.inserted, r.rejected), (2, 3));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (1, vec![(col("datetime"), Format)]),
+            (2, vec![(col("datetime"), Format)]),
+            (3, vec![(col("datetime"), Format)]),
+        ]
+    );
+    assert_eq!(
+        env.rows(Table::HiredEmployees),
+        vec![
+            "4,A,2021-07-27T16:02:08Z,1,1",
+            "5,A,2021-07-27T14:02:08Z,1,1"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_count_encoding_nul_and_length() {
+    let env = TestEnv::with_parents().await;
+    let mut csv: Vec<u8> = Vec::new();
+    csv.extend(b"1,A,2021-07-27T16:02:08Z,1\n");
+    csv.extend(b"2,A,2021-07-27T16:02:08Z,1,1,9\n");
+    csv.extend(b"3,Caf\xe9,2021-07-27T16:02:08Z,1,1\n");
+    csv.extend(b"4,A\x00B,2021-07-27T16:02:08Z,1,1\n");
+    csv.extend(line("5", &"n".repeat(256), OK, "1", "1").as_bytes());
+    csv.extend(line("6", &"n".repeat(255), OK, "1", "1").as_bytes());
+    let r = env.load_employees(&csv).await;
+    assert_eq!((r.inserted, r.rejected), (1, 5));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (1, vec![(None, Columns)]),
+            (2, vec![(None, Columns)]),
+            (3, vec![(col("name"), Encoding)]),
+            (4, vec![(col("name"), Encoding)]),
+            (5, vec![(col("name"), TooLong)]),
+        ]
+    );
+    let rejections = env.rejections().await;
+    // The raw line is kept, invalid bytes decoded lossily.
+    assert_eq!(rejections[2].raw, "3,Caf\u{fffd},2021-07-27T16:02:08Z,1,1");
+    assert_eq!(rejections[0].raw, "1,A,2021-07-27T16:02:08Z,1");
+    assert!(
+        rejections[0].source.starts_with("file:")
+            && rejections[0].source.ends_with("hired_employees.csv")
+    );
+    assert_eq!(env.ids(Table::HiredEmployees), vec![6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_first_occurrence_wins() {
+    let env = TestEnv::with_parents().await;
+    let r = env
+        .load_employees(format!("{}{}", good(1), good(2)).as_bytes())
+        .await;
+    assert_eq!(r.inserted, 2);
+    // Next file: id 2 is already in the table, id 3 repeats within the file.
+    let csv = format!(
+        "{}{}{}",
+        line("2", "Other", OK, "1", "1"),
+        line("3", "First", OK, "1", "1"),
+        line("3", "Second", OK, "2", "2")
+    );
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.inserted, r.rejected), (1, 2));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (1, vec![(col("id"), Duplicate)]),
+            (3, vec![(col("id"), Duplicate)])
+        ]
+    );
+    assert_eq!(
+        env.rows(Table::HiredEmployees),
+        vec![
+            format!("1,Ann Lee,{OK},1,2"),
+            format!("2,Ann Lee,{OK},1,2"),
+            format!("3,First,{OK},1,1")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_parents_are_foreign_key_errors() {
+    let env = TestEnv::with_parents().await;
+    let csv = format!(
+        "{}{}{}{}",
+        line("1", "A", OK, "9", "1"),
+        line("2", "A", OK, "1", "7"),
+        line("3", "A", OK, "9", "7"),
+        line("4", "", OK, "9", "1"),
+    );
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.inserted, r.rejected), (0, 4));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (1, vec![(col("department_id"), ForeignKey)]),
+            (2, vec![(col("job_id"), ForeignKey)]),
+            (
+                3,
+                vec![
+                    (col("department_id"), ForeignKey),
+                    (col("job_id"), ForeignKey)
+                ]
+            ),
+            // Every error of a row is reported, including those the database finds.
+            (
+                4,
+                vec![(col("name"), Missing), (col("department_id"), ForeignKey)]
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_files_check_parents_the_same_way() {
+    // Over 50 000 rows the store checks parents from in-memory id sets.
+    let env = TestEnv::with_parents().await;
+    let mut csv = String::new();
+    for id in 1..=60_000u32 {
+        let (dept, job) = match id % 1000 {
+            7 => ("9", "1"),
+            8 => ("1", "5"),
+            _ => ("1", "2"),
+        };
+        csv += &line(&id.to_string(), "A", OK, dept, job);
+    }
+    csv += &line("60000", "Dup", OK, "1", "1");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected), (60_001, 59_880, 121));
+    let rejected = env.rejected().await;
+    assert_eq!(rejected[0], (7, vec![(col("department_id"), ForeignKey)]));
+    assert_eq!(rejected[1], (8, vec![(col("job_id"), ForeignKey)]));
+    assert_eq!(rejected[120], (60_001, vec![(col("id"), Duplicate)]));
+    // The foreign keys are enforced again after the load.
+    let conn = rusqlite::Connection::open(env.db_path()).unwrap();
+    conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+    let violations: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_foreign_key_check('hired_employees')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(violations, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_quirks_header_bom_crlf_blank_lines_and_quotes() {
+    let env = TestEnv::with_parents().await;
+    let csv = "\u{feff}id,name,datetime,department_id,job_id\r\n\
+               1,\"Smith, Ann\",2021-07-27T16:02:08Z,1,2\r\n\
+               \r\n   \r\n\
+               2,\"Multi\nLine\",2021-07-27T16:02:08Z,1,2\r\n\
+               3,,2021-07-27T16:02:08Z,1,2\r\n";
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected, r.blank), (3, 2, 1, 2));
+    // Line numbers are physical lines: the quoted newline counts.
+    assert_eq!(
+        env.rejected().await,
+        vec![(7, vec![(col("name"), Missing)])]
+    );
+    assert_eq!(
+        env.rows(Table::HiredEmployees),
+        vec![
+            format!("1,Smith, Ann,{OK},1,2"),
+            format!("2,Multi\nLine,{OK},1,2")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unterminated_quote_at_end_of_file() {
+    let env = TestEnv::with_parents().await;
+    let csv = format!("{}{}3,\"Open,{OK},1,2\n4,B,{OK},1,2\n", good(1), good(2));
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected), (3, 2, 1));
+    let rejections = env.rejections().await;
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(
+        (rejections[0].position, rejections[0].errors[0].code),
+        (3, Format)
+    );
+    assert!(
+        rejections[0].raw.contains("4,B"),
+        "the rest of the file is the record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_over_one_mebibyte_are_too_long() {
+    let env = TestEnv::with_parents().await;
+    let csv = format!(
+        "{}5,{},{OK},1,2\n{}",
+        good(1),
+        "x".repeat(1_100_000),
+        good(2)
+    );
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected), (3, 2, 1));
+    let rejections = env.rejections().await;
+    assert_eq!(
+        (rejections[0].position, rejections[0].errors[0].code),
+        (2, TooLong)
+    );
+    assert_eq!(rejections[0].raw.len(), 4096);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_header_only_files_load_nothing() {
+    let env = TestEnv::with_parents().await;
+    for content in [
+        &b""[..],
+        b"id,name,datetime,department_id,job_id\n",
+        b"\n\n",
+    ] {
+        let r = env.load_employees(content).await;
+        assert_eq!(
+            (r.status, r.rows_read, r.inserted, r.rejected),
+            (LoadStatus::Loaded, 0, 0, 0)
+        );
+    }
+    assert!(env.ids(Table::HiredEmployees).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_content_loads_once_unless_forced() {
+    let env = TestEnv::with_parents().await;
+    let csv = format!("{}{}", good(1), line("2", "", OK, "1", "1"));
+    let first = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((first.inserted, first.rejected), (1, 1));
+    let again = env.load(&[Table::HiredEmployees]).await.remove(0);
+    assert_eq!(
+        (again.status, again.inserted, again.rejected),
+        (LoadStatus::AlreadyLoaded, 0, 0)
+    );
+    assert_eq!(env.rejections().await.len(), 1);
+    let mut req = env.request(&[Table::HiredEmployees]);
+    req.force = true;
+    let forced = load::load(&env.store, &req).await.unwrap().remove(0);
+    // Forced: id 1 is now a duplicate, and the bad row is logged again.
+    assert_eq!(
+        (forced.status, forced.inserted, forced.rejected),
+        (LoadStatus::Loaded, 0, 2)
+    );
+    let loads = env.store.loads(10).await.unwrap();
+    assert_eq!(
+        loads
+            .iter()
+            .filter(|l| l.table == "hired_employees")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_changes_nothing() {
+    let env = TestEnv::new().await;
+    env.write(Table::Departments, common::DEPARTMENTS.as_bytes());
+    let err = load::load(&env.store, &env.request(&[])).await.unwrap_err();
+    assert!(err.to_string().contains("jobs.csv"), "{err}");
+    assert!(
+        env.ids(Table::Departments).is_empty(),
+        "departments were loaded before the check"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rejects_aborts_the_file() {
+    let env = TestEnv::with_parents().await;
+    // A semicolon-separated file: every row has the wrong field count.
+    let mut csv = String::new();
+    for id in 1..=50 {
+        csv += &format!("{id};A;{OK};1;2\n");
+    }
+    env.write(Table::HiredEmployees, csv.as_bytes());
+    let mut req = env.request(&[Table::HiredEmployees]);
+    req.max_rejects = Some(10);
+    let r = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert_eq!((r.status, r.inserted), (LoadStatus::Aborted, 0));
+    assert!(
+        r.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("more than 10")
+    );
+    assert!(
+        env.rejections().await.is_empty(),
+        "rejections of an aborted file were committed"
+    );
+    let loads = env.store.loads(1).await.unwrap();
+    assert_eq!(loads[0].status, "aborted");
+    // Under the limit, the same kind of file loads.
+    req.max_rejects = Some(50);
+    let r = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert_eq!((r.status, r.rejected), (LoadStatus::Loaded, 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_stops_midway_rolls_back() {
+    let env = TestEnv::with_parents().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let raw = good(1).into_bytes();
+    let row = hrmig::dictionary::check::check_csv(
+        Table::HiredEmployees,
+        std::str::from_utf8(&raw)
+            .unwrap()
+            .trim_end()
+            .split(',')
+            .map(str::as_bytes)
+            .collect::<Vec<_>>()
+            .into_iter(),
+    )
+    .into_row();
+    tx.send(Feed::Chunk(Chunk {
+        rows: vec![Candidate {
+            position: 1,
+            raw: 0..raw.len() - 1,
+            check: row,
+        }],
+        raw,
+    }))
+    .await
+    .unwrap();
+    drop(tx); // the producer dies before the end of the file
+    let load = FileLoad {
+        table: Table::HiredEmployees,
+        source: "file:test".into(),
+        force: false,
+        max_rejects: None,
+        started_at: "2021-01-01T00:00:00Z".into(),
+        bytes: 100,
+    };
+    let err = env.store.load_file(load, rx).await.unwrap_err();
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    assert!(env.ids(Table::HiredEmployees).is_empty());
+    // The store still works afterwards.
+    let r = env.load_employees(good(1).as_bytes()).await;
+    assert_eq!(r.inserted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_data_conserves_every_row() {
+    let env = TestEnv::new().await;
+    let opts = hrmig::ops::sample::GenOptions {
+        employees: 20_000,
+        invalid_rate: 0.05,
+        seed: 7,
+    };
+    let invalid = hrmig::ops::sample::generate(&env.landing_dir(), &opts).unwrap();
+    let reports = env.load(&[]).await;
+    let emp = &reports[2];
+    assert_eq!((reports[0].inserted, reports[1].inserted), (12, 183));
+    assert_eq!(emp.rows_read, 20_000);
+    assert_eq!(emp.rows_read, emp.inserted + emp.rejected);
+    // A "duplicate" row may repeat an id whose first copy was itself invalid.
+    assert!(
+        emp.rejected <= invalid && emp.rejected + 100 > invalid,
+        "{emp:?} vs {invalid}"
+    );
+    let codes: std::collections::BTreeSet<ErrorCode> = env
+        .rejections()
+        .await
+        .iter()
+        .flat_map(|r| r.errors.iter().map(|e| e.code))
+        .collect();
+    for code in [
+        Missing, Type, Range, Format, TooLong, Encoding, Columns, Duplicate, ForeignKey,
+    ] {
+        assert!(
+            codes.contains(&code),
+            "no {code} rejection in generated data"
+        );
+    }
+}
+
+/// The reference files, when present (CI has them beside the project).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_files_load_as_documented() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/globant");
+    if !dir.join("hired_employees.csv").is_file() {
+        eprintln!("SKIPPED: reference data not found at {}", dir.display());
+        return;
+    }
+    let env = TestEnv::new().await;
+    let mut req = env.request(&[]);
+    req.from = hrmig::storage::Storage::open(dir.to_str().unwrap()).unwrap();
+    let r = load::load(&env.store, &req).await.unwrap();
+    let counts: Vec<_> = r
+        .iter()
+        .map(|r| (r.status, r.inserted, r.rejected))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            (LoadStatus::Loaded, 12, 0),
+            (LoadStatus::Loaded, 183, 0),
+            (LoadStatus::Loaded, 1929, 70)
+        ]
+    );
+    let rejections = env.rejections().await;
+    assert!(
+        rejections
+            .iter()
+            .all(|r| r.errors.len() == 1 && r.errors[0].code == Missing)
+    );
+    // Line 2 is "2,Ty Hofer,2021-05-30T05:43:46Z,8," (no job).
+    assert_eq!(rejections[0].position, 2);
+    assert_eq!(rejections[0].errors[0].column.as_deref(), Some("job_id"));
+    let by_column = |c: &str| {
+        rejections
+            .iter()
+            .filter(|r| r.errors[0].column.as_deref() == Some(c))
+            .count()
+    };
+    assert_eq!(
+        (
+            by_column("name"),
+            by_column("datetime"),
+            by_column("department_id"),
+            by_column("job_id")
+        ),
+        (19, 14, 21, 16)
+    );
+    let again = load::load(&env.store, &req).await.unwrap();
+    assert!(again.iter().all(|r| r.status == LoadStatus::AlreadyLoaded));
+}
