@@ -36,7 +36,7 @@ fn connect(path: &PathBuf, cache_kib: i64) -> Result<Connection, rusqlite::Error
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = FILE;
+         PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache_kib};"
     ))?;
     Ok(conn)
@@ -45,13 +45,13 @@ fn connect(path: &PathBuf, cache_kib: i64) -> Result<Connection, rusqlite::Error
 impl SqliteStore {
     pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
         let path = PathBuf::from(path);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.is_dir() {
-                return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("directory {} does not exist", dir.display())),
-                )));
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("directory {} does not exist", dir.display())),
+            )));
         }
         // The writer's page cache is large enough for the FK and PK indexes
         // of big tables to stay in memory during a load.
@@ -102,10 +102,10 @@ impl SqliteStore {
                 None => connect(&path, 8 * 1024)?,
             };
             let result = f(&conn);
-            if let Ok(mut p) = pool.lock() {
-                if p.len() < 4 {
-                    p.push(conn);
-                }
+            if let Ok(mut p) = pool.lock()
+                && p.len() < 4
+            {
+                p.push(conn);
             }
             result
         })
@@ -481,10 +481,10 @@ impl<'t> RowWriter<'t> {
             }
             Err(checked) => {
                 let mut errors = checked.errors.clone();
-                if let Some(id) = checked.int(Table::PRIMARY_KEY) {
-                    if self.exists.exists([id])? {
-                        errors.push(duplicate_error(id));
-                    }
+                if let Some(id) = checked.int(Table::PRIMARY_KEY)
+                    && self.exists.exists([id])?
+                {
+                    errors.push(duplicate_error(id));
                 }
                 self.missing_parents(|i| checked.int(i), &mut errors)?;
                 errors
@@ -499,10 +499,10 @@ impl<'t> RowWriter<'t> {
         errors: &mut Vec<FieldError>,
     ) -> Result<(), StoreError> {
         for (i, column, parent, stmt) in &mut self.parents {
-            if let Some(id) = value(*i) {
-                if !stmt.has(id)? {
-                    errors.push(foreign_key_error(column, *parent, id));
-                }
+            if let Some(id) = value(*i)
+                && !stmt.has(id)?
+            {
+                errors.push(foreign_key_error(column, *parent, id));
             }
         }
         Ok(())
