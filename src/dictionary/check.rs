@@ -394,6 +394,69 @@ mod tests {
         );
     }
 
+    /// Every code that a single value can earn, on every column type, from
+    /// CSV text and from JSON.
+    #[test]
+    fn every_value_code_on_every_column_type() {
+        use serde_json::json;
+        let int = Column::new("c", ColumnType::Integer, "");
+        let string = Column::new("c", ColumnType::String, "");
+        let dt = Column::new("c", ColumnType::DateTime, "");
+        let long = "x".repeat(256);
+        let text_cases: [(&Column, &str, ErrorCode); 13] = [
+            (&int, " ", ErrorCode::Missing),
+            (&int, "abc", ErrorCode::Type),
+            (&int, "2147483648", ErrorCode::Range),
+            (&int, "1\0", ErrorCode::Encoding),
+            (&string, "", ErrorCode::Missing),
+            (&string, &long, ErrorCode::TooLong),
+            (&string, "a\0", ErrorCode::Encoding),
+            (&dt, "", ErrorCode::Missing),
+            (&dt, "2021-02-30T00:00:00Z", ErrorCode::Format),
+            (&dt, "0000-06-01T00:00:00Z", ErrorCode::Range),
+            (&dt, "\0", ErrorCode::Encoding),
+            (&dt, &long, ErrorCode::Format),
+            (&int, "-", ErrorCode::Type),
+        ];
+        for (col, text, code) in text_cases {
+            assert_eq!(
+                check_text(col, text).unwrap_err().code,
+                code,
+                "{:?} {text:?}",
+                col.ty
+            );
+        }
+        let json_cases = [
+            (&int, json!(null), ErrorCode::Missing),
+            (&int, json!("1"), ErrorCode::Type),
+            (&int, json!(1.5), ErrorCode::Type),
+            (&int, json!(-2_147_483_649i64), ErrorCode::Range),
+            (&string, json!(null), ErrorCode::Missing),
+            (&string, json!(1), ErrorCode::Type),
+            (&string, json!(long), ErrorCode::TooLong),
+            (&dt, json!(null), ErrorCode::Missing),
+            (&dt, json!(1_627_401_728), ErrorCode::Type),
+            (&dt, json!("2021-13-01T00:00:00Z"), ErrorCode::Format),
+        ];
+        for (col, value, code) in json_cases {
+            let got = match value {
+                serde_json::Value::Null => ErrorCode::Missing,
+                ref v => check_json_value(col, v).unwrap_err().code,
+            };
+            assert_eq!(got, code, "{:?} {value}", col.ty);
+        }
+        // Invalid UTF-8 is an encoding error in a column of any type.
+        for table in Table::ALL {
+            for i in 0..table.columns().len() {
+                let mut fields: Vec<&[u8]> = vec![b"1"; table.columns().len()];
+                fields[i] = b"\xff";
+                let c = check_csv(table, fields.into_iter());
+                assert!(c.errors.iter().any(|e| e.code == ErrorCode::Encoding
+                    && e.column.as_deref() == Some(table.columns()[i].name)));
+            }
+        }
+    }
+
     #[test]
     fn wrong_field_count_is_columns() {
         for line in ["1", "1,Sales,extra"] {
