@@ -83,6 +83,24 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         employees: u64,
     },
+    /// Run the HTTP API server.
+    Serve {
+        /// Address to listen on; FUNCTIONS_CUSTOMHANDLER_PORT, when set, means 127.0.0.1:<port>.
+        #[arg(long, env = "HRMIG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Gold-zone reports.
+    Report {
+        /// Which report.
+        #[arg(value_enum)]
+        report: Report,
+        /// Year of the hires.
+        #[arg(long, default_value_t = 2021, value_parser = clap::value_parser!(i32).range(1..=9999))]
+        year: i32,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show the rejection log.
     Rejections {
         /// Only rows of this table.
@@ -100,7 +118,18 @@ enum Command {
         /// SQL dialect.
         #[arg(long, value_enum)]
         dialect: Dialect,
+        /// The report views (migrations/<dialect>/0002_reports.sql) instead of the tables.
+        #[arg(long)]
+        reports: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Report {
+    /// Hires per department and job by quarter.
+    HiresByQuarter,
+    /// Departments hiring above the mean of all departments.
+    DepartmentsAboveMean,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -251,6 +280,74 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve { listen } => {
+            let addr = match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
+                .or_else(|_| std::env::var("FUNCTIONS_HTTPWORKER_PORT"))
+            {
+                Ok(port) => format!("127.0.0.1:{port}"),
+                Err(_) => listen.clone(),
+            };
+            let store = open_store(&cli).await?;
+            let state = crate::http::AppState {
+                store: std::sync::Arc::new(store),
+                storage: Storage::open(&cli.storage)?,
+                keys: std::sync::Arc::new(crate::http::Keys::from_env()),
+            };
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(address = %listener.local_addr()?, "listening");
+            crate::http::run(listener, state, crate::http::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            report,
+            year,
+            format,
+        } => {
+            let store = open_store(&cli).await?;
+            let mut out = std::io::stdout().lock();
+            match report {
+                Report::HiresByQuarter => {
+                    let rows = store.hires_by_quarter(*year).await?;
+                    match format {
+                        Format::Json => serde_json::to_writer_pretty(&mut out, &rows)?,
+                        Format::Csv => write_csv(&mut out, &rows)?,
+                        Format::Table => {
+                            writeln!(
+                                out,
+                                "{:<26} {:<36} {:>4} {:>4} {:>4} {:>4}",
+                                "department", "job", "q1", "q2", "q3", "q4"
+                            )?;
+                            for r in &rows {
+                                writeln!(
+                                    out,
+                                    "{:<26} {:<36} {:>4} {:>4} {:>4} {:>4}",
+                                    r.department, r.job, r.q1, r.q2, r.q3, r.q4
+                                )?;
+                            }
+                        }
+                    }
+                }
+                Report::DepartmentsAboveMean => {
+                    let rows = store.departments_above_mean(*year).await?;
+                    match format {
+                        Format::Json => serde_json::to_writer_pretty(&mut out, &rows)?,
+                        Format::Csv => write_csv(&mut out, &rows)?,
+                        Format::Table => {
+                            writeln!(out, "{:>4} {:<26} {:>6}", "id", "department", "hired")?;
+                            for r in &rows {
+                                writeln!(out, "{:>4} {:<26} {:>6}", r.id, r.department, r.hired)?;
+                            }
+                        }
+                    }
+                }
+            }
+            if *format == Format::Json {
+                writeln!(out)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rejections {
             table,
             limit,
@@ -267,11 +364,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print_rejections(&rows, *format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema { dialect } => {
-            print!("{}", ddl::init(*dialect));
+        Command::Schema { dialect, reports } => {
+            let sql = if *reports {
+                ddl::reports(*dialect)
+            } else {
+                ddl::init(*dialect)
+            };
+            print!("{sql}");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn write_csv<T: serde::Serialize>(out: &mut impl Write, rows: &[T]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
 }
 
 fn print_load(reports: &[LoadReport], json: bool) -> Result<()> {

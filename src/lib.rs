@@ -19,6 +19,7 @@
 pub mod cli;
 pub mod csvfile;
 pub mod dictionary;
+pub mod http;
 pub mod ops;
 pub mod storage;
 pub mod store;

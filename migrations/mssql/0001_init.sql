@@ -61,3 +61,15 @@ IF OBJECT_ID(N'dbo.hrmig_loads', N'U') IS NULL
 IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_loads_table_name_sha256')
     CREATE INDEX [hrmig_loads_table_name_sha256] ON [hrmig_loads] ([table_name], [sha256]);
 
+IF OBJECT_ID(N'dbo.hrmig_idempotency', N'U') IS NULL
+    CREATE TABLE [hrmig_idempotency] (
+    [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
+    [key] NVARCHAR(255) NOT NULL,
+    [fingerprint] NVARCHAR(255) NOT NULL,
+    [response] NVARCHAR(MAX) NOT NULL,
+    [created_at] DATETIME2(3) NOT NULL
+);
+
+IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_idempotency_key')
+    CREATE UNIQUE INDEX [hrmig_idempotency_key] ON [hrmig_idempotency] ([key]);
+

@@ -52,3 +52,13 @@ CREATE TABLE IF NOT EXISTS "hrmig_loads" (
 
 CREATE INDEX IF NOT EXISTS "hrmig_loads_table_name_sha256" ON "hrmig_loads" ("table_name", "sha256");
 
+CREATE TABLE IF NOT EXISTS "hrmig_idempotency" (
+    "id" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "key" VARCHAR(255) NOT NULL,
+    "fingerprint" VARCHAR(255) NOT NULL,
+    "response" TEXT NOT NULL,
+    "created_at" TIMESTAMP(3) WITH TIME ZONE NOT NULL
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS "hrmig_idempotency_key" ON "hrmig_idempotency" ("key");
+

@@ -52,3 +52,13 @@ CREATE TABLE IF NOT EXISTS "hrmig_loads" (
 
 CREATE INDEX IF NOT EXISTS "hrmig_loads_table_name_sha256" ON "hrmig_loads" ("table_name", "sha256");
 
+CREATE TABLE IF NOT EXISTS "hrmig_idempotency" (
+    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+    "key" TEXT NOT NULL,
+    "fingerprint" TEXT NOT NULL,
+    "response" TEXT NOT NULL,
+    "created_at" TEXT NOT NULL
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS "hrmig_idempotency_key" ON "hrmig_idempotency" ("key");
+

@@ -330,7 +330,10 @@ enum ParseStop {
 }
 
 /// Whether a record is a header line: its fields are the column names.
-fn is_header(table: Table, fields: impl ExactSizeIterator<Item = impl AsRef<[u8]>>) -> bool {
+pub(crate) fn is_header(
+    table: Table,
+    fields: impl ExactSizeIterator<Item = impl AsRef<[u8]>>,
+) -> bool {
     let cols = table.columns();
     fields.len() == cols.len()
         && fields.zip(cols).all(|(f, c)| {
@@ -340,7 +343,7 @@ fn is_header(table: Table, fields: impl ExactSizeIterator<Item = impl AsRef<[u8]
         })
 }
 
-fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
+pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
     let error = match m {
         Malformed::TooLong { bytes } => FieldError::record(
             ErrorCode::TooLong,

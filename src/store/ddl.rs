@@ -13,6 +13,8 @@ use std::fmt::Write;
 pub const REJECTIONS: &str = "hrmig_rejections";
 /// Name of the load history table.
 pub const LOADS: &str = "hrmig_loads";
+/// Name of the table of idempotency keys and their stored responses.
+pub const IDEMPOTENCY: &str = "hrmig_idempotency";
 
 /// Column types of the bookkeeping tables, which are not part of the HR
 /// data dictionary.
@@ -51,6 +53,14 @@ const LOAD_COLUMNS: &[(&str, Sys, bool)] = &[
     ("message", Sys::Text, false),
     ("started_at", Sys::Timestamp, true),
     ("finished_at", Sys::Timestamp, true),
+];
+
+const IDEMPOTENCY_COLUMNS: &[(&str, Sys, bool)] = &[
+    ("id", Sys::Serial, true),
+    ("key", Sys::Name, true),
+    ("fingerprint", Sys::Name, true),
+    ("response", Sys::Text, true),
+    ("created_at", Sys::Timestamp, true),
 ];
 
 fn column_type(d: Dialect, ty: ColumnType) -> &'static str {
@@ -93,7 +103,7 @@ fn create(d: Dialect, out: &mut String, kind: &str, object: &str, body: &str) {
             let _ = writeln!(out, "CREATE {kind} IF NOT EXISTS {q}{body};\n");
         }
         Dialect::Mssql => {
-            let exists = if kind == "TABLE" {
+            let exists = if kind == "TABLE" || kind == "VIEW" {
                 format!("OBJECT_ID(N'dbo.{object}', N'U') IS NULL")
             } else {
                 format!("NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'{object}')")
@@ -103,16 +113,12 @@ fn create(d: Dialect, out: &mut String, kind: &str, object: &str, body: &str) {
     }
 }
 
-fn index(d: Dialect, out: &mut String, table: &str, columns: &[&str]) {
+fn index(d: Dialect, out: &mut String, table: &str, columns: &[&str], unique: bool) {
     let name = format!("{table}_{}", columns.join("_"));
     let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
-    create(
-        d,
-        out,
-        "INDEX",
-        &name,
-        &format!(" ON {} ({})", d.quote(table), cols.join(", ")),
-    );
+    let kind = if unique { "UNIQUE INDEX" } else { "INDEX" };
+    let on = format!(" ON {} ({})", d.quote(table), cols.join(", "));
+    create(d, out, kind, &name, &on);
 }
 
 /// The complete initial schema of `dialect`.
@@ -150,12 +156,18 @@ pub fn init(d: Dialect) -> String {
         // Foreign-key columns are indexed: parent deletes and restores check
         // them, and the reports group by them.
         for (_, col, _) in table.foreign_keys() {
-            index(d, &mut out, table.name(), &[col.name]);
+            index(d, &mut out, table.name(), &[col.name], false);
         }
     }
-    for (name, columns, idx) in [
-        (REJECTIONS, REJECTION_COLUMNS, ["table_name", "id"]),
-        (LOADS, LOAD_COLUMNS, ["table_name", "sha256"]),
+    for (name, columns, idx, unique) in [
+        (
+            REJECTIONS,
+            REJECTION_COLUMNS,
+            &["table_name", "id"][..],
+            false,
+        ),
+        (LOADS, LOAD_COLUMNS, &["table_name", "sha256"][..], false),
+        (IDEMPOTENCY, IDEMPOTENCY_COLUMNS, &["key"][..], true),
     ] {
         let mut body = String::from(" (\n");
         for (i, (col, ty, required)) in columns.iter().enumerate() {
@@ -166,9 +178,91 @@ pub fn init(d: Dialect) -> String {
             body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
         }
         create(d, &mut out, "TABLE", name, &body);
-        index(d, &mut out, name, &idx);
+        index(d, &mut out, name, idx, unique);
     }
     out
+}
+
+/// Migration 0002: the gold-zone report views, for BI tools (Power BI
+/// reads views). `year` is the UTC year of the hire.
+pub fn reports(d: Dialect) -> String {
+    let head = format!(
+        "-- hrmig report views, {} dialect (`hrmig schema --dialect {} --reports`).\n\n",
+        d.name(),
+        d.name()
+    );
+    let body = match d {
+        Dialect::Sqlite => SQLITE_VIEWS,
+        Dialect::Postgres => POSTGRES_VIEWS,
+        Dialect::Mssql => MSSQL_VIEWS,
+    };
+    head + body
+}
+
+const SQLITE_VIEWS: &str = r#"CREATE VIEW IF NOT EXISTS "gold_hires_by_quarter" AS
+SELECT CAST(substr(h."datetime", 1, 4) AS INTEGER) AS "year",
+       d."id" AS "department_id", d."department", j."id" AS "job_id", j."job",
+       SUM(CASE WHEN substr(h."datetime", 6, 2) BETWEEN '01' AND '03' THEN 1 ELSE 0 END) AS "q1",
+       SUM(CASE WHEN substr(h."datetime", 6, 2) BETWEEN '04' AND '06' THEN 1 ELSE 0 END) AS "q2",
+       SUM(CASE WHEN substr(h."datetime", 6, 2) BETWEEN '07' AND '09' THEN 1 ELSE 0 END) AS "q3",
+       SUM(CASE WHEN substr(h."datetime", 6, 2) BETWEEN '10' AND '12' THEN 1 ELSE 0 END) AS "q4"
+FROM "hired_employees" h
+JOIN "departments" d ON d."id" = h."department_id"
+JOIN "jobs" j ON j."id" = h."job_id"
+GROUP BY 1, d."id", j."id";
+
+CREATE VIEW IF NOT EXISTS "gold_department_hires" AS
+SELECT CAST(substr(h."datetime", 1, 4) AS INTEGER) AS "year",
+       d."id", d."department", COUNT(*) AS "hired"
+FROM "hired_employees" h
+JOIN "departments" d ON d."id" = h."department_id"
+GROUP BY 1, d."id";
+"#;
+
+const POSTGRES_VIEWS: &str = r#"CREATE OR REPLACE VIEW "gold_hires_by_quarter" AS
+SELECT CAST(EXTRACT(YEAR FROM h."datetime" AT TIME ZONE 'UTC') AS INTEGER) AS "year",
+       d."id" AS "department_id", d."department", j."id" AS "job_id", j."job",
+       COUNT(*) FILTER (WHERE EXTRACT(QUARTER FROM h."datetime" AT TIME ZONE 'UTC') = 1) AS "q1",
+       COUNT(*) FILTER (WHERE EXTRACT(QUARTER FROM h."datetime" AT TIME ZONE 'UTC') = 2) AS "q2",
+       COUNT(*) FILTER (WHERE EXTRACT(QUARTER FROM h."datetime" AT TIME ZONE 'UTC') = 3) AS "q3",
+       COUNT(*) FILTER (WHERE EXTRACT(QUARTER FROM h."datetime" AT TIME ZONE 'UTC') = 4) AS "q4"
+FROM "hired_employees" h
+JOIN "departments" d ON d."id" = h."department_id"
+JOIN "jobs" j ON j."id" = h."job_id"
+GROUP BY 1, d."id", d."department", j."id", j."job";
+
+CREATE OR REPLACE VIEW "gold_department_hires" AS
+SELECT CAST(EXTRACT(YEAR FROM h."datetime" AT TIME ZONE 'UTC') AS INTEGER) AS "year",
+       d."id", d."department", COUNT(*) AS "hired"
+FROM "hired_employees" h
+JOIN "departments" d ON d."id" = h."department_id"
+GROUP BY 1, d."id", d."department";
+"#;
+
+const MSSQL_VIEWS: &str = r#"IF OBJECT_ID(N'dbo.gold_hires_by_quarter', N'V') IS NULL
+    EXEC(N'CREATE VIEW [gold_hires_by_quarter] AS
+SELECT YEAR(h.[datetime]) AS [year],
+       d.[id] AS [department_id], d.[department], j.[id] AS [job_id], j.[job],
+       SUM(CASE WHEN DATEPART(quarter, h.[datetime]) = 1 THEN 1 ELSE 0 END) AS [q1],
+       SUM(CASE WHEN DATEPART(quarter, h.[datetime]) = 2 THEN 1 ELSE 0 END) AS [q2],
+       SUM(CASE WHEN DATEPART(quarter, h.[datetime]) = 3 THEN 1 ELSE 0 END) AS [q3],
+       SUM(CASE WHEN DATEPART(quarter, h.[datetime]) = 4 THEN 1 ELSE 0 END) AS [q4]
+FROM [hired_employees] h
+JOIN [departments] d ON d.[id] = h.[department_id]
+JOIN [jobs] j ON j.[id] = h.[job_id]
+GROUP BY YEAR(h.[datetime]), d.[id], d.[department], j.[id], j.[job]');
+
+IF OBJECT_ID(N'dbo.gold_department_hires', N'V') IS NULL
+    EXEC(N'CREATE VIEW [gold_department_hires] AS
+SELECT YEAR(h.[datetime]) AS [year], d.[id], d.[department], COUNT(*) AS [hired]
+FROM [hired_employees] h
+JOIN [departments] d ON d.[id] = h.[department_id]
+GROUP BY YEAR(h.[datetime]), d.[id], d.[department]');
+"#;
+
+/// Every migration of a dialect, in order: `(file name, SQL)`.
+pub fn migrations(d: Dialect) -> Vec<(&'static str, String)> {
+    vec![("0001_init.sql", init(d)), ("0002_reports.sql", reports(d))]
 }
 
 #[cfg(test)]

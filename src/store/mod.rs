@@ -209,6 +209,80 @@ pub struct LoadRecord {
     pub finished_at: String,
 }
 
+/// One API batch for one table, checked by the pure rules.
+#[derive(Debug)]
+pub struct TableBatch {
+    /// Target table.
+    pub table: Table,
+    /// The rows, `position` being the index in the request.
+    pub chunk: Chunk,
+}
+
+/// Idempotency of a request: the client's key and a fingerprint of its body.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The `Idempotency-Key` header.
+    pub key: String,
+    /// SHA-256 of the request (route and body), hex.
+    pub fingerprint: String,
+}
+
+/// What the store did with one table of a batch.
+#[derive(Debug, Clone)]
+pub struct TableOutcome {
+    /// The table.
+    pub table: Table,
+    /// Rows received.
+    pub received: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rejected rows: position and errors (all of them logged).
+    pub rejected: Vec<(u64, Vec<FieldError>)>,
+}
+
+/// Renders the response of a batch, inside its transaction, so that the
+/// stored idempotent response is exactly the one sent.
+pub type Render = Box<dyn FnOnce(&[TableOutcome]) -> String + Send>;
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Applied now; the rendered response.
+    Applied(String),
+    /// The key was seen before with the same body: the first response.
+    Replayed(String),
+    /// The key was seen before with another body: nothing done.
+    KeyReused,
+}
+
+/// A row of the hires-by-quarter report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QuarterRow {
+    /// Department name.
+    pub department: String,
+    /// Job name.
+    pub job: String,
+    /// Hires in January–March.
+    pub q1: i64,
+    /// Hires in April–June.
+    pub q2: i64,
+    /// Hires in July–September.
+    pub q3: i64,
+    /// Hires in October–December.
+    pub q4: i64,
+}
+
+/// A row of the departments-above-mean report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DepartmentHires {
+    /// Department id.
+    pub id: i64,
+    /// Department name.
+    pub department: String,
+    /// Hires in the year.
+    pub hired: i64,
+}
+
 /// The database, whichever backend holds it.
 pub enum Store {
     /// SQLite file.
@@ -283,6 +357,59 @@ impl Store {
     pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
         match self {
             Store::Sqlite(s) => s.loads(limit).await,
+        }
+    }
+
+    /// Applies an API batch in one transaction: every table in order,
+    /// valid rows inserted, invalid ones logged, the idempotency key and the
+    /// rendered response stored with them.
+    pub async fn ingest(
+        &self,
+        source: String,
+        tables: Vec<TableBatch>,
+        idempotency: Option<Idempotency>,
+        render: Render,
+    ) -> Result<IngestOutcome, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ingest(source, tables, idempotency, render).await,
+        }
+    }
+
+    /// Rows of `table` with ids above `after_id`, ordered by id, as JSON objects.
+    pub async fn rows(
+        &self,
+        table: Table,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.rows(table, after_id, limit).await,
+        }
+    }
+
+    /// Hires of `year` per department and job, by quarter, ordered by
+    /// department then job in binary (code point) order.
+    pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.hires_by_quarter(year).await,
+        }
+    }
+
+    /// Departments that hired more than the mean of all departments in
+    /// `year`, most hires first.
+    pub async fn departments_above_mean(
+        &self,
+        year: i32,
+    ) -> Result<Vec<DepartmentHires>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.departments_above_mean(year).await,
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
         }
     }
 

@@ -6,8 +6,9 @@
 //! use their own connections, which WAL lets run beside the writer.
 
 use super::{
-    Candidate, Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, LoadRecord, Rejection,
-    RejectionFilter, StoreError, ddl, duplicate_error, foreign_key_error, sort_errors,
+    Candidate, Chunk, DepartmentHires, Feed, FeedSummary, FileLoad, FileLoadOutcome, Idempotency,
+    IngestOutcome, LoadRecord, QuarterRow, Rejection, RejectionFilter, Render, StoreError,
+    TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error, sort_errors,
 };
 use crate::dictionary::{FieldError, Table, Value, datetime};
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -56,7 +57,9 @@ impl SqliteStore {
         // The writer's page cache is large enough for the FK and PK indexes
         // of big tables to stay in memory during a load.
         let mut conn = connect(&path, 64 * 1024)?;
-        conn.execute_batch(&ddl::init(super::Dialect::Sqlite))?;
+        for (_, sql) in ddl::migrations(super::Dialect::Sqlite) {
+            conn.execute_batch(&sql)?;
+        }
         conn.set_prepared_statement_cache_capacity(64);
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -213,6 +216,132 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn ingest(
+        &self,
+        source: String,
+        tables: Vec<TableBatch>,
+        idempotency: Option<Idempotency>,
+        render: Render,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            if let Some(idem) = &idempotency {
+                let seen: Option<(String, String)> = tx
+                    .prepare_cached(&format!(
+                        "SELECT fingerprint, response FROM {} WHERE key = ?1",
+                        ddl::IDEMPOTENCY
+                    ))?
+                    .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((fingerprint, response)) = seen {
+                    return Ok(if fingerprint == idem.fingerprint {
+                        IngestOutcome::Replayed(response)
+                    } else {
+                        IngestOutcome::KeyReused
+                    });
+                }
+            }
+            let mut outcomes = Vec::with_capacity(tables.len());
+            for batch in &tables {
+                let mut writer = RowWriter::new(&tx, batch.table, &source, false)?;
+                let rejected = writer.write_chunk(&batch.chunk)?;
+                outcomes.push(TableOutcome {
+                    table: batch.table,
+                    received: batch.chunk.rows.len() as u64,
+                    inserted: writer.inserted,
+                    rejected,
+                });
+            }
+            let response = render(&outcomes);
+            if let Some(idem) = &idempotency {
+                tx.prepare_cached(&format!(
+                    "INSERT INTO {} (key, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    ddl::IDEMPOTENCY
+                ))?
+                .execute(params![idem.key, idem.fingerprint, response, datetime::now_text()])?;
+            }
+            tx.commit()?;
+            Ok(IngestOutcome::Applied(response))
+        })
+        .await
+    }
+
+    pub async fn rows(
+        &self,
+        table: Table,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        self.read(move |c| {
+            let cols: Vec<String> = table
+                .columns()
+                .iter()
+                .map(|c| format!("\"{}\"", c.name))
+                .collect();
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {} FROM \"{}\" WHERE \"id\" > ?1 ORDER BY \"id\" LIMIT ?2",
+                cols.join(", "),
+                table.name()
+            ))?;
+            let rows = stmt.query_map(params![after_id, limit], |r| {
+                let mut obj = serde_json::Map::new();
+                for (i, col) in table.columns().iter().enumerate() {
+                    let v = match col.ty {
+                        crate::dictionary::ColumnType::Integer => {
+                            serde_json::Value::from(r.get::<_, i64>(i)?)
+                        }
+                        _ => serde_json::Value::from(r.get::<_, String>(i)?),
+                    };
+                    obj.insert(col.name.to_owned(), v);
+                }
+                Ok(obj)
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(REPORT_HIRES_BY_QUARTER)?;
+            let rows = stmt.query_map([format!("{year:04}")], |r| {
+                Ok(QuarterRow {
+                    department: r.get(0)?,
+                    job: r.get(1)?,
+                    q1: r.get(2)?,
+                    q2: r.get(3)?,
+                    q3: r.get(4)?,
+                    q4: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn departments_above_mean(
+        &self,
+        year: i32,
+    ) -> Result<Vec<DepartmentHires>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(REPORT_ABOVE_MEAN)?;
+            let rows = stmt.query_map([format!("{year:04}")], |r| {
+                Ok(DepartmentHires {
+                    id: r.get(0)?,
+                    department: r.get(1)?,
+                    hired: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
     pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
         self.read(move |c| {
             let n: i64 = c.query_row(
@@ -296,7 +425,7 @@ fn load_file_tx(
     loop {
         match feed.blocking_recv() {
             Some(Feed::Chunk(chunk)) => {
-                writer.write_chunk(&chunk)?;
+                let _rejected = writer.write_chunk(&chunk)?;
                 if load.max_rejects.is_some_and(|max| writer.rejected > max) {
                     return Ok(FileLoadOutcome::Aborted {
                         rejected: writer.rejected,
@@ -345,6 +474,36 @@ fn bulk_worthwhile(conn: &Connection, load: &FileLoad) -> Result<bool, rusqlite:
 
 /// Largest parent table whose ids the bulk path holds in memory (4 MB each).
 const MAX_PARENT_IDS: i64 = 1_000_000;
+
+/// Hires per department and job by quarter for one year (`?1`, four
+/// digits). Datetimes are stored as canonical UTC text, so the year and
+/// month are fixed substrings. SQLite's default BINARY collation orders by
+/// code point.
+const REPORT_HIRES_BY_QUARTER: &str = "
+SELECT d.department, j.job,
+       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '01' AND '03' THEN 1 ELSE 0 END) AS q1,
+       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '04' AND '06' THEN 1 ELSE 0 END) AS q2,
+       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '07' AND '09' THEN 1 ELSE 0 END) AS q3,
+       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '10' AND '12' THEN 1 ELSE 0 END) AS q4
+FROM hired_employees h
+JOIN departments d ON d.id = h.department_id
+JOIN jobs j ON j.id = h.job_id
+WHERE substr(h.datetime, 1, 4) = ?1
+GROUP BY d.id, j.id
+ORDER BY d.department, j.job, d.id, j.id";
+
+/// Departments whose hires in the year exceed the mean over all departments
+/// (departments without hires count as zero).
+const REPORT_ABOVE_MEAN: &str = "
+WITH hires AS (
+    SELECT d.id, d.department, COUNT(h.id) AS hired
+    FROM departments d
+    LEFT JOIN hired_employees h ON h.department_id = d.id AND substr(h.datetime, 1, 4) = ?1
+    GROUP BY d.id, d.department
+)
+SELECT id, department, hired FROM hires
+WHERE hired > (SELECT AVG(hired) FROM hires)
+ORDER BY hired DESC, id";
 
 /// How a foreign key is checked.
 enum Parent<'t> {
@@ -434,11 +593,15 @@ impl<'t> RowWriter<'t> {
         })
     }
 
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<(), StoreError> {
+    /// Writes every candidate; returns the rejected ones (position, errors).
+    fn write_chunk(&mut self, chunk: &Chunk) -> Result<Vec<(u64, Vec<FieldError>)>, StoreError> {
+        let mut rejected = Vec::new();
         for candidate in &chunk.rows {
-            self.write(candidate, &chunk.raw)?;
+            if let Some(errors) = self.write(candidate, &chunk.raw)? {
+                rejected.push((candidate.position, errors));
+            }
         }
-        Ok(())
+        Ok(rejected)
     }
 
     /// Inserts one candidate or logs it; returns its errors when rejected.

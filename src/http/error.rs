@@ -1,0 +1,131 @@
+//! The one place where errors become HTTP responses: stable `code` strings,
+//! and opaque 5xx bodies (the cause is logged, never sent).
+
+use crate::ops::ingest::IngestError;
+use crate::ops::load::LoadError;
+use crate::store::StoreError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error of the HTTP door.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a message for the client.
+    BadRequest(String),
+    /// 401; the body never says which part was wrong.
+    Unauthorized,
+    /// 403: the route needs the admin key.
+    Forbidden,
+    /// 404.
+    NotFound(String),
+    /// 413.
+    TooLarge(String),
+    /// 415.
+    UnsupportedMediaType(String),
+    /// 422: an idempotency key reused with another body.
+    KeyReused,
+    /// 503: the database cannot be reached.
+    Unavailable,
+    /// 500; the cause goes to the log only.
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid API key".to_owned(),
+            ),
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this operation needs the admin key".to_owned(),
+            ),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            ApiError::UnsupportedMediaType(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                m,
+            ),
+            ApiError::KeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "the Idempotency-Key was already used with a different request".to_owned(),
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database is unavailable; retry later".to_owned(),
+            ),
+            ApiError::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log".to_owned(),
+                )
+            }
+        };
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::SystemIoFailure
+                ) =>
+            {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::WriterGone => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        match e {
+            IngestError::Empty | IngestError::Json(_) | IngestError::Csv(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            IngestError::TooMany(_) => ApiError::TooLarge(e.to_string()),
+            IngestError::KeyReused => ApiError::KeyReused,
+            IngestError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Storage(crate::storage::StorageError::NotFound(_)) => {
+                ApiError::NotFound(e.to_string())
+            }
+            LoadError::Storage(crate::storage::StorageError::BadUrl(_)) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            LoadError::Store { source, .. } => source.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The HTTP door: an axum router over the same operations as the CLI.
+//!
+//! [`run`] takes its listener and shutdown signal, so tests bind port 0 and
+//! every way of running the service shares one router.
+
+mod auth;
+pub mod error;
+mod routes;
+
+use crate::storage::Storage;
+use crate::store::Store;
+use axum::Router;
+use std::sync::Arc;
+
+pub use auth::Keys;
+
+/// Largest request body accepted (a full batch of long rows fits easily).
+pub const MAX_BODY_BYTES: usize = 8 << 20;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<Store>,
+    /// The storage root (loads read `landing/` below it).
+    pub storage: Storage,
+    /// API and admin keys.
+    pub keys: Arc<Keys>,
+}
+
+/// The full router: every route under `/api`.
+pub fn router(state: AppState) -> Router {
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            auth::require_key,
+        ))
+        .layer(axum::middleware::from_fn(trace_request))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes; requests
+/// in flight finish, new connections are refused.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGTERM or SIGINT (orchestrators send SIGTERM, a terminal SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// One span per request: method, route, status, latency (never bodies or keys).
+async fn trace_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "hrmig::http",
+        %method,
+        route,
+        status = response.status().as_u16(),
+        millis = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,346 @@
+//! Handlers: parse the request, call an operation, shape the response.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::dictionary::Table;
+use crate::ops::ingest::{self, Shape};
+use crate::ops::load::{self, LoadRequest};
+use crate::store::{Idempotency, RejectionFilter};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/tables", get(tables))
+        .route("/api/tables/{table}/rows", post(post_rows).get(get_rows))
+        .route("/api/batches", post(post_batches))
+        .route("/api/loads", post(post_loads).get(get_loads))
+        .route("/api/rejections", get(rejections))
+        .route("/api/reports/hires-by-quarter", get(hires_by_quarter))
+        .route(
+            "/api/reports/departments-above-mean",
+            get(departments_above_mean),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+fn table_of(name: &str) -> Result<Table, ApiError> {
+    Table::parse(name).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+fn json_response(body: String, replayed: bool) -> Response {
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replayed {
+        r.headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::TooLarge(format!("request body over {} bytes", super::MAX_BODY_BYTES))
+        }
+        _ => ApiError::BadRequest(e.body_text()),
+    })
+}
+
+fn idempotency(
+    headers: &HeaderMap,
+    route: &str,
+    body: &[u8],
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+        })?;
+    Ok(Some(Idempotency {
+        key: key.to_owned(),
+        fingerprint: ingest::fingerprint(route, body),
+    }))
+}
+
+enum BodyKind {
+    Json,
+    Csv,
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime == "application/json" || mime.ends_with("+json") {
+        Ok(BodyKind::Json)
+    } else if mime == "text/csv" {
+        Ok(BodyKind::Csv)
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "content type {mime:?}: send application/json (an array of row objects) or text/csv"
+        )))
+    }
+}
+
+async fn post_rows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let table = table_of(&name)?;
+    let kind = body_kind(&headers)?;
+    let body = body_of(body)?;
+    let idem = idempotency(&headers, &format!("rows:{table}"), &body)?;
+    let parsed = match kind {
+        BodyKind::Json => ingest::parse_json(table, &body)?,
+        BodyKind::Csv => ingest::parse_csv(table, &body)?,
+    };
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let (response, replayed) =
+        ingest::ingest(&state.store, &batch_id, vec![parsed], idem, Shape::Table).await?;
+    Ok(json_response(response, replayed))
+}
+
+async fn post_batches(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !matches!(body_kind(&headers)?, BodyKind::Json) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send application/json".into(),
+        ));
+    }
+    let body = body_of(body)?;
+    let idem = idempotency(&headers, "batches", &body)?;
+    let parsed = ingest::parse_json_tables(&body)?;
+    let batch_id = uuid::Uuid::new_v4().to_string();
+    let (response, replayed) =
+        ingest::ingest(&state.store, &batch_id, parsed, idem, Shape::Tables).await?;
+    Ok(json_response(response, replayed))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                axum::Json(json!({"status": "unavailable", "database": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn tables(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = Vec::new();
+    for table in Table::ALL {
+        let rows = state.store.count(table).await?;
+        out.push(json!({"name": table, "columns": table.columns(), "rows": rows}));
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+fn limit_of(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
+    match limit.unwrap_or(default) {
+        0 => Err(ApiError::BadRequest("limit must be 1 to 1000".into())),
+        n if n > 1000 => Err(ApiError::BadRequest("limit must be 1 to 1000".into())),
+        n => Ok(n),
+    }
+}
+
+async fn get_rows(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let table = table_of(&name)?;
+    let Query(page) = page.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let rows = state
+        .store
+        .rows(
+            table,
+            page.after_id.unwrap_or(i64::MIN),
+            limit_of(page.limit, 100)?,
+        )
+        .await?;
+    Ok(axum::Json(rows).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LoadBody {
+    from: Option<String>,
+    tables: Option<Vec<String>>,
+    force: Option<bool>,
+    max_rejects: Option<u64>,
+}
+
+/// A folder under the storage root: relative, no `..`, no URL.
+fn folder_under_root(from: &str) -> Result<&str, ApiError> {
+    let bad = from.starts_with('/')
+        || from.starts_with('\\')
+        || from.contains("://")
+        || from.contains(':')
+        || from.contains('\\')
+        || from.contains('\0')
+        || from.split('/').any(|p| p == ".." || p == ".")
+        || from.to_ascii_lowercase().contains("%2e")
+        || from.to_ascii_lowercase().contains("%2f");
+    if bad || from.is_empty() {
+        Err(ApiError::BadRequest(format!(
+            "\"from\" must be a folder under the storage root, such as \"landing\"; got {:?}",
+            from.chars().take(100).collect::<String>()
+        )))
+    } else {
+        Ok(from)
+    }
+}
+
+async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: LoadBody = if body.iter().all(u8::is_ascii_whitespace) {
+        LoadBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+    };
+    let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?;
+    let tables = req
+        .tables
+        .unwrap_or_default()
+        .iter()
+        .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = LoadRequest {
+        from: state
+            .storage
+            .child(from)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        tables,
+        force: req.force.unwrap_or(false),
+        max_rejects: req.max_rejects,
+        progress: false,
+    };
+    let reports = load::load(&state.store, &request).await?;
+    Ok(axum::Json(reports).into_response())
+}
+
+async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.store.loads(1000).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RejectionQuery {
+    table: Option<String>,
+    source: Option<String>,
+    limit: Option<u32>,
+    after: Option<i64>,
+}
+
+async fn rejections(
+    State(state): State<AppState>,
+    q: Result<Query<RejectionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let table = q.table.as_deref().map(table_of).transpose()?;
+    let rows = state
+        .store
+        .rejections(RejectionFilter {
+            table,
+            source: q.source,
+            after: q.after,
+            limit: limit_of(q.limit, 100)?,
+        })
+        .await?;
+    Ok(axum::Json(rows).into_response())
+}
+
+#[derive(Deserialize)]
+struct YearQuery {
+    year: Option<i32>,
+}
+
+fn year_of(
+    q: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<i32, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    match q.year.unwrap_or(2021) {
+        y @ 1..=9999 => Ok(y),
+        y => Err(ApiError::BadRequest(format!("year {y} is outside 1..9999"))),
+    }
+}
+
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"))
+}
+
+fn csv_response<T: serde::Serialize>(rows: &[T]) -> Result<Response, ApiError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let body = w
+        .into_inner()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
+}
+
+async fn hires_by_quarter(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let rows = state.store.hires_by_quarter(year_of(q)?).await?;
+    if wants_csv(&headers) {
+        return csv_response(&rows);
+    }
+    Ok(axum::Json(rows).into_response())
+}
+
+async fn departments_above_mean(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let rows = state.store.departments_above_mean(year_of(q)?).await?;
+    if wants_csv(&headers) {
+        return csv_response(&rows);
+    }
+    Ok(axum::Json(rows).into_response())
+}

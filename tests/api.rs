@@ -1,0 +1,613 @@
+//! The HTTP API, black-box: the real router on a loopback port, a fresh
+//! SQLite file per test.
+
+use hrmig::http::{AppState, Keys};
+use hrmig::storage::Storage;
+use hrmig::store::Store;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    async fn spawn() -> TestApp {
+        let app = TestApp::with_keys(Keys::default()).await;
+        app.seed_parents().await;
+        app
+    }
+
+    async fn with_keys(keys: Keys) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        let storage = Storage::open(dir.path().join("storage").to_str().unwrap()).unwrap();
+        let state = AppState {
+            store: Arc::new(store),
+            storage,
+            keys: Arc::new(keys),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(hrmig::http::run(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            dir,
+            _stop: stop,
+        }
+    }
+
+    /// Parents used by most tests.
+    async fn seed_parents(&self) {
+        let app = self;
+        let r = app.post_json("/api/tables/departments/rows", &json!([{"id":1,"department":"Sales"},{"id":2,"department":"Legal"},{"id":3,"department":"Engineering"}])).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = app
+            .post_json(
+                "/api/tables/jobs/rows",
+                &json!([{"id":1,"job":"Engineer"},{"id":2,"job":"Analyst"}]),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.post_raw(path, "application/json", body.to_string())
+            .await
+    }
+
+    async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        r.json().await.unwrap()
+    }
+
+    async fn count(&self, table: &str) -> u64 {
+        let tables = self.get_json("/api/tables").await;
+        tables
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == table)
+            .unwrap()["rows"]
+            .as_u64()
+            .unwrap()
+    }
+
+    async fn rejection_count(&self) -> usize {
+        self.get_json("/api/rejections?limit=1000")
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+fn employee(id: i64) -> Value {
+    json!({"id": id, "name": "Ann Lee", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2})
+}
+
+const EMP: &str = "/api/tables/hired_employees/rows";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_tables() {
+    let app = TestApp::spawn().await;
+    assert_eq!(
+        app.get_json("/api/health").await,
+        json!({"status":"ok","database":"ok"})
+    );
+    let tables = app.get_json("/api/tables").await;
+    assert_eq!(tables[2]["name"], "hired_employees");
+    assert_eq!(tables[2]["columns"][2]["type"], "DATETIME");
+    assert_eq!(tables[0]["rows"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_batch_inserts_the_valid_rows_and_logs_the_rest() {
+    let app = TestApp::spawn().await;
+    let rows: Vec<Value> = (0..1000)
+        .map(|i| {
+            if i % 5 < 3 {
+                employee(i + 1)
+            } else {
+                json!({"id": i + 1, "name": "", "datetime": "x", "department_id": 9, "job_id": 2})
+            }
+        })
+        .collect();
+    let r = app.post_json(EMP, &Value::Array(rows)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["received"].as_u64(), body["inserted"].as_u64()),
+        (Some(1000), Some(600))
+    );
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 400);
+    assert_eq!(rejected[0]["index"], 3);
+    assert_eq!(rejected[0]["row"]["id"], 4);
+    let codes: Vec<&str> = rejected[0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, vec!["missing", "format", "foreign_key"]);
+    assert_eq!(app.count("hired_employees").await, 600);
+    let log = app
+        .get_json(&format!(
+            "/api/rejections?source=api:{}&limit=1000",
+            body["batch_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(log.as_array().unwrap().len(), 400);
+    assert_eq!(log[0]["position"], 3);
+    assert_eq!(log[0]["table"], "hired_employees");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_size_limits() {
+    let app = TestApp::spawn().await;
+    let r = app.post_json(EMP, &json!([employee(1)])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let thousand: Vec<Value> = (2..1002).map(employee).collect();
+    assert_eq!(
+        app.post_json(EMP, &Value::Array(thousand)).await.status(),
+        StatusCode::OK
+    );
+    let too_many: Vec<Value> = (5000..6001).map(employee).collect();
+    let r = app.post_json(EMP, &Value::Array(too_many)).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = app.post_json(EMP, &json!([])).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(app.count("hired_employees").await, 1001);
+    assert_eq!(app.rejection_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_change_nothing() {
+    let app = TestApp::spawn().await;
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let cases: Vec<(&str, &str, String, StatusCode)> = vec![
+        (
+            EMP,
+            "application/json",
+            "[{\"id\": 1, \"name\"".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (EMP, "application/json", deep, StatusCode::BAD_REQUEST),
+        (
+            EMP,
+            "application/json",
+            "{\"id\": 1}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            EMP,
+            "text/plain",
+            "1,a".into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "/api/tables/nope/rows",
+            "application/json",
+            "[]".into(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/tables/jobs;DROP TABLE jobs--/rows",
+            "application/json",
+            "[]".into(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/batches",
+            "application/json",
+            "{\"nope\": []}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (path, ct, body, status) in cases {
+        let r = app.post_raw(path, ct, body).await;
+        assert_eq!(r.status(), status, "{path} {ct}");
+        let err: Value = r.json().await.unwrap();
+        assert!(
+            err["error"]["code"].is_string() && err["error"]["message"].is_string(),
+            "{err}"
+        );
+    }
+    assert_eq!(app.count("hired_employees").await, 0);
+    assert_eq!(app.count("jobs").await, 2);
+    assert_eq!(app.rejection_count().await, 0);
+    assert_eq!(app.get("/api/health").await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_row_json_rules() {
+    let app = TestApp::spawn().await;
+    let body = r#"[
+        {"id": "12", "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
+        {"id": 13, "name": null, "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
+        {"id": 14, "id": 15, "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
+        {"id": 16, "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2, "salary": 5},
+        {"id": 17, "name": "\ud800", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
+        {"id": 18, "name": "Robert'); DROP TABLE hired_employees;--", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
+        42
+    ]"#;
+    let r = app.post_raw(EMP, "application/json", body).await;
+    assert!(
+        r.status() == StatusCode::OK || r.status() == StatusCode::BAD_REQUEST,
+        "{}",
+        r.status()
+    );
+    if r.status() == StatusCode::OK {
+        let b: Value = r.json().await.unwrap();
+        let code = |i: usize| {
+            b["rejected"][i]["errors"][0]["code"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(b["inserted"], 1);
+        assert_eq!(code(0), "type");
+        assert_eq!(code(1), "missing");
+        assert_eq!(code(2), "columns");
+        assert_eq!(code(3), "columns");
+    }
+    // Without the lone surrogate every case is a row decision.
+    let body = body.replace(r#""\ud800""#, r#""ok""#);
+    let app = TestApp::spawn().await;
+    let b: Value = app
+        .post_raw(EMP, "application/json", body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rejected = b["rejected"].as_array().unwrap();
+    let got: Vec<(u64, &str, Option<&str>)> = rejected
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["errors"][0]["code"].as_str().unwrap(),
+                r["errors"][0]["column"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (0, "type", Some("id")),
+            (1, "missing", Some("name")),
+            (2, "columns", Some("id")),
+            (3, "columns", Some("salary")),
+            (6, "columns", None)
+        ]
+    );
+    assert_eq!(b["inserted"], 2);
+    let rows = app
+        .get_json("/api/tables/hired_employees/rows?limit=10")
+        .await;
+    assert_eq!(rows[1]["name"], "Robert'); DROP TABLE hired_employees;--");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_bodies_use_the_historic_format() {
+    let app = TestApp::spawn().await;
+    let body = "1,Ann,2021-07-27T16:02:08Z,1,2\n2,Bob,not-a-date,1,2\n3,\"Lee, Cy\",2021-01-01T00:00:00Z,3,1\n";
+    let r = app.post_raw(EMP, "text/csv", body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["inserted"], 2);
+    assert_eq!(b["rejected"][0]["index"], 1);
+    assert_eq!(b["rejected"][0]["row"], "2,Bob,not-a-date,1,2");
+    assert_eq!(b["rejected"][0]["errors"][0]["code"], "format");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_and_refuse() {
+    let app = TestApp::spawn().await;
+    let send = |body: Value| {
+        app.client
+            .post(format!("{}{EMP}", app.base))
+            .header("idempotency-key", "k-1")
+            .json(&body)
+            .send()
+    };
+    let first = send(json!([employee(1), employee(2)])).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    let again = send(json!([employee(1), employee(2)])).await.unwrap();
+    assert_eq!(again.headers().get("idempotency-replayed").unwrap(), "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let changed = send(json!([employee(3)])).await.unwrap();
+    assert_eq!(changed.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.count("hired_employees").await, 2);
+    // Two requests with one key at the same time: one insert.
+    let (a, b) = tokio::join!(
+        app.client
+            .post(format!("{}{EMP}", app.base))
+            .header("idempotency-key", "k-2")
+            .json(&json!([employee(10)]))
+            .send(),
+        app.client
+            .post(format!("{}{EMP}", app.base))
+            .header("idempotency-key", "k-2")
+            .json(&json!([employee(10)]))
+            .send(),
+    );
+    let (a, b): (Value, Value) = (
+        a.unwrap().json().await.unwrap(),
+        b.unwrap().json().await.unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(app.count("hired_employees").await, 3);
+    assert_eq!(app.rejection_count().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_apply_parents_first_in_one_transaction() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "hired_employees": [{"id": 1, "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 10, "job_id": 20}],
+        "departments": [{"id": 10, "department": "Ops"}],
+        "jobs": [{"id": 20, "job": "Operator"}, {"id": 20, "job": "Again"}]
+    });
+    let r = app.post_json("/api/batches", &body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        (b["received"].as_u64(), b["inserted"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert_eq!(
+        b["tables"]["jobs"]["rejected"][0]["errors"][0]["code"],
+        "duplicate"
+    );
+    assert_eq!(b["tables"]["hired_employees"]["inserted"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_paged_by_id() {
+    let app = TestApp::spawn().await;
+    let rows: Vec<Value> = (1..=25).map(employee).collect();
+    app.post_json(EMP, &Value::Array(rows)).await;
+    let page = app
+        .get_json("/api/tables/hired_employees/rows?after_id=10&limit=5")
+        .await;
+    let ids: Vec<i64> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![11, 12, 13, 14, 15]);
+    assert_eq!(
+        app.get("/api/tables/hired_employees/rows?limit=1001")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_read_only_under_the_storage_root() {
+    let app = TestApp::spawn().await;
+    let landing = app.dir.path().join("storage/landing");
+    hrmig::ops::sample::generate(
+        &landing,
+        &hrmig::ops::sample::GenOptions {
+            employees: 300,
+            invalid_rate: 0.1,
+            seed: 1,
+        },
+    )
+    .unwrap();
+    for from in [
+        "../x",
+        "/etc",
+        "file:///etc",
+        "landing/../..",
+        "%2e%2e/x",
+        "a\\b",
+    ] {
+        let r = app.post_json("/api/loads", &json!({"from": from})).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{from}");
+    }
+    let r = app.post_json("/api/loads", &json!({})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let reports: Vec<Value> = r.json().await.unwrap();
+    assert_eq!(reports[2]["rows_read"], 300);
+    let history = app.get_json("/api/loads").await;
+    assert_eq!(history.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys() {
+    let app = TestApp::with_keys(Keys::new(Some("user-key-123"), Some("admin-key-456"))).await;
+    let get = |key: Option<&'static str>, header: &'static str| {
+        let mut req = app.client.get(format!("{}/api/tables", app.base));
+        if let Some(k) = key {
+            req = req.header(
+                header,
+                if header == "authorization" {
+                    format!("Bearer {k}")
+                } else {
+                    k.to_owned()
+                },
+            );
+        }
+        req.send()
+    };
+    let none = get(None, "x-api-key").await.unwrap();
+    let wrong = get(Some("nope"), "x-api-key").await.unwrap();
+    let last_byte = get(Some("user-key-124"), "authorization").await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(last_byte.status(), StatusCode::UNAUTHORIZED);
+    let bodies = [
+        none.text().await.unwrap(),
+        wrong.text().await.unwrap(),
+        last_byte.text().await.unwrap(),
+    ];
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+    assert_eq!(
+        get(Some("user-key-123"), "x-api-key")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(Some("user-key-123"), "authorization")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/api/health").await.status(), StatusCode::OK);
+    let load = |key: &'static str| {
+        app.client
+            .post(format!("{}/api/loads", app.base))
+            .header("x-api-key", key)
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(
+        load("user-key-123").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // The admin key passes the check (the files are absent: 404).
+    assert_eq!(
+        load("admin-key-456").await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_lose_nothing() {
+    let app = Arc::new(TestApp::spawn().await);
+    let mut tasks = Vec::new();
+    for client in 0..8i64 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut received, mut inserted, mut rejected) = (0u64, 0u64, 0u64);
+            for batch in 0..50i64 {
+                let rows: Vec<Value> = (0..1000i64)
+                    .map(|i| {
+                        let id = client * 1_000_000 + batch * 1000 + i + 1;
+                        if i % 20 == 0 { json!({"id": id, "name": "", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1}) } else { employee(id) }
+                    })
+                    .collect();
+                let r = app.post_json(EMP, &Value::Array(rows)).await;
+                assert_eq!(r.status(), StatusCode::OK);
+                let b: Value = r.json().await.unwrap();
+                received += b["received"].as_u64().unwrap();
+                inserted += b["inserted"].as_u64().unwrap();
+                rejected += b["rejected"].as_array().unwrap().len() as u64;
+            }
+            (received, inserted, rejected)
+        }));
+    }
+    let (mut received, mut inserted, mut rejected) = (0, 0, 0);
+    for t in tasks {
+        let (r, i, j) = t.await.unwrap();
+        received += r;
+        inserted += i;
+        rejected += j;
+    }
+    assert_eq!(received, 400_000);
+    assert_eq!(received, inserted + rejected);
+    assert_eq!((inserted, rejected), (380_000, 20_000));
+    assert_eq!(app.count("hired_employees").await, inserted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_on_known_data() {
+    let app = TestApp::spawn().await;
+    let e = |id: i64, dt: &str, d: i64, j: i64| json!({"id": id, "name": "N", "datetime": dt, "department_id": d, "job_id": j});
+    let rows = json!([
+        e(1, "2021-01-15T00:00:00Z", 1, 1),
+        e(2, "2021-02-15T00:00:00Z", 1, 1),
+        e(3, "2021-05-01T00:00:00Z", 1, 2),
+        e(4, "2021-12-31T23:59:59Z", 1, 2),
+        e(5, "2021-07-01T00:00:00Z", 3, 1),
+        e(6, "2022-01-01T00:00:00Z", 2, 1),
+        e(7, "2021-03-31T23:00:00-02:00", 3, 2),
+        e(8, "2020-06-01T00:00:00Z", 2, 2)
+    ]);
+    app.post_json(EMP, &rows).await;
+    let q = app
+        .get_json("/api/reports/hires-by-quarter?year=2021")
+        .await;
+    assert_eq!(
+        q,
+        json!([
+            {"department":"Engineering","job":"Analyst","q1":0,"q2":1,"q3":0,"q4":0},
+            {"department":"Engineering","job":"Engineer","q1":0,"q2":0,"q3":1,"q4":0},
+            {"department":"Sales","job":"Analyst","q1":0,"q2":1,"q3":0,"q4":1},
+            {"department":"Sales","job":"Engineer","q1":2,"q2":0,"q3":0,"q4":0}
+        ])
+    );
+    // 2021: Sales 4, Legal 0, Engineering 2; mean 2: only Sales is above.
+    let above = app.get_json("/api/reports/departments-above-mean").await;
+    assert_eq!(above, json!([{"id":1,"department":"Sales","hired":4}]));
+    let csv = app
+        .client
+        .get(format!(
+            "{}/api/reports/hires-by-quarter?year=2021",
+            app.base
+        ))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        csv.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(
+        csv.text().await.unwrap().lines().next(),
+        Some("department,job,q1,q2,q3,q4")
+    );
+    assert_eq!(
+        app.get("/api/reports/hires-by-quarter?year=abc")
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+}
