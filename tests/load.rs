@@ -505,4 +505,11 @@ async fn reference_files_load_as_documented() {
     );
     let again = load::load(&env.store, &req).await.unwrap();
     assert!(again.iter().all(|r| r.status == LoadStatus::AlreadyLoaded));
+    // Valid 2021 rows per quarter, as counted independently of hrmig.
+    let q = env.store.hires_by_quarter(2021).await.unwrap();
+    let sum = |f: fn(&hrmig::store::QuarterRow) -> i64| q.iter().map(f).sum::<i64>();
+    assert_eq!(
+        (sum(|r| r.q1), sum(|r| r.q2), sum(|r| r.q3), sum(|r| r.q4)),
+        (249, 454, 453, 487)
+    );
 }

@@ -304,7 +304,7 @@ impl SqliteStore {
     pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(REPORT_HIRES_BY_QUARTER)?;
-            let rows = stmt.query_map([format!("{year:04}")], |r| {
+            let rows = stmt.query_map([year], |r| {
                 Ok(QuarterRow {
                     department: r.get(0)?,
                     job: r.get(1)?,
@@ -325,7 +325,7 @@ impl SqliteStore {
     ) -> Result<Vec<DepartmentHires>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(REPORT_ABOVE_MEAN)?;
-            let rows = stmt.query_map([format!("{year:04}")], |r| {
+            let rows = stmt.query_map([year], |r| {
                 Ok(DepartmentHires {
                     id: r.get(0)?,
                     department: r.get(1)?,
@@ -475,31 +475,21 @@ fn bulk_worthwhile(conn: &Connection, load: &FileLoad) -> Result<bool, rusqlite:
 /// Largest parent table whose ids the bulk path holds in memory (4 MB each).
 const MAX_PARENT_IDS: i64 = 1_000_000;
 
-/// Hires per department and job by quarter for one year (`?1`, four
-/// digits). Datetimes are stored as canonical UTC text, so the year and
-/// month are fixed substrings. SQLite's default BINARY collation orders by
-/// code point.
+/// Hires per department and job by quarter for one year (`?1`), read from
+/// the report view so that the API and BI tools see one definition.
+/// SQLite's default BINARY collation orders by code point.
 const REPORT_HIRES_BY_QUARTER: &str = "
-SELECT d.department, j.job,
-       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '01' AND '03' THEN 1 ELSE 0 END) AS q1,
-       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '04' AND '06' THEN 1 ELSE 0 END) AS q2,
-       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '07' AND '09' THEN 1 ELSE 0 END) AS q3,
-       SUM(CASE WHEN substr(h.datetime, 6, 2) BETWEEN '10' AND '12' THEN 1 ELSE 0 END) AS q4
-FROM hired_employees h
-JOIN departments d ON d.id = h.department_id
-JOIN jobs j ON j.id = h.job_id
-WHERE substr(h.datetime, 1, 4) = ?1
-GROUP BY d.id, j.id
-ORDER BY d.department, j.job, d.id, j.id";
+SELECT department, job, q1, q2, q3, q4 FROM gold_hires_by_quarter
+WHERE year = ?1
+ORDER BY department, job, department_id, job_id";
 
 /// Departments whose hires in the year exceed the mean over all departments
 /// (departments without hires count as zero).
 const REPORT_ABOVE_MEAN: &str = "
 WITH hires AS (
-    SELECT d.id, d.department, COUNT(h.id) AS hired
+    SELECT d.id, d.department, COALESCE(g.hired, 0) AS hired
     FROM departments d
-    LEFT JOIN hired_employees h ON h.department_id = d.id AND substr(h.datetime, 1, 4) = ?1
-    GROUP BY d.id, d.department
+    LEFT JOIN gold_department_hires g ON g.id = d.id AND g.year = ?1
 )
 SELECT id, department, hired FROM hires
 WHERE hired > (SELECT AVG(hired) FROM hires)
