@@ -258,3 +258,78 @@ fn a_load_killed_midway_leaves_the_database_as_it_was() {
         report["inserted"].as_i64().unwrap()
     );
 }
+
+#[test]
+fn reports_and_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let land = dir.path().join("storage/landing");
+    std::fs::create_dir_all(&land).unwrap();
+    std::fs::write(land.join("departments.csv"), "1,Sales\n2,Legal\n3,Ops\n").unwrap();
+    std::fs::write(land.join("jobs.csv"), "1,Engineer\n2,Analyst\n").unwrap();
+    std::fs::write(
+        land.join("hired_employees.csv"),
+        "1,A,2021-01-01T00:00:00Z,1,1\n2,B,2021-04-01T00:00:00Z,1,2\n3,C,2021-12-01T00:00:00Z,2,1\n\
+         4,D,2022-01-01T00:00:00Z,3,1\n5,,2021-01-01T00:00:00Z,1,1\n6,F,2021-05-05T00:00:00Z,1,1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir.path())
+        .env("HRMIG_LOG", "info")
+        .env("HRMIG_LOG_FORMAT", "json")
+        .args(["load"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Every log line is one JSON object; the rejection is one of them.
+    let events: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rejection = events
+        .iter()
+        .find(|e| e["target"] == "hrmig::rejection")
+        .unwrap();
+    assert_eq!(rejection["position"], 5);
+    assert_eq!(rejection["codes"], "missing");
+
+    let o = hrmig(
+        dir.path(),
+        &["report", "hires-by-quarter", "--format", "csv"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "department,job,q1,q2,q3,q4\nLegal,Engineer,0,0,0,1\nSales,Analyst,0,1,0,0\nSales,Engineer,1,1,0,0\n"
+    );
+    let o = hrmig(
+        dir.path(),
+        &[
+            "report",
+            "departments-above-mean",
+            "--format",
+            "json",
+            "--year",
+            "2021",
+        ],
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([{"id": 1, "department": "Sales", "hired": 3}])
+    );
+    let o = hrmig(
+        dir.path(),
+        &["report", "departments-above-mean", "--year", "2022"],
+    );
+    assert!(stdout(&o).contains("Ops"), "{}", stdout(&o));
+    assert_eq!(
+        hrmig(dir.path(), &["report", "nope"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        hrmig(dir.path(), &["report", "hires-by-quarter", "--year", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+}

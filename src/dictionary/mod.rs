@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// The type of a column, as the data rules see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ColumnType {
     /// Base-10 integer that fits a signed 32-bit `INT`.
@@ -29,7 +29,7 @@ pub enum ColumnType {
 pub const MAX_STRING_CHARS: usize = 255;
 
 /// One column of a table.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Column {
     /// Column name, identical in CSV order, JSON keys, SQL and Avro.
     pub name: &'static str,
@@ -61,7 +61,7 @@ impl Column {
 
 /// The tables of the HR migration. Declaration order is load order:
 /// parents before the tables that reference them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     /// Departments of the company.
@@ -194,7 +194,17 @@ impl Row {
 /// Why a value or a row breaks the data rules. The `snake_case` names are the
 /// stable codes of the contract.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -243,7 +253,7 @@ impl fmt::Display for ErrorCode {
 
 /// One broken rule: which column (none when the whole record is at fault),
 /// which code, and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The column, or `None` for record-level errors (field count, a broken quote).
     pub column: Option<String>,

@@ -7,6 +7,23 @@ use crate::store::StoreError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// The body of every error response.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a message for people.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: bad_request, unauthorized, forbidden, not_found, too_large,
+    /// unsupported_media_type, idempotency_key_reused, database_unavailable, internal.
+    pub code: &'static str,
+    /// What is wrong and where.
+    pub message: String,
+}
+
 /// An error of the HTTP door.
 #[derive(Debug)]
 pub enum ApiError {
@@ -70,7 +87,9 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod error;
+pub mod openapi;
 mod routes;
 
 use crate::storage::Storage;

@@ -2,10 +2,15 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::error::ErrorBody;
 use crate::dictionary::Table;
 use crate::ops::ingest::{self, Shape};
+use crate::ops::ingest::{BatchesResult, TableResult};
+use crate::ops::load::LoadReport;
 use crate::ops::load::{self, LoadRequest};
-use crate::store::{Idempotency, RejectionFilter};
+use crate::store::{
+    DepartmentHires, Idempotency, LoadRecord, QuarterRow, Rejection, RejectionFilter,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::json;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -29,8 +33,18 @@ pub fn router(state: AppState) -> Router {
             "/api/reports/departments-above-mean",
             get(departments_above_mean),
         )
+        .route("/api/openapi.json", get(openapi_json))
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/docs").config(
+                utoipa_swagger_ui::Config::from("/api/openapi.json").try_it_out_enabled(true),
+            ),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .with_state(state)
+}
+
+async fn openapi_json() -> Response {
+    axum::Json(super::openapi::document()).into_response()
 }
 
 fn table_of(name: &str) -> Result<Table, ApiError> {
@@ -104,6 +118,26 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
     }
 }
 
+/// Insert a batch of 1 to 1000 rows into one table.
+///
+/// Valid rows are inserted in one transaction; invalid ones are written to
+/// the rejection log in that same transaction and listed in the response.
+#[utoipa::path(post, path = "/api/tables/{table}/rows", tag = "ingest",
+    params(
+        ("table" = Table, Path, description = "departments, jobs or hired_employees"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body; 422 for another body")
+    ),
+    responses(
+        (status = 200, description = "Applied (or replayed): per-row outcome", body = TableResult),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 404, description = "Unknown table", body = ErrorBody),
+        (status = 413, description = "More than 1000 rows or body too large", body = ErrorBody),
+        (status = 415, description = "Not application/json or text/csv", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody)
+    )
+)]
 async fn post_rows(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -124,6 +158,19 @@ async fn post_rows(
     Ok(json_response(response, replayed))
 }
 
+/// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
+#[utoipa::path(post, path = "/api/batches", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for table batches")),
+    responses(
+        (status = 200, description = "Applied (or replayed)", body = BatchesResult),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 413, description = "More than 1000 rows", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody)
+    )
+)]
 async fn post_batches(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -143,26 +190,50 @@ async fn post_batches(
     Ok(json_response(response, replayed))
 }
 
+/// Liveness and database reachability (no key needed).
+#[utoipa::path(get, path = "/api/health", tag = "service",
+    responses(
+        (status = 200, description = "Up", body = Health),
+        (status = 503, description = "Database unavailable", body = Health)
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Ok(()) => axum::Json(Health {
+            status: "ok",
+            database: "ok",
+        })
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [(header::RETRY_AFTER, "5")],
-                axum::Json(json!({"status": "unavailable", "database": "unavailable"})),
+                axum::Json(Health {
+                    status: "unavailable",
+                    database: "unavailable",
+                }),
             )
                 .into_response()
         }
     }
 }
 
+/// The data dictionary with row counts.
+#[utoipa::path(get, path = "/api/tables", tag = "read",
+    responses((status = 200, description = "Tables", body = Vec<TableInfo>), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody))
+)]
 async fn tables(State(state): State<AppState>) -> Result<Response, ApiError> {
     let mut out = Vec::new();
     for table in Table::ALL {
         let rows = state.store.count(table).await?;
-        out.push(json!({"name": table, "columns": table.columns(), "rows": rows}));
+        out.push(TableInfo {
+            name: table,
+            columns: table.columns(),
+            rows,
+        });
     }
     Ok(axum::Json(out).into_response())
 }
@@ -181,6 +252,17 @@ fn limit_of(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     }
 }
 
+/// Rows of a table ordered by id, a page at a time.
+#[utoipa::path(get, path = "/api/tables/{table}/rows", tag = "read",
+    params(
+        ("table" = Table, Path, description = "Table name"),
+        ("after_id" = Option<i64>, Query, description = "Only ids above this"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")
+    ),
+    responses((status = 200, description = "Rows", body = Vec<Object>), (status = 404, description = "Unknown table", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody))
+)]
 async fn get_rows(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -199,13 +281,38 @@ async fn get_rows(
     Ok(axum::Json(rows).into_response())
 }
 
-#[derive(Deserialize, Default)]
+/// Body of `POST /api/loads`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoadBody {
+pub struct LoadBody {
+    /// Folder under the storage root holding `<table>.csv` (default `landing`).
     from: Option<String>,
+    /// Tables to load (default all, parents first).
     tables: Option<Vec<String>>,
+    /// Load again content already loaded.
     force: Option<bool>,
+    /// Abort a file once more rows than this are rejected.
     max_rejects: Option<u64>,
+}
+
+/// Health of the service.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    status: &'static str,
+    /// `ok` or `unavailable`.
+    database: &'static str,
+}
+
+/// A table of the dictionary with its row count.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TableInfo {
+    /// Table name.
+    name: Table,
+    /// Columns in CSV order.
+    columns: &'static [crate::dictionary::Column],
+    /// Rows now in the table.
+    rows: u64,
 }
 
 /// A folder under the storage root: relative, no `..`, no URL.
@@ -229,6 +336,18 @@ fn folder_under_root(from: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// Load historic CSV files from a folder under the storage root (admin).
+#[utoipa::path(post, path = "/api/loads", tag = "loads",
+    request_body(content = LoadBody, description = "All fields optional; `from` defaults to `landing`"),
+    responses(
+        (status = 200, description = "One report per table", body = Vec<LoadReport>),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 403, description = "Needs the admin key", body = ErrorBody),
+        (status = 404, description = "A file is missing (nothing was loaded)", body = ErrorBody)
+    )
+)]
 async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: LoadBody = if body.iter().all(u8::is_ascii_whitespace) {
         LoadBody::default()
@@ -257,6 +376,12 @@ async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Respon
     Ok(axum::Json(reports).into_response())
 }
 
+/// Load history, newest first.
+#[utoipa::path(get, path = "/api/loads", tag = "loads",
+    responses((status = 200, description = "History", body = Vec<LoadRecord>), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody))
+)]
 async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(axum::Json(state.store.loads(1000).await?).into_response())
 }
@@ -269,6 +394,18 @@ struct RejectionQuery {
     after: Option<i64>,
 }
 
+/// The rejection log, oldest first.
+#[utoipa::path(get, path = "/api/rejections", tag = "read",
+    params(
+        ("table" = Option<Table>, Query, description = "Only this table"),
+        ("source" = Option<String>, Query, description = "Only this source (file:… or api:<batch id>)"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("after" = Option<i64>, Query, description = "Only log ids above this")
+    ),
+    responses((status = 200, description = "Rejections", body = Vec<Rejection>), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody))
+)]
 async fn rejections(
     State(state): State<AppState>,
     q: Result<Query<RejectionQuery>, axum::extract::rejection::QueryRejection>,
@@ -321,6 +458,17 @@ fn csv_response<T: serde::Serialize>(rows: &[T]) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 
+/// Hires per department and job by quarter (JSON, or CSV with `Accept: text/csv`).
+#[utoipa::path(get, path = "/api/reports/hires-by-quarter", tag = "reports",
+    params(("year" = Option<i32>, Query, description = "Default 2021")),
+    responses(
+        (status = 200, description = "Ordered by department, then job (code-point order)",
+         content((Vec<QuarterRow> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
 async fn hires_by_quarter(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -333,6 +481,17 @@ async fn hires_by_quarter(
     Ok(axum::Json(rows).into_response())
 }
 
+/// Departments hiring more than the mean of all departments (JSON or CSV).
+#[utoipa::path(get, path = "/api/reports/departments-above-mean", tag = "reports",
+    params(("year" = Option<i32>, Query, description = "Default 2021")),
+    responses(
+        (status = 200, description = "Most hires first",
+         content((Vec<DepartmentHires> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
 async fn departments_above_mean(
     State(state): State<AppState>,
     headers: HeaderMap,

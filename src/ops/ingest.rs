@@ -297,12 +297,51 @@ pub async fn ingest(
 
 type Raws = [(bool, Vec<u8>, Vec<std::ops::Range<usize>>)];
 
+/// A rejected row in a batch response.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RejectedRow {
+    /// Index of the row in the request (from 0).
+    pub index: u64,
+    /// The row as received: the JSON object, or the CSV line as a string.
+    #[schema(value_type = Object)]
+    pub row: serde_json::Value,
+    /// Every broken rule.
+    pub errors: Vec<FieldError>,
+}
+
+/// The response for one table of a batch.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TableResult {
+    /// Id of the batch; rejections are logged with source `api:<batch_id>`.
+    pub batch_id: String,
+    /// The table.
+    pub table: Table,
+    /// Rows received.
+    pub received: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows rejected (and logged).
+    pub rejected: Vec<RejectedRow>,
+}
+
+/// The response of a several-table batch.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct BatchesResult {
+    /// Id of the batch.
+    pub batch_id: String,
+    /// Rows received, all tables.
+    pub received: u64,
+    /// Rows inserted, all tables.
+    pub inserted: u64,
+    /// Per table.
+    pub tables: std::collections::BTreeMap<String, TableResult>,
+}
+
 fn render(batch_id: &str, shape: Shape, outcomes: &[TableOutcome], raws: &Raws) -> String {
-    use serde_json::{Value, json};
-    let table_object =
+    let table_result =
         |o: &TableOutcome,
          (is_json, raw, ranges): &(bool, Vec<u8>, Vec<std::ops::Range<usize>>)| {
-            let rejected: Vec<Value> = o
+            let rejected = o
                 .rejected
                 .iter()
                 .map(|(index, errors)| {
@@ -312,41 +351,42 @@ fn render(batch_id: &str, shape: Shape, outcomes: &[TableOutcome], raws: &Raws) 
                         .map(String::from_utf8_lossy)
                         .unwrap_or_default();
                     let row = if *is_json {
-                        serde_json::from_str::<Value>(&text)
-                            .unwrap_or(Value::String(text.into_owned()))
+                        serde_json::from_str(&text)
+                            .unwrap_or(serde_json::Value::String(text.into_owned()))
                     } else {
-                        Value::String(text.into_owned())
+                        serde_json::Value::String(text.into_owned())
                     };
-                    json!({"index": index, "row": row, "errors": errors})
+                    RejectedRow {
+                        index: *index,
+                        row,
+                        errors: errors.clone(),
+                    }
                 })
                 .collect();
-            json!({
-                "batch_id": batch_id,
-                "table": o.table,
-                "received": o.received,
-                "inserted": o.inserted,
-                "rejected": rejected,
-            })
+            TableResult {
+                batch_id: batch_id.to_owned(),
+                table: o.table,
+                received: o.received,
+                inserted: o.inserted,
+                rejected,
+            }
         };
-    let value = match shape {
-        Shape::Table => outcomes
-            .first()
-            .zip(raws.first())
-            .map(|(o, r)| table_object(o, r))
-            .unwrap_or(Value::Null),
-        Shape::Tables => {
-            let tables: serde_json::Map<String, Value> = outcomes
+    let rendered = match shape {
+        Shape::Table => match outcomes.first().zip(raws.first()) {
+            Some((o, r)) => serde_json::to_string(&table_result(o, r)),
+            None => Ok("null".to_owned()),
+        },
+        Shape::Tables => serde_json::to_string(&BatchesResult {
+            batch_id: batch_id.to_owned(),
+            received: outcomes.iter().map(|o| o.received).sum(),
+            inserted: outcomes.iter().map(|o| o.inserted).sum(),
+            tables: outcomes
                 .iter()
                 .zip(raws)
-                .map(|(o, r)| (o.table.name().to_owned(), table_object(o, r)))
-                .collect();
-            json!({
-                "batch_id": batch_id,
-                "received": outcomes.iter().map(|o| o.received).sum::<u64>(),
-                "inserted": outcomes.iter().map(|o| o.inserted).sum::<u64>(),
-                "tables": tables,
-            })
-        }
+                .map(|(o, r)| (o.table.name().to_owned(), table_result(o, r)))
+                .collect(),
+        }),
     };
-    value.to_string()
+    // Plain structs of strings and numbers always serialise.
+    rendered.unwrap_or_else(|_| "null".to_owned())
 }

@@ -40,7 +40,7 @@ pub struct LoadRequest {
 }
 
 /// How a file's load ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadStatus {
     /// Valid rows inserted, rejected rows logged, all committed.
@@ -63,7 +63,7 @@ impl LoadStatus {
 }
 
 /// The outcome of one file.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct LoadReport {
     /// Target table.
     pub table: Table,

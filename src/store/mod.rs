@@ -149,7 +149,7 @@ pub enum FileLoadOutcome {
 }
 
 /// One entry of the rejection log.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Rejection {
     /// Log id, increasing.
     pub id: i64,
@@ -181,7 +181,7 @@ pub struct RejectionFilter {
 }
 
 /// One entry of the load history.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LoadRecord {
     /// History id.
     pub id: i64,
@@ -256,7 +256,7 @@ pub enum IngestOutcome {
 }
 
 /// A row of the hires-by-quarter report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct QuarterRow {
     /// Department name.
     pub department: String,
@@ -273,7 +273,7 @@ pub struct QuarterRow {
 }
 
 /// A row of the departments-above-mean report.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DepartmentHires {
     /// Department id.
     pub id: i64,

@@ -1,0 +1,139 @@
+//! The OpenAPI 3 document: paths and response types from the handlers'
+//! annotations, row schemas from the data dictionary.
+
+use super::error::{ErrorBody, ErrorDetail};
+use super::routes;
+use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
+use utoipa::OpenApi;
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat,
+    Type,
+};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hrmig",
+        description = "Validated ingest of HR data (departments, jobs, hired employees), the rejection log, historic loads and gold-zone reports. Rows that break a data rule are never inserted and never lost: they are logged with their reasons."
+    ),
+    paths(
+        routes::health,
+        routes::tables,
+        routes::post_rows,
+        routes::get_rows,
+        routes::post_batches,
+        routes::post_loads,
+        routes::get_loads,
+        routes::rejections,
+        routes::hires_by_quarter,
+        routes::departments_above_mean
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    tags(
+        (name = "ingest", description = "Batches of 1 to 1000 rows"),
+        (name = "read", description = "Tables, rows and the rejection log"),
+        (name = "loads", description = "Historic CSV loads"),
+        (name = "reports", description = "Gold-zone reports"),
+        (name = "service", description = "Health")
+    )
+)]
+struct ApiDoc;
+
+/// Schema name of a table's row object.
+fn row_schema_name(table: Table) -> String {
+    format!("{}_row", table.name())
+}
+
+/// A table's row object, from the dictionary: every column required, no others.
+fn row_schema(table: Table) -> Schema {
+    let mut object = ObjectBuilder::new()
+        .description(Some(format!("A row of {}", table.name())))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for column in table.columns() {
+        let property = match column.ty {
+            ColumnType::Integer => ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32))),
+            ColumnType::String => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_STRING_CHARS)),
+            ColumnType::DateTime => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        }
+        .description(Some(column.description));
+        object = object.property(column.name, property).required(column.name);
+    }
+    object.build().into()
+}
+
+/// The document served at `/api/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    let components = doc.components.get_or_insert_with(Default::default);
+    let mut any_row = OneOfBuilder::new();
+    for table in Table::ALL {
+        components
+            .schemas
+            .insert(row_schema_name(table), RefOr::T(row_schema(table)));
+        any_row = any_row.item(Ref::from_schema_name(row_schema_name(table)));
+    }
+    components
+        .schemas
+        .insert("row".into(), RefOr::T(any_row.build().into()));
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
+    );
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    let rows = ArrayBuilder::new()
+        .items(Ref::from_schema_name("row"))
+        .min_items(Some(1))
+        .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS));
+    let body = RequestBodyBuilder::new()
+        .description(Some(
+            "A JSON array of row objects of the table (see the `<table>_row` schemas), or text/csv lines in the historic format",
+        ))
+        .content("application/json", ContentBuilder::new().schema(Some(rows)).build())
+        .content(
+            "text/csv",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .build(),
+        )
+        .required(Some(utoipa::openapi::Required::True))
+        .build();
+    if let Some(item) = doc.paths.paths.get_mut("/api/tables/{table}/rows")
+        && let Some(post) = item.post.as_mut()
+    {
+        post.request_body = Some(RefOr::T(body));
+    }
+    let mut tables =
+        ObjectBuilder::new().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    for table in Table::ALL {
+        tables = tables.property(
+            table.name(),
+            ArrayBuilder::new().items(Ref::from_schema_name(row_schema_name(table))),
+        );
+    }
+    let batches = RequestBodyBuilder::new()
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(tables)).build(),
+        )
+        .required(Some(utoipa::openapi::Required::True))
+        .build();
+    if let Some(item) = doc.paths.paths.get_mut("/api/batches")
+        && let Some(post) = item.post.as_mut()
+    {
+        post.request_body = Some(RefOr::T(batches));
+    }
+    doc
+}
