@@ -59,7 +59,9 @@ proptest! {
     #[test]
     fn json_checks_never_panic(entries in prop::collection::vec((key(), json_value()), 0..8)) {
         for table in Table::ALL {
-            let checked = check_json(table, &entries);
+            let scalars: Vec<(&str, hrmig::dictionary::check::JsonScalar<'_>)> =
+                entries.iter().map(|(k, v)| (k.as_str(), v.into())).collect();
+            let checked = check_json(table, &scalars);
             prop_assert_eq!(checked.values.len(), table.columns().len());
             if checked.errors.is_empty() {
                 prop_assert!(checked.into_row().is_ok());

@@ -19,10 +19,6 @@ CREATE TABLE IF NOT EXISTS "hired_employees" (
     "job_id" INTEGER NOT NULL REFERENCES "jobs" ("id")
 );
 
-CREATE INDEX IF NOT EXISTS "hired_employees_department_id" ON "hired_employees" ("department_id");
-
-CREATE INDEX IF NOT EXISTS "hired_employees_job_id" ON "hired_employees" ("job_id");
-
 CREATE TABLE IF NOT EXISTS "hrmig_rejections" (
     "id" INTEGER PRIMARY KEY AUTOINCREMENT,
     "table_name" TEXT NOT NULL,

@@ -135,16 +135,106 @@ fn parse_int(column: &Column, text: &str) -> Result<i32, FieldError> {
     })
 }
 
+/// A JSON value as the data rules see it: scalars, with arrays and objects
+/// only named. Strings borrow from the request body when they can, so a
+/// batch is checked without building a JSON tree per row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonScalar<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer that fits i64.
+    Int(i64),
+    /// A positive integer over i64.
+    UInt(u64),
+    /// A number with a fraction or exponent.
+    Float(f64),
+    /// A string.
+    Str(std::borrow::Cow<'a, str>),
+    /// An array (contents not kept).
+    Array,
+    /// An object (contents not kept).
+    Object,
+}
+
+impl<'a> From<&'a serde_json::Value> for JsonScalar<'a> {
+    fn from(v: &'a serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => JsonScalar::Null,
+            serde_json::Value::Bool(b) => JsonScalar::Bool(*b),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => JsonScalar::Int(i),
+                (None, Some(u)) => JsonScalar::UInt(u),
+                _ => JsonScalar::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            serde_json::Value::String(s) => JsonScalar::Str(std::borrow::Cow::Borrowed(s)),
+            serde_json::Value::Array(_) => JsonScalar::Array,
+            serde_json::Value::Object(_) => JsonScalar::Object,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JsonScalar<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = JsonScalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(JsonScalar::UInt(v), JsonScalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(JsonScalar::Str(std::borrow::Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(JsonScalar::Object)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Checks one JSON object, given as its entries in the order received
 /// (repeated keys included, so that they can be reported).
 ///
 /// JSON types are strict: an INTEGER must be a JSON number without a
 /// fraction, STRING and DATETIME must be JSON strings; nothing is coerced.
-pub fn check_json(table: Table, entries: &[(String, serde_json::Value)]) -> Checked {
+pub fn check_json<K: AsRef<str>>(table: Table, entries: &[(K, JsonScalar<'_>)]) -> Checked {
     let columns = table.columns();
-    let mut slots: Vec<Option<&serde_json::Value>> = vec![None; columns.len()];
+    let mut slots: Vec<Option<&JsonScalar<'_>>> = vec![None; columns.len()];
     let mut errors = Vec::new();
     for (key, value) in entries {
+        let key = key.as_ref();
         match columns.iter().position(|c| c.name == key) {
             Some(i) if slots[i].is_some() => errors.push(FieldError::column(
                 key,
@@ -167,7 +257,7 @@ pub fn check_json(table: Table, entries: &[(String, serde_json::Value)]) -> Chec
     let mut column_errors = Vec::new();
     for (column, slot) in columns.iter().zip(slots) {
         let checked = match slot {
-            None | Some(serde_json::Value::Null) => Err(FieldError::column(
+            None | Some(JsonScalar::Null) => Err(FieldError::column(
                 column.name,
                 ErrorCode::Missing,
                 "value is required",
@@ -183,8 +273,7 @@ pub fn check_json(table: Table, entries: &[(String, serde_json::Value)]) -> Chec
     }
 }
 
-fn check_json_value(column: &Column, value: &serde_json::Value) -> Result<Value, FieldError> {
-    use serde_json::Value as J;
+fn check_json_value(column: &Column, value: &JsonScalar<'_>) -> Result<Value, FieldError> {
     let wrong_type = |expected: &str| {
         FieldError::column(
             column.name,
@@ -192,32 +281,25 @@ fn check_json_value(column: &Column, value: &serde_json::Value) -> Result<Value,
             format!("expected {expected}, got {}", json_kind(value)),
         )
     };
+    let out_of_range = |n: &dyn std::fmt::Display| {
+        FieldError::column(
+            column.name,
+            ErrorCode::Range,
+            format!("{n} is outside the 32-bit integer range"),
+        )
+    };
     match (column.ty, value) {
-        (ColumnType::Integer, J::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                i32::try_from(i).map(Value::Int).map_err(|_| {
-                    FieldError::column(
-                        column.name,
-                        ErrorCode::Range,
-                        format!("{i} is outside the 32-bit integer range"),
-                    )
-                })
-            } else if n.is_u64() {
-                Err(FieldError::column(
-                    column.name,
-                    ErrorCode::Range,
-                    format!("{n} is outside the 32-bit integer range"),
-                ))
-            } else {
-                Err(FieldError::column(
-                    column.name,
-                    ErrorCode::Type,
-                    format!("{n} is not an integer"),
-                ))
-            }
-        }
+        (ColumnType::Integer, JsonScalar::Int(i)) => i32::try_from(*i)
+            .map(Value::Int)
+            .map_err(|_| out_of_range(i)),
+        (ColumnType::Integer, JsonScalar::UInt(u)) => Err(out_of_range(u)),
+        (ColumnType::Integer, JsonScalar::Float(f)) => Err(FieldError::column(
+            column.name,
+            ErrorCode::Type,
+            format!("{f} is not an integer"),
+        )),
         (ColumnType::Integer, _) => Err(wrong_type("an integer number")),
-        (ColumnType::String | ColumnType::DateTime, J::String(s)) => check_text(column, s),
+        (ColumnType::String | ColumnType::DateTime, JsonScalar::Str(s)) => check_text(column, s),
         (ColumnType::String, _) => Err(wrong_type("a string")),
         (ColumnType::DateTime, _) => Err(wrong_type("an ISO 8601 date-time string")),
     }
@@ -237,14 +319,14 @@ fn push(
     }
 }
 
-fn json_kind(v: &serde_json::Value) -> &'static str {
+fn json_kind(v: &JsonScalar<'_>) -> &'static str {
     match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
+        JsonScalar::Null => "null",
+        JsonScalar::Bool(_) => "a boolean",
+        JsonScalar::Int(_) | JsonScalar::UInt(_) | JsonScalar::Float(_) => "a number",
+        JsonScalar::Str(_) => "a string",
+        JsonScalar::Array => "an array",
+        JsonScalar::Object => "an object",
     }
 }
 
@@ -441,7 +523,7 @@ mod tests {
         for (col, value, code) in json_cases {
             let got = match value {
                 serde_json::Value::Null => ErrorCode::Missing,
-                ref v => check_json_value(col, v).unwrap_err().code,
+                ref v => check_json_value(col, &v.into()).unwrap_err().code,
             };
             assert_eq!(got, code, "{:?} {value}", col.ty);
         }
@@ -467,6 +549,12 @@ mod tests {
 
     fn entries(v: serde_json::Value) -> Vec<(String, serde_json::Value)> {
         v.as_object().unwrap().clone().into_iter().collect()
+    }
+
+    fn check_json(table: Table, e: &[(String, serde_json::Value)]) -> Checked {
+        let scalars: Vec<(&str, JsonScalar<'_>)> =
+            e.iter().map(|(k, v)| (k.as_str(), v.into())).collect();
+        super::check_json(table, &scalars)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! rejections (and its idempotency key, when the client sent one).
 
 use crate::csvfile::CsvRecords;
-use crate::dictionary::check::{Checked, check_csv, check_json};
+use crate::dictionary::check::{Checked, JsonScalar, check_csv, check_json};
 use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::store::{
     Candidate, Chunk, Idempotency, IngestOutcome, Store, StoreError, TableBatch, TableOutcome,
@@ -47,20 +47,49 @@ pub struct ParsedRows {
     pub json: bool,
 }
 
-/// A JSON object's entries in the order received, repeated keys included.
-struct Entries(Vec<(String, serde_json::Value)>);
+/// A JSON object's entries in the order received, repeated keys included,
+/// borrowing from the body where the text has no escapes.
+struct Entries<'a>(Vec<(Key<'a>, JsonScalar<'a>)>);
 
-impl<'de> Deserialize<'de> for Entries {
+/// An object key, borrowed when possible.
+struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl AsRef<str> for Key<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Entries;
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::with_capacity(8);
+                while let Some(entry) = map.next_entry::<Key<'de>, JsonScalar<'de>>()? {
                     out.push(entry);
                 }
                 Ok(Entries(out))

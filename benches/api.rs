@@ -1,0 +1,158 @@
+//! Load generator for the ingest API: `cargo bench --bench api [-- SECONDS [CLIENTS…]]`.
+//!
+//! Starts the release `hrmig serve` on a free loopback port with a fresh
+//! SQLite database, then for each client count sends 1000-row JSON batches
+//! of `hired_employees` (fresh ids, every row validated and its foreign keys
+//! checked) for a bounded time, and prints p50/p99 latency and rows/s.
+
+use std::time::{Duration, Instant};
+
+const ROWS: usize = 1000;
+
+fn body(first_id: u64) -> String {
+    let mut s = String::with_capacity(ROWS * 110);
+    s.push('[');
+    for i in 0..ROWS as u64 {
+        if i > 0 {
+            s.push(',');
+        }
+        let id = first_id + i;
+        s.push_str(&format!(
+            r#"{{"id":{id},"name":"Employee {id}","datetime":"2021-{:02}-{:02}T10:00:00Z","department_id":{},"job_id":{}}}"#,
+            1 + id % 12,
+            1 + id % 28,
+            1 + id % 12,
+            1 + id % 183
+        ));
+    }
+    s.push(']');
+    s
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let clients: Vec<usize> = if args.len() > 1 {
+        args[1..].iter().filter_map(|s| s.parse().ok()).collect()
+    } else {
+        vec![1, 4, 16]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = env!("CARGO_BIN_EXE_hrmig");
+    let status = std::process::Command::new(bin)
+        .current_dir(dir.path())
+        .args(["gen", "--out", "storage/landing", "--employees", "1"])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    // HRMIG_BENCH_URL: measure a server started by hand (e.g. under a profiler),
+    // whose storage root holds the sample landing files.
+    let external = std::env::var("HRMIG_BENCH_URL").ok();
+    let mut server = match external {
+        Some(_) => None,
+        None => Some(
+            std::process::Command::new(bin)
+                .current_dir(dir.path())
+                .env("HRMIG_LOG", "warn")
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .spawn()
+                .unwrap(),
+        ),
+    };
+    let base = external.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client
+        .get(format!("{base}/api/health"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client
+        .post(format!("{base}/api/loads"))
+        .json(&serde_json::json!({"tables": ["departments", "jobs"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    println!(
+        "machine: {} cores; {seconds} s per run; {ROWS}-row JSON batches into hired_employees (SQLite)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:>8} {:>9} {:>9} {:>9} {:>12}",
+        "clients", "batches", "p50 ms", "p99 ms", "rows/s"
+    );
+    let mut next_id = 1u64;
+    for &n in &clients {
+        let started = Instant::now();
+        let stop = started + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for c in 0..n {
+            let client = client.clone();
+            let url = format!("{base}/api/tables/hired_employees/rows");
+            // Each client owns a disjoint id range: every row is fresh.
+            let mut id = next_id + c as u64 * 100_000_000;
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < stop && latencies.len() < 100_000 {
+                    let b = body(id);
+                    id += ROWS as u64;
+                    let t = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(b)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(r.status().is_success(), "{}", r.status());
+                    let _ = r.bytes().await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        next_id += n as u64 * 100_000_000;
+        all.sort();
+        println!(
+            "{:>8} {:>9} {:>9.2} {:>9.2} {:>12.0}",
+            n,
+            all.len(),
+            percentile(&all, 0.50).as_secs_f64() * 1000.0,
+            percentile(&all, 0.99).as_secs_f64() * 1000.0,
+            (all.len() * ROWS) as f64 / elapsed
+        );
+    }
+    if let Some(mut server) = server {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+}
