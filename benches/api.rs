@@ -65,7 +65,7 @@ async fn main() {
     // HRMIG_BENCH_URL: measure a server started by hand (e.g. under a profiler),
     // whose storage root holds the sample landing files.
     let external = std::env::var("HRMIG_BENCH_URL").ok();
-    let mut server = match external {
+    let server = match external {
         Some(_) => None,
         None => Some(
             std::process::Command::new(bin)
