@@ -195,7 +195,7 @@ async fn unknown_parents_are_foreign_key_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn big_files_check_parents_the_same_way() {
-    // Over 50 000 rows the store checks parents from in-memory id sets.
+    // A big file: parents are checked from the cached id sets, row after row.
     let env = TestEnv::with_parents().await;
     let mut csv = String::new();
     for id in 1..=60_000u32 {
@@ -410,7 +410,6 @@ async fn a_feed_that_stops_midway_rolls_back() {
         force: false,
         max_rejects: None,
         started_at: "2021-01-01T00:00:00Z".into(),
-        bytes: 100,
     };
     let err = env.store.load_file(load, rx).await.unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");

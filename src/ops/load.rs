@@ -184,7 +184,6 @@ async fn load_file(
 
     let object = req.from.open_read(&name).await?;
     let bar = req.progress.then(|| progress_bar(table, object.size));
-    let size = object.size;
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let reader = Progressed {
         inner: object.reader,
@@ -197,7 +196,6 @@ async fn load_file(
         force: req.force,
         max_rejects: req.max_rejects,
         started_at,
-        bytes: size,
     };
     let outcome = store.load_file(file_load.clone(), rx).await;
     let parsed = parser.await.map_err(|e| read_err(io::Error::other(e)))?;

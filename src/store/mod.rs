@@ -125,8 +125,6 @@ pub struct FileLoad {
     pub max_rejects: Option<u64>,
     /// When the load started (UTC text).
     pub started_at: String,
-    /// Size of the file in bytes: lets a backend pick a bulk strategy.
-    pub bytes: u64,
 }
 
 /// How a file load ended in the store.
