@@ -725,3 +725,26 @@ async fn shutdown_lets_requests_in_flight_finish() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
+    let app = TestApp::spawn().await;
+    let huge = format!("[{{\"id\":1,\"job\":\"{}\"}}]", "x".repeat(9 << 20));
+    let r = app
+        .post_raw("/api/tables/jobs/rows", "application/json", huge)
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "too_large"
+    );
+    assert_eq!(app.count("jobs").await, 2);
+
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(app.dir.path().join(format!("t.db{suffix}")));
+    }
+    let r = app.get("/api/health").await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(r.json::<Value>().await.unwrap()["database"], "unavailable");
+}
