@@ -83,15 +83,18 @@ async fn trace_request(
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    tracing::info!(
-        target: "hrmig::http",
+    let span = tracing::info_span!(
+        "request",
         %method,
         route,
-        status = response.status().as_u16(),
-        millis = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
+        status = tracing::field::Empty,
+        millis = tracing::field::Empty
     );
+    let started = std::time::Instant::now();
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    span.record("status", response.status().as_u16());
+    span.record("millis", millis);
+    span.in_scope(|| tracing::info!(target: "hrmig::http", "request done"));
     response
 }

@@ -313,6 +313,8 @@ pub async fn ingest(
         .collect();
     let id = batch_id.to_owned();
     let render = Box::new(move |outcomes: &[TableOutcome]| render(&id, shape, outcomes, &raws));
+    let rows: usize = parsed.iter().map(|p| p.batch.chunk.rows.len()).sum();
+    tracing::Span::current().record("rows", rows);
     let tables = parsed.into_iter().map(|p| p.batch).collect();
     match store
         .ingest(format!("api:{batch_id}"), tables, idempotency, render)
