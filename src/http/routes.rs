@@ -452,16 +452,17 @@ fn year_of(
     }
 }
 
-fn wants_csv(headers: &HeaderMap) -> bool {
-    headers
+/// A report as JSON, or as CSV when the client accepts `text/csv`.
+fn report<T: serde::Serialize>(headers: &HeaderMap, rows: Vec<T>) -> Result<Response, ApiError> {
+    let wants_csv = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"))
-}
-
-fn csv_response<T: serde::Serialize>(rows: &[T]) -> Result<Response, ApiError> {
+        .is_some_and(|a| a.contains("text/csv"));
+    if !wants_csv {
+        return Ok(axum::Json(rows).into_response());
+    }
     let mut w = csv::Writer::from_writer(Vec::new());
-    for r in rows {
+    for r in &rows {
         w.serialize(r)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     }
@@ -487,11 +488,7 @@ async fn hires_by_quarter(
     headers: HeaderMap,
     q: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let rows = state.store.hires_by_quarter(year_of(q)?).await?;
-    if wants_csv(&headers) {
-        return csv_response(&rows);
-    }
-    Ok(axum::Json(rows).into_response())
+    report(&headers, state.store.hires_by_quarter(year_of(q)?).await?)
 }
 
 /// Departments hiring more than the mean of all departments (JSON or CSV).
@@ -510,9 +507,8 @@ async fn departments_above_mean(
     headers: HeaderMap,
     q: Result<Query<YearQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let rows = state.store.departments_above_mean(year_of(q)?).await?;
-    if wants_csv(&headers) {
-        return csv_response(&rows);
-    }
-    Ok(axum::Json(rows).into_response())
+    report(
+        &headers,
+        state.store.departments_above_mean(year_of(q)?).await?,
+    )
 }
