@@ -22,6 +22,24 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: std::sync::mpsc::Sender<Job>,
     readers: std::sync::Arc<Mutex<Vec<Connection>>>,
+    /// Dropped with the store, which stops the checkpoint thread.
+    _checkpoints: std::sync::mpsc::Sender<()>,
+}
+
+/// Copies committed WAL frames into the database file every quarter of a
+/// second (a passive checkpoint never blocks the writer or readers), until
+/// the store is dropped.
+fn checkpoints(path: &PathBuf, stopped: &std::sync::mpsc::Receiver<()>) {
+    let Ok(conn) = connect(path, 1024) else {
+        return;
+    };
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+        stopped.recv_timeout(std::time::Duration::from_millis(250))
+    {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 fn connect(path: &PathBuf, cache_kib: i64) -> Result<Connection, rusqlite::Error> {
@@ -63,6 +81,15 @@ impl SqliteStore {
             conn.execute_batch(&sql)?;
         }
         conn.set_prepared_statement_cache_capacity(64);
+        // Checkpoints (copying the WAL back into the database file) run on a
+        // thread of their own, so that writes never wait for them.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let checkpoint_path = path.clone();
+        std::thread::Builder::new()
+            .name("hrmig-sqlite-checkpoint".into())
+            .spawn(move || checkpoints(&checkpoint_path, &stopped))
+            .map_err(|e| StoreError::Task(e.to_string()))?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hrmig-sqlite-writer".into())
@@ -76,6 +103,7 @@ impl SqliteStore {
             path,
             writer: tx,
             readers: Default::default(),
+            _checkpoints: stop,
         })
     }
 
