@@ -5,6 +5,9 @@
 use super::datetime::{self, DateTimeError};
 use super::{Column, ColumnType, ErrorCode, FieldError, MAX_STRING_CHARS, Row, Table, Value};
 
+/// More columns than any table of the dictionary has.
+const MAX_COLUMNS: usize = 16;
+
 /// The outcome of checking one record: a value for every column that passed
 /// its rules, and the errors of all the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +17,14 @@ pub struct Checked {
     /// Every broken rule, in column order.
     pub errors: Vec<FieldError>,
 }
+
+const _: () = {
+    let mut i = 0;
+    while i < Table::ALL.len() {
+        assert!(Table::ALL[i].columns().len() <= MAX_COLUMNS);
+        i += 1;
+    }
+};
 
 impl Checked {
     /// The valid row, or `None` when any rule was broken.
@@ -231,7 +242,8 @@ impl<'de> serde::Deserialize<'de> for JsonScalar<'de> {
 /// fraction, STRING and DATETIME must be JSON strings; nothing is coerced.
 pub fn check_json<K: AsRef<str>>(table: Table, entries: &[(K, JsonScalar<'_>)]) -> Checked {
     let columns = table.columns();
-    let mut slots: Vec<Option<&JsonScalar<'_>>> = vec![None; columns.len()];
+    // No table has more than a handful of columns: no allocation per row.
+    let mut slots: [Option<&JsonScalar<'_>>; MAX_COLUMNS] = [None; MAX_COLUMNS];
     let mut errors = Vec::new();
     for (key, value) in entries {
         let key = key.as_ref();
