@@ -303,16 +303,11 @@ pub async fn ingest(
     idempotency: Option<Idempotency>,
     shape: Shape,
 ) -> Result<(String, bool), IngestError> {
-    // What the response needs to show rejected rows as received.
-    let raws: Vec<(bool, Vec<u8>, Vec<std::ops::Range<usize>>)> = parsed
-        .iter()
-        .map(|p| {
-            let ranges = p.batch.chunk.rows.iter().map(|c| c.raw.clone()).collect();
-            (p.json, p.batch.chunk.raw.clone(), ranges)
-        })
-        .collect();
+    let json: Vec<bool> = parsed.iter().map(|p| p.json).collect();
     let id = batch_id.to_owned();
-    let render = Box::new(move |outcomes: &[TableOutcome]| render(&id, shape, outcomes, &raws));
+    let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
+        render(&id, shape, outcomes, batches, &json)
+    });
     let rows: usize = parsed.iter().map(|p| p.batch.chunk.rows.len()).sum();
     tracing::Span::current().record("rows", rows);
     let tables = parsed.into_iter().map(|p| p.batch).collect();
@@ -325,8 +320,6 @@ pub async fn ingest(
         IngestOutcome::KeyReused => Err(IngestError::KeyReused),
     }
 }
-
-type Raws = [(bool, Vec<u8>, Vec<std::ops::Range<usize>>)];
 
 /// A rejected row in a batch response.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -368,42 +361,49 @@ pub struct BatchesResult {
     pub tables: std::collections::BTreeMap<String, TableResult>,
 }
 
-fn render(batch_id: &str, shape: Shape, outcomes: &[TableOutcome], raws: &Raws) -> String {
-    let table_result =
-        |o: &TableOutcome,
-         (is_json, raw, ranges): &(bool, Vec<u8>, Vec<std::ops::Range<usize>>)| {
-            let rejected = o
-                .rejected
-                .iter()
-                .map(|(index, errors)| {
-                    let text = ranges
-                        .get(*index as usize)
-                        .and_then(|r| raw.get(r.clone()))
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default();
-                    let row = if *is_json {
-                        serde_json::from_str(&text)
-                            .unwrap_or(serde_json::Value::String(text.into_owned()))
-                    } else {
-                        serde_json::Value::String(text.into_owned())
-                    };
-                    RejectedRow {
-                        index: *index,
-                        row,
-                        errors: errors.clone(),
-                    }
-                })
-                .collect();
-            TableResult {
-                batch_id: batch_id.to_owned(),
-                table: o.table,
-                received: o.received,
-                inserted: o.inserted,
-                rejected,
-            }
-        };
+fn render(
+    batch_id: &str,
+    shape: Shape,
+    outcomes: &[TableOutcome],
+    batches: &[TableBatch],
+    json: &[bool],
+) -> String {
+    let table_result = |o: &TableOutcome, (batch, is_json): (&TableBatch, &bool)| {
+        let chunk = &batch.chunk;
+        let rejected = o
+            .rejected
+            .iter()
+            .map(|(index, errors)| {
+                // A batch's positions are its row indexes.
+                let text = chunk
+                    .rows
+                    .get(*index as usize)
+                    .and_then(|c| chunk.raw.get(c.raw.clone()))
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let row = if *is_json {
+                    serde_json::from_str(&text)
+                        .unwrap_or(serde_json::Value::String(text.into_owned()))
+                } else {
+                    serde_json::Value::String(text.into_owned())
+                };
+                RejectedRow {
+                    index: *index,
+                    row,
+                    errors: errors.clone(),
+                }
+            })
+            .collect();
+        TableResult {
+            batch_id: batch_id.to_owned(),
+            table: o.table,
+            received: o.received,
+            inserted: o.inserted,
+            rejected,
+        }
+    };
     let rendered = match shape {
-        Shape::Table => match outcomes.first().zip(raws.first()) {
+        Shape::Table => match outcomes.first().zip(batches.iter().zip(json).next()) {
             Some((o, r)) => serde_json::to_string(&table_result(o, r)),
             None => Ok("null".to_owned()),
         },
@@ -413,7 +413,7 @@ fn render(batch_id: &str, shape: Shape, outcomes: &[TableOutcome], raws: &Raws) 
             inserted: outcomes.iter().map(|o| o.inserted).sum(),
             tables: outcomes
                 .iter()
-                .zip(raws)
+                .zip(batches.iter().zip(json))
                 .map(|(o, r)| (o.table.name().to_owned(), table_result(o, r)))
                 .collect(),
         }),

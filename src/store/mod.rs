@@ -238,9 +238,10 @@ pub struct TableOutcome {
     pub rejected: Vec<(u64, Vec<FieldError>)>,
 }
 
-/// Renders the response of a batch, inside its transaction, so that the
-/// stored idempotent response is exactly the one sent.
-pub type Render = Box<dyn FnOnce(&[TableOutcome]) -> String + Send>;
+/// Renders the response of a batch from its outcomes and the batches as
+/// received (for the raw text of rejected rows); a keyed batch is rendered
+/// inside its transaction, so that the stored response is exactly the one sent.
+pub type Render = Box<dyn FnOnce(&[TableOutcome], &[TableBatch]) -> String + Send>;
 
 /// What became of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]

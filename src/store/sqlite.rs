@@ -273,10 +273,9 @@ impl SqliteStore {
                 Ok((result, tables))
             })
             .await?;
-        drop(tables);
         match (result?, outside) {
             (Ok(outcome), _) => Ok(outcome),
-            (Err(outcomes), Some(render)) => Ok(IngestOutcome::Applied(render(&outcomes))),
+            (Err(outcomes), Some(render)) => Ok(IngestOutcome::Applied(render(&outcomes, &tables))),
             (Err(_), None) => Err(StoreError::Task("a keyed batch was not rendered".into())),
         }
     }
@@ -513,7 +512,7 @@ fn ingest_tx(
     let result =
         match (idempotency, render) {
             (Some(idem), Some(render)) => {
-                let response = render(&outcomes);
+                let response = render(&outcomes, tables);
                 tx.prepare_cached(&format!(
                 "INSERT INTO {} (key, fingerprint, response, created_at) VALUES (?1, ?2, ?3, ?4)",
                 ddl::IDEMPOTENCY
