@@ -533,10 +533,19 @@ mod tests {
             (&dt, json!("2021-13-01T00:00:00Z"), ErrorCode::Format),
         ];
         for (col, value, code) in json_cases {
-            let got = match value {
-                serde_json::Value::Null => ErrorCode::Missing,
-                ref v => check_json_value(col, &v.into()).unwrap_err().code,
+            // Through the whole object check, which is where `null` is handled.
+            let (table, name) = match col.ty {
+                ColumnType::Integer => (Table::Jobs, "id"),
+                ColumnType::String => (Table::Jobs, "job"),
+                ColumnType::DateTime => (Table::HiredEmployees, "datetime"),
             };
+            let checked = check_json(table, &[(name.to_owned(), value.clone())]);
+            let got = checked
+                .errors
+                .iter()
+                .find(|e| e.column.as_deref() == Some(name))
+                .map(|e| e.code)
+                .unwrap_or_else(|| panic!("no error for {name} = {value}"));
             assert_eq!(got, code, "{:?} {value}", col.ty);
         }
         // Invalid UTF-8 is an encoding error in a column of any type.
