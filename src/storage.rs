@@ -20,8 +20,13 @@ pub enum StorageError {
     #[error("unsupported storage URL {0:?}: use a directory or file:///PATH")]
     BadUrl(String),
     /// No object (file) at that location.
-    #[error("{0} does not exist")]
-    NotFound(String),
+    #[error("{root}/{path} does not exist")]
+    NotFound {
+        /// The storage root, as configured.
+        root: String,
+        /// The object's path below the root: what an API client may see.
+        path: String,
+    },
     /// The storage refused or failed.
     #[error("{location}: {source}")]
     Backend {
@@ -51,6 +56,8 @@ pub struct Storage {
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     display: String,
+    /// How the root itself is shown (children keep it).
+    root: Arc<str>,
     local_root: Option<std::path::PathBuf>,
 }
 
@@ -78,6 +85,7 @@ impl Storage {
             store: Arc::new(fs),
             prefix: ObjectPath::default(),
             display: root.display().to_string(),
+            root: root.display().to_string().into(),
             local_root: Some(root),
         })
     }
@@ -95,6 +103,7 @@ impl Storage {
         Ok(Storage {
             store: self.store.clone(),
             display: format!("{}/{}", self.display, sub.trim_matches('/')),
+            root: self.root.clone(),
             local_root: self.local_root.as_ref().map(|r| r.join(sub)),
             prefix,
         })
@@ -126,7 +135,10 @@ impl Storage {
         let result = match self.store.get(&self.path(name)).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => {
-                return Err(StorageError::NotFound(location));
+                return Err(StorageError::NotFound {
+                    root: self.root.to_string(),
+                    path: self.path(name).to_string(),
+                });
             }
             Err(source) => return Err(StorageError::Backend { location, source }),
         };

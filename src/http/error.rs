@@ -137,8 +137,9 @@ impl From<IngestError> for ApiError {
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
         match e {
-            LoadError::Storage(crate::storage::StorageError::NotFound(_)) => {
-                ApiError::NotFound(e.to_string())
+            // Named by its path below the storage root: server paths stay private.
+            LoadError::Storage(crate::storage::StorageError::NotFound { path, .. }) => {
+                ApiError::NotFound(format!("{path} does not exist in the storage"))
             }
             LoadError::Storage(crate::storage::StorageError::BadUrl(_)) => {
                 ApiError::BadRequest(e.to_string())

@@ -372,20 +372,7 @@ async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Respon
         max_rejects: req.max_rejects,
         progress: false,
     };
-    let reports = load::load(&state.store, &request)
-        .await
-        .map_err(|e| match e {
-            // Name the file relative to the storage root: server paths stay private.
-            load::LoadError::Storage(crate::storage::StorageError::NotFound(location)) => {
-                let root = state.storage.location();
-                let relative = location.strip_prefix(root).unwrap_or(&location);
-                ApiError::NotFound(format!(
-                    "{} does not exist in the storage",
-                    relative.trim_start_matches('/')
-                ))
-            }
-            other => other.into(),
-        })?;
+    let reports = load::load(&state.store, &request).await?;
     Ok(axum::Json(reports).into_response())
 }
 
