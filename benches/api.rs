@@ -66,15 +66,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not,
+    // and then one short run checks that the generator still works.
+    let benching = std::env::args().any(|a| a == "--bench");
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let seconds: u64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = match args.first().and_then(|s| s.parse().ok()) {
+        Some(s) => s,
+        None if benching => 10,
+        None => 1,
+    };
     let clients: Vec<usize> = if args.len() > 1 {
         args[1..].iter().filter_map(|s| s.parse().ok()).collect()
-    } else {
+    } else if benching {
         vec![1, 4, 16]
+    } else {
+        vec![2]
     };
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

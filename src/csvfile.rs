@@ -47,7 +47,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// The fields, unquoted. Empty when the record is malformed.
-    pub fn fields(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + Clone + 'a {
         let (out, ends) = (self.out, self.ends);
         (0..ends.len()).map(move |i| {
             let start = if i == 0 { 0 } else { ends[i - 1] };

@@ -200,11 +200,28 @@ async fn batch_size_limits() {
 async fn malformed_requests_change_nothing() {
     let app = TestApp::spawn().await;
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    // Long bodies whose error comes after hundreds of valid rows (rows the
+    // server may already be writing when it finds the error).
+    let rows: Vec<String> = (1..=800).map(|i| employee(i).to_string()).collect();
+    let valid_then_cut = format!("[{},{{\"id\": 9", rows.join(","));
+    let valid_then_garbage = format!("[{}] x", rows.join(","));
     let cases: Vec<(&str, &str, String, StatusCode)> = vec![
         (
             EMP,
             "application/json",
             "[{\"id\": 1, \"name\"".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            EMP,
+            "application/json",
+            valid_then_cut,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            EMP,
+            "application/json",
+            valid_then_garbage,
             StatusCode::BAD_REQUEST,
         ),
         (EMP, "application/json", deep, StatusCode::BAD_REQUEST),
@@ -252,6 +269,40 @@ async fn malformed_requests_change_nothing() {
     assert_eq!(app.count("jobs").await, 2);
     assert_eq!(app.rejection_count().await, 0);
     assert_eq!(app.get("/api/health").await.status(), StatusCode::OK);
+}
+
+/// A large batch is written while it is still being read; a row found
+/// late that needs the general reading (a nested value) must not make any
+/// row count twice or go missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_irregular_late_in_the_body_is_applied_once() {
+    let app = TestApp::spawn().await;
+    let mut rows: Vec<Value> = (1..=1000).map(employee).collect();
+    rows[700]["name"] = json!(["Ann", "Lee"]);
+    rows[900]["id"] = json!(50);
+    let r = app.post_json(EMP, &Value::Array(rows)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["received"], 1000);
+    assert_eq!(b["inserted"], 998);
+    let rejected: Vec<(u64, &str, &str)> = b["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["errors"][0]["code"].as_str().unwrap(),
+                r["errors"][0]["column"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        vec![(700, "type", "name"), (900, "duplicate", "id")]
+    );
+    assert_eq!(app.count("hired_employees").await, 998);
+    assert_eq!(app.rejection_count().await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! valid rows survive the trip through CSV text unchanged.
 
 use hrmig::csvfile::CsvRecords;
-use hrmig::dictionary::check::{check_csv, check_json};
+use hrmig::dictionary::check::{check_csv, check_csv_row, check_json, check_json_row};
 use hrmig::dictionary::{Table, Value, datetime};
 use proptest::prelude::*;
 
@@ -51,6 +51,7 @@ proptest! {
             for table in Table::ALL {
                 let checked = check_csv(table, rec.fields());
                 prop_assert_eq!(checked.values.len(), table.columns().len());
+                prop_assert_eq!(check_csv_row(table, rec.fields()), checked.into_row());
             }
         }
         prop_assert!(count <= bytes.len());
@@ -69,6 +70,30 @@ proptest! {
         }
     }
 
+    /// The one-allocation path gives what the full check gives, for rows
+    /// in column order (its case) with values valid or not.
+    #[test]
+    fn the_row_fast_path_agrees_with_the_full_check(
+        values in prop::collection::vec(prop_oneof![
+            3 => Just(serde_json::json!(7)),
+            3 => Just(serde_json::json!("Ann Lee")),
+            3 => Just(serde_json::json!("2021-07-27T16:02:08Z")),
+            1 => json_value(),
+        ], 0..7),
+        renamed in prop::option::of((0usize..7, key())),
+    ) {
+        for table in Table::ALL {
+            let mut keys: Vec<String> = table.columns().iter().map(|c| c.name.to_owned()).collect();
+            keys.extend(["extra".to_owned(), "id".to_owned()]);
+            if let Some((i, k)) = &renamed && *i < keys.len() {
+                keys[*i] = k.clone();
+            }
+            let scalars: Vec<(&str, hrmig::dictionary::check::JsonScalar<'_>)> =
+                keys.iter().zip(&values).map(|(k, v)| (k.as_str(), v.into())).collect();
+            prop_assert_eq!(check_json_row(table, &scalars), check_json(table, &scalars).into_row());
+        }
+    }
+
     #[test]
     fn valid_rows_round_trip_through_csv(
         id in any::<i32>(),
@@ -81,6 +106,7 @@ proptest! {
         let mut records = CsvRecords::new(text.as_bytes());
         let rec = records.next_record().unwrap().unwrap();
         let row = check_csv(Table::HiredEmployees, rec.fields()).into_row().unwrap();
+        prop_assert_eq!(check_csv_row(Table::HiredEmployees, rec.fields()), Ok(row.clone()));
         prop_assert_eq!(row.0, vec![
             Value::Int(id),
             Value::Text(name.trim().to_owned()),

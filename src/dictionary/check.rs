@@ -30,7 +30,9 @@ impl Checked {
     /// The valid row, or `None` when any rule was broken.
     pub fn into_row(self) -> Result<Row, Checked> {
         if self.errors.is_empty() && self.values.iter().all(Option::is_some) {
-            Ok(Row(self.values.into_iter().flatten().collect()))
+            let mut row = Vec::with_capacity(self.values.len());
+            row.extend(self.values.into_iter().flatten());
+            Ok(Row(row))
         } else {
             Err(self)
         }
@@ -80,6 +82,29 @@ pub fn check_csv<'a>(table: Table, fields: impl ExactSizeIterator<Item = &'a [u8
         push(&mut values, &mut errors, checked);
     }
     Checked { values, errors }
+}
+
+/// [`check_csv`] then [`Checked::into_row`], with one allocation for the
+/// common record: every field valid. Anything else takes the full check,
+/// which names every broken rule.
+pub fn check_csv_row<'a>(
+    table: Table,
+    fields: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
+) -> Result<Row, Checked> {
+    let columns = table.columns();
+    if fields.len() == columns.len() {
+        let mut row = Vec::with_capacity(columns.len());
+        for (column, field) in columns.iter().zip(fields.clone()) {
+            match std::str::from_utf8(field).map(|text| check_text(column, text)) {
+                Ok(Ok(v)) => row.push(v),
+                _ => break,
+            }
+        }
+        if row.len() == columns.len() {
+            return Ok(Row(row));
+        }
+    }
+    check_csv(table, fields).into_row()
 }
 
 /// Checks one text value against a column's rules. Surrounding whitespace is
@@ -283,6 +308,32 @@ pub fn check_json<K: AsRef<str>>(table: Table, entries: &[(K, JsonScalar<'_>)]) 
         values,
         errors: column_errors,
     }
+}
+
+/// [`check_json`] then [`Checked::into_row`], with one allocation for the
+/// common row: every column once, in dictionary order, every value valid.
+/// Anything else takes the full check, which names every broken rule.
+pub fn check_json_row<K: AsRef<str>>(
+    table: Table,
+    entries: &[(K, JsonScalar<'_>)],
+) -> Result<Row, Checked> {
+    let columns = table.columns();
+    if entries.len() == columns.len() {
+        let mut row = Vec::with_capacity(columns.len());
+        for ((key, value), column) in entries.iter().zip(columns) {
+            if key.as_ref() != column.name || *value == JsonScalar::Null {
+                break;
+            }
+            match check_json_value(column, value) {
+                Ok(v) => row.push(v),
+                Err(_) => break,
+            }
+        }
+        if row.len() == columns.len() {
+            return Ok(Row(row));
+        }
+    }
+    check_json(table, entries).into_row()
 }
 
 fn check_json_value(column: &Column, value: &JsonScalar<'_>) -> Result<Value, FieldError> {

@@ -148,6 +148,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Canonical text of a UTC millisecond timestamp, written into `buf`
 /// (24 bytes are always enough). Returns the used part.
 pub fn format_into(ms: i64, buf: &mut [u8; 24]) -> &str {
+    // Only ASCII digits and separators are written.
+    std::str::from_utf8(format_ascii(ms, buf)).unwrap_or_default()
+}
+
+/// [`format_into`] as bytes, for callers that bind text as bytes (a
+/// database driver) and need no second look at them.
+pub fn format_ascii(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000) as u32;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -180,8 +187,7 @@ pub fn format_into(ms: i64, buf: &mut [u8; 24]) -> &str {
         buf[23] = b'Z';
         24
     };
-    // Only ASCII digits and separators were written.
-    std::str::from_utf8(&buf[..len]).unwrap_or_default()
+    &buf[..len]
 }
 
 /// Canonical text of a UTC millisecond timestamp.

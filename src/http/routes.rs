@@ -148,13 +148,22 @@ async fn post_rows(
     let kind = body_kind(&headers)?;
     let body = body_of(body)?;
     let idem = idempotency(&headers, &format!("rows:{table}"), &body)?;
-    let parsed = match kind {
-        BodyKind::Json => ingest::parse_json(table, &body)?,
-        BodyKind::Csv => ingest::parse_csv(table, &body)?,
-    };
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let (response, replayed) =
-        ingest::ingest(&state.store, &batch_id, vec![parsed], idem, Shape::Table).await?;
+    let (response, replayed) = match kind {
+        BodyKind::Json => ingest::ingest_json(&state.store, &batch_id, table, &body, idem).await?,
+        BodyKind::Csv => {
+            let parsed = ingest::parse_csv(table, &body)?;
+            ingest::ingest(
+                &state.store,
+                &batch_id,
+                vec![parsed],
+                None,
+                idem,
+                Shape::Table,
+            )
+            .await?
+        }
+    };
     Ok(json_response(response, replayed))
 }
 
@@ -186,7 +195,7 @@ async fn post_batches(
     let parsed = ingest::parse_json_tables(&body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
     let (response, replayed) =
-        ingest::ingest(&state.store, &batch_id, parsed, idem, Shape::Tables).await?;
+        ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
     Ok(json_response(response, replayed))
 }
 

@@ -3,10 +3,11 @@
 //! rejections (and its idempotency key, when the client sent one).
 
 use crate::csvfile::CsvRecords;
-use crate::dictionary::check::{Checked, JsonScalar, check_csv, check_json};
+use crate::dictionary::check::{Checked, JsonScalar, check_csv_row, check_json_row};
 use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::store::{
-    Candidate, Chunk, Idempotency, IngestOutcome, Store, StoreError, TableBatch, TableOutcome,
+    Candidate, Chunk, Idempotency, IngestOutcome, Piece, Pieces, Store, StoreError, TableBatch,
+    TableOutcome,
 };
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -138,6 +139,22 @@ fn json_error(e: &serde_json::Error) -> IngestError {
 
 /// Parses a JSON array of row objects for `table`.
 pub fn parse_json(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
+    match common_shape(table, body) {
+        Some(batch) => Ok(ParsedRows { batch, json: true }),
+        None => parse_json_general(table, body),
+    }
+}
+
+/// The rows of a body in the common shape (see [`ObjectArray`]), in one pass.
+fn common_shape(table: Table, body: &[u8]) -> Option<TableBatch> {
+    let mut rows = ObjectArray::new(table, body)?;
+    let mut chunk = Chunk::default();
+    rows.fill(&mut chunk, MAX_BATCH_ROWS)?
+        .then_some(TableBatch { table, chunk })
+}
+
+/// Any JSON body: the request errors and row rejections of every shape.
+fn parse_json_general(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
     check_depth(body)?;
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let rows = items.iter().map(|raw| (table, *raw)).collect::<Vec<_>>();
@@ -203,12 +220,130 @@ impl<'de: 'a, 'a> Deserialize<'de> for Ordered<'a> {
     }
 }
 
+fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
+    while body
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
+}
+
+/// The common case in one pass: an array of 1 to 1000 flat objects, each
+/// checked as it is read, its raw text kept from the body. Anything else
+/// (not an array, an element that is not a flat object, bad syntax, a count
+/// out of bounds) makes [`ObjectArray::fill`] return `None`; [`parse_json`]
+/// then takes the general path, which finds the precise error or rejection.
+struct ObjectArray<'a> {
+    table: Table,
+    text: &'a str,
+    /// Byte offset of the next element.
+    at: usize,
+    rows: usize,
+}
+
+impl<'a> ObjectArray<'a> {
+    fn new(table: Table, body: &'a [u8]) -> Option<Self> {
+        // Checked once here, so that strings are not checked again one by one.
+        let text = std::str::from_utf8(body).ok()?;
+        let at = skip_whitespace(body, 0);
+        (body.get(at) == Some(&b'[')).then(|| ObjectArray {
+            table,
+            text,
+            at: skip_whitespace(body, at + 1),
+            rows: 0,
+        })
+    }
+
+    /// Adds up to `max` rows to `chunk`; `Some(true)` once the array ended.
+    fn fill(&mut self, chunk: &mut Chunk, max: usize) -> Option<bool> {
+        let body = self.text.as_bytes();
+        chunk.raw.reserve(max * 128);
+        for _ in 0..max {
+            if self.rows == MAX_BATCH_ROWS || body.get(self.at) != Some(&b'{') {
+                return None;
+            }
+            let mut stream =
+                serde_json::Deserializer::from_str(self.text.get(self.at..)?).into_iter::<Flat>();
+            let entries = stream.next()?.ok()?;
+            let end = self.at + stream.byte_offset();
+            let start = chunk.raw.len();
+            chunk.raw.extend_from_slice(&body[self.at..end]);
+            chunk.rows.push(Candidate {
+                position: self.rows as u64,
+                raw: start..chunk.raw.len(),
+                check: check_json_row(self.table, entries.as_slice()),
+            });
+            self.rows += 1;
+            self.at = skip_whitespace(body, end);
+            match body.get(self.at) {
+                Some(b',') => self.at = skip_whitespace(body, self.at + 1),
+                Some(b']') => {
+                    return (skip_whitespace(body, self.at + 1) == body.len()).then_some(true);
+                }
+                _ => return None,
+            }
+        }
+        Some(false)
+    }
+}
+
+/// Most entries a row in the common shape has (every table has fewer
+/// columns); more go to the general path.
+const FLAT_ENTRIES: usize = 8;
+
+/// An object whose values are all scalars (no array or object), with at
+/// most [`FLAT_ENTRIES`] entries, kept in place (no allocation per row);
+/// anything else is left to the general path.
+struct Flat<'a> {
+    entries: [(Key<'a>, JsonScalar<'a>); FLAT_ENTRIES],
+    len: usize,
+}
+
+impl<'a> Flat<'a> {
+    fn as_slice(&self) -> &[(Key<'a>, JsonScalar<'a>)] {
+        &self.entries[..self.len]
+    }
+}
+
+impl<'de> Deserialize<'de> for Flat<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Flat<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a flat JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Flat<'de>, A::Error> {
+                let mut flat = Flat {
+                    entries: std::array::from_fn(|_| {
+                        (Key(std::borrow::Cow::Borrowed("")), JsonScalar::Null)
+                    }),
+                    len: 0,
+                };
+                while let Some(entry) = map.next_entry::<Key<'de>, JsonScalar<'de>>()? {
+                    if flat.len == FLAT_ENTRIES
+                        || matches!(entry.1, JsonScalar::Array | JsonScalar::Object)
+                    {
+                        return Err(serde::de::Error::custom("not a flat row"));
+                    }
+                    flat.entries[flat.len] = entry;
+                    flat.len += 1;
+                }
+                Ok(flat)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 fn json_batch(table: Table, items: &[(Table, &RawValue)]) -> TableBatch {
     let mut chunk = Chunk::default();
     for (index, (_, raw)) in items.iter().enumerate() {
         let text = raw.get();
         let check = match serde_json::from_str::<Entries>(text) {
-            Ok(entries) => check_json(table, &entries.0).into_row(),
+            Ok(entries) => check_json_row(table, &entries.0),
             Err(e) => Err(Checked {
                 values: vec![None; table.columns().len()],
                 errors: vec![FieldError::record(
@@ -249,7 +384,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
         }
         let check = match rec.malformed {
             Some(m) => Err(crate::ops::load::malformed(table, m, rec.line)),
-            None => check_csv(table, rec.fields()).into_row(),
+            None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();
         chunk.raw.extend_from_slice(rec.raw);
@@ -293,28 +428,122 @@ pub enum Shape {
     Tables,
 }
 
+/// Rows checked before a batch sent in pieces goes to the store, and per
+/// piece after that: small enough that the writer starts early, large
+/// enough that handing a piece over costs little next to writing it.
+const FIRST_PIECE: usize = 100;
+const PIECE: usize = 225;
+
+/// Applies a JSON array of rows for `table` and returns the response body.
+///
+/// When the store's writer has nothing else to do, the rows go to it in
+/// pieces while the rest of the body is still being checked, so that the
+/// two overlap (one client's latency is then about the write alone). When
+/// writes are queued, the batch is checked whole first, so that it never
+/// holds the writer while it is parsed.
+pub async fn ingest_json(
+    store: &Store,
+    batch_id: &str,
+    table: Table,
+    body: &[u8],
+    idempotency: Option<Idempotency>,
+) -> Result<(String, bool), IngestError> {
+    if idempotency.is_none()
+        && store.writer_idle()
+        && let Some(done) = ingest_in_pieces(store, batch_id, table, body).await
+    {
+        return done;
+    }
+    let parsed = parse_json(table, body)?;
+    ingest(
+        store,
+        batch_id,
+        vec![parsed],
+        None,
+        idempotency,
+        Shape::Table,
+    )
+    .await
+}
+
+/// `None` when the body is not in the common shape (nothing was applied):
+/// the caller then takes the general path.
+async fn ingest_in_pieces(
+    store: &Store,
+    batch_id: &str,
+    table: Table,
+    body: &[u8],
+) -> Option<Result<(String, bool), IngestError>> {
+    let mut rows = ObjectArray::new(table, body)?;
+    let mut first = Chunk::default();
+    let whole = rows.fill(&mut first, FIRST_PIECE)?;
+    let parsed = vec![ParsedRows {
+        batch: TableBatch {
+            table,
+            chunk: first,
+        },
+        json: true,
+    }];
+    if whole {
+        return Some(ingest(store, batch_id, parsed, None, None, Shape::Table).await);
+    }
+    let (pieces, more) = std::sync::mpsc::channel();
+    let mut applying = std::pin::pin!(ingest(
+        store,
+        batch_id,
+        parsed,
+        Some(more),
+        None,
+        Shape::Table
+    ));
+    // The first poll hands the batch to the store, which starts writing.
+    if let std::task::Poll::Ready(done) = futures::poll!(applying.as_mut()) {
+        return Some(done);
+    }
+    loop {
+        let mut chunk = Chunk::default();
+        let Some(end) = rows.fill(&mut chunk, PIECE) else {
+            // Not the common shape after all: the store rolls back.
+            drop(pieces);
+            let _ = applying.await;
+            return None;
+        };
+        // A send fails only when the store gave up; its result says why.
+        if pieces.send(Piece::Rows(chunk)).is_err() || end {
+            let _ = pieces.send(Piece::End);
+            break;
+        }
+    }
+    Some(applying.await)
+}
+
 /// Applies parsed rows in one transaction and returns the response body.
-/// A replayed key returns the first response unchanged.
+/// A replayed key returns the first response unchanged. With `more`, the
+/// last table's rows continue in pieces (see [`Piece`]).
 #[tracing::instrument(skip_all, fields(batch_id = batch_id, rows))]
 pub async fn ingest(
     store: &Store,
     batch_id: &str,
     parsed: Vec<ParsedRows>,
+    more: Option<Pieces>,
     idempotency: Option<Idempotency>,
     shape: Shape,
 ) -> Result<(String, bool), IngestError> {
     let json: Vec<bool> = parsed.iter().map(|p| p.json).collect();
     let id = batch_id.to_owned();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = received.clone();
     let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
+        let rows = outcomes.iter().map(|o| o.received).sum();
+        counted.store(rows, std::sync::atomic::Ordering::Relaxed);
         render(&id, shape, outcomes, batches, &json)
     });
-    let rows: usize = parsed.iter().map(|p| p.batch.chunk.rows.len()).sum();
-    tracing::Span::current().record("rows", rows);
     let tables = parsed.into_iter().map(|p| p.batch).collect();
-    match store
-        .ingest(format!("api:{batch_id}"), tables, idempotency, render)
-        .await?
-    {
+    let outcome = store
+        .ingest(format!("api:{batch_id}"), tables, more, idempotency, render)
+        .await;
+    tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));
+    match outcome? {
         IngestOutcome::Applied(body) => Ok((body, false)),
         IngestOutcome::Replayed(body) => Ok((body, true)),
         IngestOutcome::KeyReused => Err(IngestError::KeyReused),
@@ -420,4 +649,106 @@ fn render(
     };
     // Plain structs of strings and numbers always serialise.
     rendered.unwrap_or_else(|_| "null".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One JSON element as text: flat row objects (with valid, invalid,
+    /// escaped and repeated fields) and, less often, shapes the common
+    /// path must hand over to the general one.
+    fn element() -> impl Strategy<Value = (String, bool)> {
+        let scalar = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            Just("1.5e3".to_owned()),
+            Just("\"2021-07-27T16:02:08Z\"".to_owned()),
+            Just("\"2021-02-30T00:00:00Z\"".to_owned()),
+            Just("\"caf\\u00e9 \\\"x\\\"\\n\"".to_owned()),
+            "[a-zA-Z ]{0,12}".prop_map(|s| format!("{s:?}")),
+        ];
+        let key = prop_oneof![
+            Just("id"),
+            Just("name"),
+            Just("datetime"),
+            Just("department_id"),
+            Just("job_id"),
+            Just("extra"),
+            Just("n\\u0061me"),
+        ];
+        let ws = prop_oneof![Just(""), Just(" "), Just("\n\t ")];
+        let flat = prop::collection::vec((key, ws.clone(), scalar), 0..11).prop_map(|fields| {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, w, v)| format!("{w}\"{k}\"{w}:{w}{v}{w}"))
+                .collect();
+            (
+                format!("{{{}}}", body.join(",")),
+                fields.len() <= FLAT_ENTRIES,
+            )
+        });
+        prop_oneof![
+            8 => flat,
+            1 => Just(("{\"id\": [1]}".to_owned(), false)),
+            1 => Just(("{\"name\": {\"a\": 1}}".to_owned(), false)),
+            1 => Just(("7".to_owned(), false)),
+            1 => Just(("\"\\ud800\"".to_owned(), false)),
+            1 => Just(("{\"name\": \"\\ud800\"}".to_owned(), false)),
+        ]
+    }
+
+    fn describe(batch: &TableBatch) -> Vec<(u64, Vec<u8>, String)> {
+        let chunk = &batch.chunk;
+        chunk
+            .rows
+            .iter()
+            .map(|c| {
+                (
+                    c.position,
+                    chunk.raw[c.raw.clone()].to_vec(),
+                    format!("{:?}", c.check),
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The one-pass path and the general path agree on every row
+        /// whenever the one-pass path accepts a body, and it accepts every
+        /// array of flat objects.
+        #[test]
+        fn common_shape_agrees_with_the_general_path(
+            elements in prop::collection::vec(element(), 0..40),
+            sep in prop_oneof![Just(","), Just(" , "), Just(",\n")],
+            tail in prop_oneof![4 => Just(""), 1 => Just(" x"), 1 => Just(",")],
+        ) {
+            let texts: Vec<&str> = elements.iter().map(|(t, _)| t.as_str()).collect();
+            let body = format!(" [ {} ]{tail} ", texts.join(sep));
+            let common = common_shape(Table::HiredEmployees, body.as_bytes());
+            let general = parse_json_general(Table::HiredEmployees, body.as_bytes());
+            if let Some(batch) = &common {
+                let general = general.as_ref().map_err(|e| e.to_string());
+                prop_assert_eq!(describe(batch), describe(&general.unwrap().batch));
+            }
+            let regular = !elements.is_empty() && elements.iter().all(|(_, flat)| *flat) && tail.is_empty();
+            prop_assert_eq!(common.is_some(), regular, "{}", body);
+        }
+    }
+
+    #[test]
+    fn more_than_a_batch_is_left_to_the_general_path() {
+        let row =
+            r#"{"id":1,"name":"a","datetime":"2021-01-01T00:00:00Z","department_id":1,"job_id":1}"#;
+        let body = |n: usize| format!("[{}]", vec![row; n].join(","));
+        assert!(common_shape(Table::HiredEmployees, body(MAX_BATCH_ROWS).as_bytes()).is_some());
+        assert!(common_shape(Table::HiredEmployees, body(MAX_BATCH_ROWS + 1).as_bytes()).is_none());
+        assert!(matches!(
+            parse_json(Table::HiredEmployees, body(MAX_BATCH_ROWS + 1).as_bytes()),
+            Err(IngestError::TooMany(1001))
+        ));
+    }
 }

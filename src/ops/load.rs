@@ -8,7 +8,7 @@
 //! is loaded once unless forced.
 
 use crate::csvfile::{CsvRecords, Malformed};
-use crate::dictionary::check::{Checked, check_csv};
+use crate::dictionary::check::{Checked, check_csv_row};
 use crate::dictionary::{ErrorCode, FieldError, Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
@@ -401,7 +401,7 @@ fn parse(
         rows_read += 1;
         let check = match rec.malformed {
             Some(m) => Err(malformed(table, m, rec.line)),
-            None => check_csv(table, rec.fields()).into_row(),
+            None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();
         chunk.raw.extend_from_slice(rec.raw);

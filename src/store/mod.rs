@@ -92,6 +92,34 @@ pub struct Chunk {
     pub rows: Vec<Candidate>,
 }
 
+impl Chunk {
+    /// Moves `more`'s candidates to the end of this chunk.
+    pub fn append(&mut self, more: Chunk) {
+        let shift = self.raw.len();
+        self.raw.extend_from_slice(&more.raw);
+        self.rows.extend(more.rows.into_iter().map(|mut c| {
+            c.raw = c.raw.start + shift..c.raw.end + shift;
+            c
+        }));
+    }
+}
+
+/// The rest of a batch's last table while the request is still being
+/// parsed, so that the store writes the first rows meanwhile: chunks with
+/// positions continuing, then `End`. A sender dropped before `End` aborts
+/// the batch, which is rolled back.
+#[derive(Debug)]
+pub enum Piece {
+    /// More rows of the last table.
+    Rows(Chunk),
+    /// The request is complete.
+    End,
+}
+
+/// The receiving side of [`Piece`]s (a blocking channel: the store's writer
+/// is a thread of its own).
+pub type Pieces = std::sync::mpsc::Receiver<Piece>;
+
 /// What a file-load producer sends: chunks, then one summary.
 #[derive(Debug)]
 pub enum Feed {
@@ -362,15 +390,27 @@ impl Store {
     /// Applies an API batch in one transaction: every table in order,
     /// valid rows inserted, invalid ones logged, the idempotency key and the
     /// rendered response stored with them.
+    ///
+    /// With `more`, the last table's rows continue in pieces still being
+    /// parsed; the batch commits once `Piece::End` arrives.
     pub async fn ingest(
         &self,
         source: String,
         tables: Vec<TableBatch>,
+        more: Option<Pieces>,
         idempotency: Option<Idempotency>,
         render: Render,
     ) -> Result<IngestOutcome, StoreError> {
         match self {
-            Store::Sqlite(s) => s.ingest(source, tables, idempotency, render).await,
+            Store::Sqlite(s) => s.ingest(source, tables, more, idempotency, render).await,
+        }
+    }
+
+    /// Whether no write is running or queued: a batch sent in pieces then
+    /// holds up nobody while the rest of it is parsed.
+    pub fn writer_idle(&self) -> bool {
+        match self {
+            Store::Sqlite(s) => s.writer_idle(),
         }
     }
 

@@ -7,8 +7,8 @@
 
 use super::{
     Candidate, Chunk, DepartmentHires, Feed, FeedSummary, FileLoad, FileLoadOutcome, Idempotency,
-    IngestOutcome, LoadRecord, QuarterRow, Rejection, RejectionFilter, Render, StoreError,
-    TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error, sort_errors,
+    IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter, Render,
+    StoreError, TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error, sort_errors,
 };
 use crate::dictionary::{FieldError, Table, Value, datetime};
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Transaction, params};
@@ -21,6 +21,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct SqliteStore {
     path: PathBuf,
     writer: std::sync::mpsc::Sender<Job>,
+    /// Writes queued or running.
+    pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     readers: std::sync::Arc<Mutex<Vec<Connection>>>,
     /// Dropped with the store, which stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
@@ -102,6 +104,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             writer: tx,
+            pending: Default::default(),
             readers: Default::default(),
             _checkpoints: stop,
         })
@@ -112,13 +115,25 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering;
         let (tx, rx) = oneshot::channel();
+        let pending = self.pending.clone();
+        pending.fetch_add(1, Ordering::SeqCst);
         self.writer
             .send(Box::new(move |conn| {
-                let _ = tx.send(f(conn));
+                let result = f(conn);
+                pending.fetch_sub(1, Ordering::SeqCst);
+                let _ = tx.send(result);
             }))
-            .map_err(|_| StoreError::WriterGone)?;
+            .map_err(|_| {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                StoreError::WriterGone
+            })?;
         rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub fn writer_idle(&self) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::SeqCst) == 0
     }
 
     /// Runs `f` on a reader connection, in a blocking task.
@@ -249,7 +264,8 @@ impl SqliteStore {
     pub async fn ingest(
         &self,
         source: String,
-        tables: Vec<TableBatch>,
+        mut tables: Vec<TableBatch>,
+        more: Option<Pieces>,
         idempotency: Option<Idempotency>,
         render: Render,
     ) -> Result<IngestOutcome, StoreError> {
@@ -264,7 +280,14 @@ impl SqliteStore {
                 // Parents are checked from the cached id sets (see
                 // `ParentCache`); SQLite's own per-row check would repeat it.
                 conn.execute_batch("PRAGMA foreign_keys = OFF")?;
-                let result = ingest_tx(conn, &source, &tables, idempotency.as_ref(), inside);
+                let result = ingest_tx(
+                    conn,
+                    &source,
+                    &mut tables,
+                    more.as_ref(),
+                    idempotency.as_ref(),
+                    inside,
+                );
                 if tables.iter().any(|t| t.table.children().next().is_some()) {
                     // Rolled back or committed, the cache may not match.
                     forget_parents();
@@ -477,7 +500,8 @@ fn load_file_tx(
 fn ingest_tx(
     conn: &mut Connection,
     source: &str,
-    tables: &[TableBatch],
+    tables: &mut [TableBatch],
+    more: Option<&Pieces>,
     idempotency: Option<&Idempotency>,
     render: Option<Render>,
 ) -> Result<Result<IngestOutcome, Vec<TableOutcome>>, StoreError> {
@@ -499,9 +523,23 @@ fn ingest_tx(
         }
     }
     let mut outcomes = Vec::with_capacity(tables.len());
-    for batch in tables {
+    let last = tables.len().saturating_sub(1);
+    for (i, batch) in tables.iter_mut().enumerate() {
         let mut writer = RowWriter::new(&tx, batch.table, source)?;
-        let rejected = writer.write_chunk(&batch.chunk)?;
+        let mut rejected = writer.write_chunk(&batch.chunk)?;
+        if let Some(more) = more.filter(|_| i == last) {
+            loop {
+                match more.recv() {
+                    Ok(Piece::Rows(chunk)) => {
+                        rejected.extend(writer.write_chunk(&chunk)?);
+                        batch.chunk.append(chunk);
+                    }
+                    Ok(Piece::End) => break,
+                    // The request failed while it was parsed: roll back.
+                    Err(_) => return Err(StoreError::FeedInterrupted),
+                }
+            }
+        }
         outcomes.push(TableOutcome {
             table: batch.table,
             received: batch.chunk.rows.len() as u64,
@@ -554,7 +592,7 @@ enum Parent<'t> {
     /// A lookup per row (parents too big to hold in memory).
     Lookup(CachedStatement<'t>),
     /// Every id of the parent, from the writer's cache.
-    Ids(std::rc::Rc<std::collections::HashSet<i32>>),
+    Ids(std::rc::Rc<IdSet>),
 }
 
 /// Parent id sets, cached on the writer thread between transactions.
@@ -566,7 +604,30 @@ enum Parent<'t> {
 #[derive(Default)]
 struct ParentCache {
     data_version: i64,
-    sets: std::collections::HashMap<Table, std::rc::Rc<std::collections::HashSet<i32>>>,
+    sets: std::collections::HashMap<Table, std::rc::Rc<IdSet>>,
+}
+
+/// A set of ids, hashed with one multiplication: every row of a batch is
+/// looked up in it, and ids are not chosen to collide with each other
+/// (a hostile client can only slow its own parents' lookups).
+type IdSet = std::collections::HashSet<i32, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a 32-bit id, high bits folded into the low ones.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i32(&mut self, id: i32) {
+        self.0 = u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 thread_local! {
@@ -577,8 +638,10 @@ thread_local! {
 fn parent_ids(
     tx: &Transaction<'_>,
     parent: Table,
-) -> Result<Option<std::rc::Rc<std::collections::HashSet<i32>>>, rusqlite::Error> {
-    let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+) -> Result<Option<std::rc::Rc<IdSet>>, rusqlite::Error> {
+    let version: i64 = tx
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
     let cached = PARENTS.with(|c| {
         let mut c = c.borrow_mut();
         if c.data_version != version {
@@ -599,7 +662,7 @@ fn parent_ids(
         return Ok(None);
     }
     let mut stmt = tx.prepare_cached(&format!("SELECT \"id\" FROM \"{}\"", parent.name()))?;
-    let ids: std::collections::HashSet<i32> = stmt
+    let ids: IdSet = stmt
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let ids = std::rc::Rc::new(ids);
@@ -713,9 +776,14 @@ impl<'t> RowWriter<'t> {
                     match v {
                         Value::Int(n) => self.insert.raw_bind_parameter(i + 1, n)?,
                         Value::Text(s) => self.insert.raw_bind_parameter(i + 1, s.as_str())?,
-                        Value::DateTime(ms) => self
-                            .insert
-                            .raw_bind_parameter(i + 1, datetime::format_into(*ms, &mut buf))?,
+                        Value::DateTime(ms) => self.insert.raw_bind_parameter(
+                            i + 1,
+                            rusqlite::types::ToSqlOutput::Borrowed(
+                                rusqlite::types::ValueRef::Text(datetime::format_ascii(
+                                    *ms, &mut buf,
+                                )),
+                            ),
+                        )?,
                     }
                 }
                 match self.insert.raw_execute() {
