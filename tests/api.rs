@@ -565,6 +565,187 @@ async fn api_keys() {
         load("admin-key-456").await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
+    // Backups and restores are admin operations; verify and the list are not.
+    let post = |path: &'static str, key: &'static str| {
+        app.client
+            .post(format!("{}{path}", app.base))
+            .header("x-api-key", key)
+            .json(&json!({}))
+            .send()
+    };
+    for path in ["/api/backups", "/api/tables/jobs/restore"] {
+        assert_eq!(
+            post(path, "user-key-123").await.unwrap().status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        post("/api/backups", "admin-key-456")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post("/api/tables/jobs/verify", "user-key-123")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        post("/api/tables/jobs/restore", "admin-key-456")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_verify_and_restore_over_http() {
+    let app = TestApp::spawn().await;
+    let rows: Vec<Value> = (1..=20).map(employee).collect();
+    app.post_json(EMP, &Value::Array(rows)).await;
+    let r = app
+        .post_json("/api/backups", &json!({"codec": "zstandard"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let made: Vec<Value> = r.json().await.unwrap();
+    let names: Vec<&str> = made.iter().map(|m| m["table"].as_str().unwrap()).collect();
+    assert_eq!(names, ["departments", "jobs", "hired_employees"]);
+    assert_eq!(made[2]["rows"], 20);
+    assert_eq!(made[2]["codec"], "zstandard");
+    let listed = app.get_json("/api/backups?table=hired_employees").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["sha256"], made[2]["sha256"]);
+    let backup = made[2]["backup"].as_str().unwrap().to_owned();
+    let v: Value = app
+        .post_json(
+            "/api/tables/hired_employees/verify",
+            &json!({"backup": backup}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["rows"].as_u64()),
+        (Some(true), Some(20))
+    );
+
+    // Rows added after the backup go away with the restore.
+    app.post_json(EMP, &json!([employee(21)])).await;
+    assert_eq!(app.count("hired_employees").await, 21);
+    let r = app
+        .post_json("/api/tables/hired_employees/restore", &json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        (b["backup"].as_str(), b["rows"].as_u64()),
+        (Some(backup.as_str()), Some(20))
+    );
+    assert_eq!(app.count("hired_employees").await, 20);
+
+    // Names that try to leave the backup folder: 400, nothing written anywhere.
+    let root = app.dir.path().to_owned();
+    let before = files_under(&root);
+    for bad in [
+        "../x",
+        "%2e%2e/x",
+        "/etc/passwd",
+        "hired_employees-20240101T000000000Z/../../x",
+        r"x\u0000",
+        r"C:\\x",
+    ] {
+        let body = format!("{{\"backup\": \"{bad}\"}}");
+        for op in ["restore", "verify"] {
+            let r = app
+                .post_raw(
+                    &format!("/api/tables/hired_employees/{op}"),
+                    "application/json",
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{op} {bad}");
+        }
+    }
+    let r = app
+        .post_json(
+            "/api/tables/hired_employees/restore",
+            &json!({"backup": "hired_employees-20000101T000000000Z"}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let after = files_under(&root);
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|f| !before.contains(f) && !f.starts_with("t.db"))
+        .collect();
+    assert!(new.is_empty(), "{new:?}");
+
+    // A restore that would orphan employees: 409, table unchanged.
+    app.post_json(
+        "/api/tables/departments/rows",
+        &json!([{"id": 9, "department": "Ops"}]),
+    )
+    .await;
+    app.post_json(EMP, &json!([{"id": 50, "name": "Al", "datetime": "2021-01-01T00:00:00Z", "department_id": 9, "job_id": 1}])).await;
+    let r = app
+        .post_json("/api/tables/departments/restore", &json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "conflict");
+    assert_eq!(app.count("departments").await, 4);
+
+    // A damaged backup: 422, table unchanged.
+    let file = root
+        .join("storage/backups/hired_employees")
+        .join(format!("{backup}.avro"));
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() - 20;
+    bytes[at] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let r = app
+        .post_json(
+            "/api/tables/hired_employees/restore",
+            &json!({"backup": backup}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.count("hired_employees").await, 21);
+    let v: Value = app
+        .post_json(
+            "/api/tables/hired_employees/verify",
+            &json!({"backup": backup}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(!v["problems"].as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -687,6 +868,10 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
         "GET /api/rejections",
         "GET /api/reports/hires-by-quarter",
         "GET /api/reports/departments-above-mean",
+        "POST /api/backups",
+        "GET /api/backups",
+        "POST /api/tables/{table}/restore",
+        "POST /api/tables/{table}/verify",
     ];
     expected.sort();
     assert_eq!(documented, expected);

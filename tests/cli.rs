@@ -259,6 +259,125 @@ fn a_load_killed_midway_leaves_the_database_as_it_was() {
     );
 }
 
+/// Count, id sum and a digest of the names: enough to see any change.
+fn fingerprint(db: &Path) -> (i64, i64, String) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(id), 0), COALESCE(MAX(name || datetime), '') FROM hired_employees",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Starts `hrmig args…` and SIGKILLs it once `ready` holds (checked every
+/// 10 ms); fails if it ends first.
+fn kill_when(dir: &Path, args: &[&str], ready: impl Fn() -> bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir)
+        .env("HRMIG_LOG", "error")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{args:?} finished before it could be killed"
+        );
+        assert!(Instant::now() < deadline, "{args:?} never got there");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_backup_or_restore_killed_midway_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            "storage/landing",
+            "--employees",
+            "1000000",
+            "--invalid-rate",
+            "0",
+        ],
+    );
+    assert!(o.status.success());
+    assert!(hrmig(dir.path(), &["load"]).status.success());
+    let o = hrmig(
+        dir.path(),
+        &["backup", "hired_employees", "--codec", "null", "--json"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let folder = dir.path().join("storage/backups/hired_employees");
+    let before = files(&folder);
+
+    // A backup killed while it writes: no new file under a backup name.
+    kill_when(
+        dir.path(),
+        &["backup", "hired_employees", "--codec", "null"],
+        || {
+            files(&folder).iter().any(|f| f.ends_with(".partial"))
+                && std::fs::read_dir(&folder).unwrap().flatten().any(|e| {
+                    e.file_name().to_string_lossy().ends_with(".partial")
+                        && e.metadata().map(|m| m.len() > 1 << 20).unwrap_or(false)
+                })
+        },
+    );
+    let after: Vec<String> = files(&folder)
+        .into_iter()
+        .filter(|f| !f.ends_with(".partial"))
+        .collect();
+    assert_eq!(
+        after, before,
+        "a killed backup left a file under a backup name"
+    );
+    let o = hrmig(dir.path(), &["verify", "hired_employees"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // A restore killed while it writes: the table as it was; then it completes.
+    let db = dir.path().join("hrmig.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch("DELETE FROM hired_employees WHERE id % 2 = 0")
+        .unwrap();
+    drop(c);
+    let changed = fingerprint(&db);
+    let wal = dir.path().join("hrmig.db-wal");
+    let wal_before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    kill_when(dir.path(), &["restore", "hired_employees"], || {
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > wal_before + (8 << 20)
+    });
+    assert_eq!(
+        fingerprint(&db),
+        changed,
+        "a killed restore changed the table"
+    );
+    let o = hrmig(dir.path(), &["restore", "hired_employees", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let done: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(done["backup"], first["backup"]);
+    assert_eq!(count(&db, "hired_employees"), 1_000_000);
+}
+
 #[test]
 fn reports_and_json_logs() {
     let dir = tempfile::tempdir().unwrap();

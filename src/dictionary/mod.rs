@@ -61,7 +61,19 @@ impl Column {
 
 /// The tables of the HR migration. Declaration order is load order:
 /// parents before the tables that reference them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     /// Departments of the company.
@@ -110,6 +122,34 @@ impl Table {
             Table::Jobs => &JOBS,
             Table::HiredEmployees => &HIRED_EMPLOYEES,
         }
+    }
+
+    /// The Avro schema of the table's backups: a record named after the
+    /// table, one field per column in CSV order, none nullable (every
+    /// column is required). INTEGER is `int`, STRING `string`, DATETIME a
+    /// `long` of UTC milliseconds with logical type `timestamp-millis`.
+    pub fn avro_schema(self) -> String {
+        let fields: Vec<serde_json::Value> = self
+            .columns()
+            .iter()
+            .map(|c| {
+                let ty = match c.ty {
+                    ColumnType::Integer => serde_json::json!("int"),
+                    ColumnType::String => serde_json::json!("string"),
+                    ColumnType::DateTime => {
+                        serde_json::json!({"type": "long", "logicalType": "timestamp-millis"})
+                    }
+                };
+                serde_json::json!({"name": c.name, "type": ty, "doc": c.description})
+            })
+            .collect();
+        serde_json::json!({
+            "type": "record",
+            "name": self.name(),
+            "namespace": "hrmig",
+            "fields": fields,
+        })
+        .to_string()
     }
 
     /// Index of the primary key column in [`Table::columns`].

@@ -1,6 +1,7 @@
 //! The one place where errors become HTTP responses: stable `code` strings,
 //! and opaque 5xx bodies (the cause is logged, never sent).
 
+use crate::ops::backup::BackupError;
 use crate::ops::ingest::IngestError;
 use crate::ops::load::LoadError;
 use crate::store::StoreError;
@@ -18,7 +19,8 @@ pub struct ErrorBody {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: bad_request, unauthorized, forbidden, not_found, too_large,
-    /// unsupported_media_type, idempotency_key_reused, database_unavailable, internal.
+    /// unsupported_media_type, idempotency_key_reused, conflict, backup_damaged,
+    /// database_unavailable, internal.
     pub code: &'static str,
     /// What is wrong and where.
     pub message: String,
@@ -41,6 +43,11 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 422: an idempotency key reused with another body.
     KeyReused,
+    /// 409: the request conflicts with the database's rules (a restore that
+    /// would break a foreign key).
+    Conflict(String),
+    /// 422: a backup that failed verification.
+    Damaged(String),
     /// 503: the database cannot be reached.
     Unavailable,
     /// 500; the cause goes to the log only.
@@ -73,6 +80,8 @@ impl IntoResponse for ApiError {
                 "idempotency_key_reused",
                 "the Idempotency-Key was already used with a different request".to_owned(),
             ),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::Damaged(m) => (StatusCode::UNPROCESSABLE_ENTITY, "backup_damaged", m),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
@@ -145,6 +154,19 @@ impl From<LoadError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             LoadError::Store { source, .. } => source.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::BadName(_) => ApiError::BadRequest(e.to_string()),
+            BackupError::NotFound(m) => ApiError::NotFound(m),
+            BackupError::Damaged { .. } => ApiError::Damaged(e.to_string()),
+            BackupError::Refused { .. } => ApiError::Conflict(e.to_string()),
+            BackupError::Store(s) => s.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }

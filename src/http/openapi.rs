@@ -29,7 +29,11 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
         routes::get_loads,
         routes::rejections,
         routes::hires_by_quarter,
-        routes::departments_above_mean
+        routes::departments_above_mean,
+        routes::post_backups,
+        routes::get_backups,
+        routes::restore,
+        routes::verify
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -37,6 +41,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
         (name = "read", description = "Tables, rows and the rejection log"),
         (name = "loads", description = "Historic CSV loads"),
         (name = "reports", description = "Gold-zone reports"),
+        (name = "backups", description = "Avro backups, verification and restore"),
         (name = "service", description = "Health")
     )
 )]

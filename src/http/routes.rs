@@ -4,6 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::error::ErrorBody;
 use crate::dictionary::Table;
+use crate::ops::backup::{self, Codec, Manifest, Restored, Verification};
 use crate::ops::ingest::{self, Shape};
 use crate::ops::ingest::{BatchesResult, TableResult};
 use crate::ops::load::LoadReport;
@@ -28,6 +29,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/batches", post(post_batches))
         .route("/api/loads", post(post_loads).get(get_loads))
         .route("/api/rejections", get(rejections))
+        .route("/api/backups", post(post_backups).get(get_backups))
+        .route("/api/tables/{table}/restore", post(restore))
+        .route("/api/tables/{table}/verify", post(verify))
         .route("/api/reports/hires-by-quarter", get(hires_by_quarter))
         .route(
             "/api/reports/departments-above-mean",
@@ -507,4 +511,145 @@ async fn departments_above_mean(
         &headers,
         state.store.departments_above_mean(year_of(q)?).await?,
     )
+}
+
+/// Body of `POST /api/backups`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupBody {
+    /// Tables to back up (default: all).
+    tables: Option<Vec<String>>,
+    /// Block compression (default: snappy).
+    codec: Option<Codec>,
+}
+
+/// Body of restore and verify: which backup (default: the newest).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupChoice {
+    /// Backup name, `<table>-<yyyymmddTHHMMSSmmmZ>`.
+    backup: Option<String>,
+}
+
+/// An optional JSON body: empty means the defaults.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Back up tables to Avro files in the storage (admin).
+#[utoipa::path(post, path = "/api/backups", tag = "backups",
+    request_body(content = BackupBody, description = "All fields optional"),
+    responses(
+        (status = 200, description = "One manifest per table backed up", body = Vec<Manifest>),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
+async fn post_backups(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: BackupBody = optional_body(&body)?;
+    let tables = match req.tables {
+        Some(names) => names
+            .iter()
+            .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Table::ALL.to_vec(),
+    };
+    let codec = req.codec.unwrap_or(Codec::DEFAULT);
+    let mut out = Vec::with_capacity(tables.len());
+    for table in tables {
+        out.push(backup::backup(&state.store, &state.storage, table, codec, false).await?);
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+#[derive(Deserialize)]
+struct BackupQuery {
+    table: Option<String>,
+}
+
+/// Complete backups, oldest first.
+#[utoipa::path(get, path = "/api/backups", tag = "backups",
+    params(("table" = Option<Table>, Query, description = "Only this table")),
+    responses(
+        (status = 200, description = "Manifests", body = Vec<Manifest>),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody)
+    )
+)]
+async fn get_backups(
+    State(state): State<AppState>,
+    q: Result<Query<BackupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let tables = match q.table {
+        Some(t) => vec![Table::parse(&t).map_err(|e| ApiError::BadRequest(e.to_string()))?],
+        None => Table::ALL.to_vec(),
+    };
+    let mut out = Vec::new();
+    for table in tables {
+        out.extend(backup::list(&state.storage, table).await?);
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+/// Replace a table's rows with a backup's, after verifying it (admin).
+#[utoipa::path(post, path = "/api/tables/{table}/restore", tag = "backups",
+    params(("table" = Table, Path, description = "departments, jobs or hired_employees")),
+    request_body(content = BackupChoice, description = "Optional; the newest backup by default"),
+    responses(
+        (status = 200, description = "Restored", body = Restored),
+        (status = 400, description = "Malformed request or backup name", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin key", body = ErrorBody),
+        (status = 404, description = "Unknown table or backup", body = ErrorBody),
+        (status = 409, description = "Would break a foreign key; table unchanged", body = ErrorBody),
+        (status = 422, description = "The backup is damaged; table unchanged", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
+async fn restore(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let table = table_of(&name)?;
+    let req: BackupChoice = optional_body(&body)?;
+    let restored = backup::restore(
+        &state.store,
+        &state.storage,
+        table,
+        req.backup.as_deref(),
+        false,
+    )
+    .await?;
+    Ok(axum::Json(restored).into_response())
+}
+
+/// Check a backup without touching the database.
+#[utoipa::path(post, path = "/api/tables/{table}/verify", tag = "backups",
+    params(("table" = Table, Path, description = "departments, jobs or hired_employees")),
+    request_body(content = BackupChoice, description = "Optional; the newest backup by default"),
+    responses(
+        (status = 200, description = "The verdict (`ok` false with the problems when damaged)", body = Verification),
+        (status = 400, description = "Malformed request or backup name", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "Unknown table or backup", body = ErrorBody)
+    )
+)]
+async fn verify(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let table = table_of(&name)?;
+    let req: BackupChoice = optional_body(&body)?;
+    let v = backup::verify(&state.storage, table, req.backup.as_deref(), false).await?;
+    Ok(axum::Json(v).into_response())
 }

@@ -70,6 +70,38 @@ pub enum StoreError {
     /// A blocking task failed.
     #[error("database task failed: {0}")]
     Task(String),
+    /// A table's contents cannot be replaced as asked (a foreign key would
+    /// break, an id repeats, the rows are not the ones announced); nothing
+    /// was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// A stored value does not read back as its column's type.
+    #[error("{table} row id {id}: {message}")]
+    BadStoredValue {
+        /// The table.
+        table: Table,
+        /// The row's id.
+        id: i64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Rows per chunk of [`Store::scan`].
+pub const SCAN_CHUNK: usize = 4096;
+
+/// What a restore producer sends: rows in id order, then the count it
+/// sent. A sender dropped before `End` (a damaged file found late) aborts
+/// the restore: the table keeps its contents.
+#[derive(Debug)]
+pub enum Replacement {
+    /// More rows.
+    Rows(Vec<Row>),
+    /// Every row was sent.
+    End {
+        /// Rows sent in all, checked against the rows written.
+        rows: u64,
+    },
 }
 
 /// A row to insert, as the pure checks left it.
@@ -403,6 +435,33 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         match self {
             Store::Sqlite(s) => s.ingest(source, tables, more, idempotency, render).await,
+        }
+    }
+
+    /// Streams every row of `table` in id order to `sink`, in chunks of up
+    /// to [`SCAN_CHUNK`] rows, from one consistent snapshot (writers are not
+    /// blocked). Stops at the first error of the sink, which is returned.
+    pub async fn scan<S, E>(&self, table: Table, sink: S) -> Result<(), E>
+    where
+        S: FnMut(Vec<Row>) -> Result<(), E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.scan(table, sink).await,
+        }
+    }
+
+    /// Replaces every row of `table` with the rows received, in one
+    /// transaction that also checks the foreign keys in both directions
+    /// (the new rows' parents, and children of the old rows). On any
+    /// failure the table is left exactly as it was. Returns the rows written.
+    pub async fn replace(
+        &self,
+        table: Table,
+        rows: std::sync::mpsc::Receiver<Replacement>,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.replace(table, rows).await,
         }
     }
 

@@ -8,9 +8,10 @@
 use super::{
     Candidate, Chunk, DepartmentHires, Feed, FeedSummary, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter, Render,
-    StoreError, TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error, sort_errors,
+    Replacement, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error,
+    sort_errors,
 };
-use crate::dictionary::{FieldError, Table, Value, datetime};
+use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -130,6 +131,36 @@ impl SqliteStore {
                 StoreError::WriterGone
             })?;
         rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub async fn scan<S, E>(&self, table: Table, sink: S) -> Result<(), E>
+    where
+        S: FnMut(Vec<Row>) -> Result<(), E> + Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        // One statement reads one snapshot (WAL): the backup is consistent
+        // while writers go on.
+        self.read(move |c| Ok(scan_rows(c, table, sink)))
+            .await
+            .map_err(E::from)?
+    }
+
+    pub async fn replace(
+        &self,
+        table: Table,
+        rows: std::sync::mpsc::Receiver<Replacement>,
+    ) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            // Foreign keys are checked set-based at the end of the
+            // transaction: per row, SQLite would scan the children (they
+            // have no index on their foreign-key columns).
+            conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+            let result = replace_tx(conn, table, &rows);
+            forget_parents();
+            conn.execute_batch("PRAGMA foreign_keys = ON")?;
+            result
+        })
+        .await
     }
 
     pub fn writer_idle(&self) -> bool {
@@ -684,6 +715,178 @@ impl Parent<'_> {
     }
 }
 
+/// Binds a row's values to an `INSERT` of all the table's columns.
+fn bind_row(stmt: &mut CachedStatement<'_>, row: &Row) -> Result<(), rusqlite::Error> {
+    let mut buf = [0u8; 24];
+    for (i, v) in row.0.iter().enumerate() {
+        match v {
+            Value::Int(n) => stmt.raw_bind_parameter(i + 1, n)?,
+            Value::Text(s) => stmt.raw_bind_parameter(i + 1, s.as_str())?,
+            Value::DateTime(ms) => stmt.raw_bind_parameter(
+                i + 1,
+                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
+                    datetime::format_ascii(*ms, &mut buf),
+                )),
+            )?,
+        }
+    }
+    Ok(())
+}
+
+fn column_list(table: Table) -> String {
+    let names: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| format!("\"{}\"", c.name))
+        .collect();
+    names.join(", ")
+}
+
+/// Every row of `table` in id order, read back into typed values.
+fn scan_rows<S, E>(c: &Connection, table: Table, mut sink: S) -> Result<(), E>
+where
+    S: FnMut(Vec<Row>) -> Result<(), E>,
+    E: From<StoreError>,
+{
+    let mut stmt = c
+        .prepare(&format!(
+            "SELECT {} FROM \"{}\" ORDER BY \"id\"",
+            column_list(table),
+            table.name()
+        ))
+        .map_err(StoreError::from)?;
+    let mut rows = stmt.query([]).map_err(StoreError::from)?;
+    let mut chunk = Vec::with_capacity(super::SCAN_CHUNK);
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        let id: i64 = r.get(0).map_err(StoreError::from)?;
+        let bad = |message: String| StoreError::BadStoredValue { table, id, message };
+        let mut values = Vec::with_capacity(table.columns().len());
+        for (i, column) in table.columns().iter().enumerate() {
+            let value = match column.ty {
+                ColumnType::Integer => r.get::<_, i32>(i).map(Value::Int),
+                ColumnType::String => r.get::<_, String>(i).map(Value::Text),
+                ColumnType::DateTime => r.get::<_, String>(i).and_then(|text| {
+                    datetime::parse(&text).map(Value::DateTime).map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            i,
+                            rusqlite::types::Type::Text,
+                            format!("{e:?}").into(),
+                        )
+                    })
+                }),
+            };
+            values.push(value.map_err(|e| bad(format!("{}: {e}", column.name)))?);
+        }
+        chunk.push(Row(values));
+        if chunk.len() == super::SCAN_CHUNK {
+            sink(std::mem::replace(
+                &mut chunk,
+                Vec::with_capacity(super::SCAN_CHUNK),
+            ))?;
+        }
+    }
+    if !chunk.is_empty() {
+        sink(chunk)?;
+    }
+    Ok(())
+}
+
+/// Replaces the rows of `table` (see [`super::Store::replace`]); the
+/// caller turns SQLite's per-row foreign-key check off around it.
+fn replace_tx(
+    conn: &mut Connection,
+    table: Table,
+    rows: &std::sync::mpsc::Receiver<Replacement>,
+) -> Result<u64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(&format!("DELETE FROM \"{}\"", table.name()), [])?;
+    let marks: Vec<String> = (1..=table.columns().len())
+        .map(|i| format!("?{i}"))
+        .collect();
+    let mut insert = tx.prepare_cached(&format!(
+        "INSERT INTO \"{}\" ({}) VALUES ({})",
+        table.name(),
+        column_list(table),
+        marks.join(", ")
+    ))?;
+    let mut written = 0u64;
+    loop {
+        match rows.recv() {
+            Ok(Replacement::Rows(batch)) => {
+                for row in &batch {
+                    bind_row(&mut insert, row)?;
+                    match insert.raw_execute() {
+                        Ok(_) => written += 1,
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            return Err(StoreError::Refused(format!(
+                                "id {} appears more than once",
+                                row.id()
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(Replacement::End { rows }) if rows == written => break,
+            Ok(Replacement::End { rows }) => {
+                return Err(StoreError::Refused(format!(
+                    "{rows} rows were sent but {written} written"
+                )));
+            }
+            Err(_) => return Err(StoreError::FeedInterrupted),
+        }
+    }
+    drop(insert);
+    for (_, column, parent) in table.foreign_keys() {
+        let orphan: Option<(i64, i64)> = tx
+            .query_row(
+                &format!(
+                    "SELECT t.\"id\", t.\"{c}\" FROM \"{t}\" t WHERE NOT EXISTS
+                     (SELECT 1 FROM \"{p}\" p WHERE p.\"id\" = t.\"{c}\") LIMIT 1",
+                    c = column.name,
+                    t = table.name(),
+                    p = parent.name()
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((id, value)) = orphan {
+            return Err(StoreError::Refused(format!(
+                "row id {id} has {} {value}, which is not an id of {parent}",
+                column.name
+            )));
+        }
+    }
+    for child in table.children() {
+        for (_, column, _) in child.foreign_keys().filter(|(_, _, p)| *p == table) {
+            let (count, example): (i64, Option<i64>) = tx.query_row(
+                &format!(
+                    "SELECT COUNT(*), MIN(c.\"{col}\") FROM \"{child}\" c WHERE NOT EXISTS
+                     (SELECT 1 FROM \"{t}\" p WHERE p.\"id\" = c.\"{col}\")",
+                    col = column.name,
+                    child = child.name(),
+                    t = table.name()
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if count > 0 {
+                return Err(StoreError::Refused(format!(
+                    "{count} rows of {child} would lose their {table} (e.g. {} = {}): \
+                     restore {table} from a backup that has them, or restore {child} first",
+                    column.name,
+                    example.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(written)
+}
+
 /// Inserts checked rows and logs rejected ones, within one transaction.
 struct RowWriter<'t> {
     table: Table,
@@ -771,21 +974,7 @@ impl<'t> RowWriter<'t> {
                     }
                     return self.log_rejection(c, raw, errors).map(Some);
                 }
-                let mut buf = [0u8; 24];
-                for (i, v) in row.0.iter().enumerate() {
-                    match v {
-                        Value::Int(n) => self.insert.raw_bind_parameter(i + 1, n)?,
-                        Value::Text(s) => self.insert.raw_bind_parameter(i + 1, s.as_str())?,
-                        Value::DateTime(ms) => self.insert.raw_bind_parameter(
-                            i + 1,
-                            rusqlite::types::ToSqlOutput::Borrowed(
-                                rusqlite::types::ValueRef::Text(datetime::format_ascii(
-                                    *ms, &mut buf,
-                                )),
-                            ),
-                        )?,
-                    }
-                }
+                bind_row(&mut self.insert, row)?;
                 match self.insert.raw_execute() {
                     Ok(1) => {
                         self.inserted += 1;

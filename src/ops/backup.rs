@@ -1,0 +1,809 @@
+//! Backups of a table to an Avro object container file, their manifests,
+//! verification and restore.
+//!
+//! Layout under the storage root: `backups/<table>/<name>.avro` and
+//! `backups/<table>/<name>.manifest.json`, where `<name>` is
+//! `<table>-<UTC yyyymmddTHHMMSSmmmZ>`. The manifest is written after the
+//! file, each under a temporary name first: a backup is listed only when
+//! both are complete. Avro alone cannot tell a file cut at a block boundary
+//! from a whole one, so the manifest's row count, size and SHA-256 are what
+//! make a backup trustworthy; every read checks them.
+
+use crate::dictionary::check::check_text;
+use crate::dictionary::{ColumnType, Row, Table, Value, datetime};
+use crate::storage::{Storage, StorageError};
+use crate::store::{Replacement, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::sync::OnceLock;
+
+/// Version of the backup layout and manifest written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest manifest read (they are a few hundred bytes).
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+/// Most problems a verification lists (the first ones found).
+const MAX_PROBLEMS: usize = 20;
+
+/// Uncompressed bytes per Avro block: large enough for the codecs to work
+/// well, small enough that a damaged block loses little.
+const BLOCK_BYTES: usize = 256 * 1024;
+
+/// Compression of the Avro blocks.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// No compression.
+    Null,
+    /// Deflate (RFC 1951), required of every Avro reader; no checksum.
+    Deflate,
+    /// Snappy, with a CRC-32 of every block.
+    Snappy,
+    /// Zstandard.
+    Zstandard,
+}
+
+impl Codec {
+    /// The codec used when none is given.
+    pub const DEFAULT: Codec = Codec::Snappy;
+
+    /// The name in the Avro header (`avro.codec`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Null => "null",
+            Codec::Deflate => "deflate",
+            Codec::Snappy => "snappy",
+            Codec::Zstandard => "zstandard",
+        }
+    }
+
+    fn avro(self) -> apache_avro::Codec {
+        match self {
+            Codec::Null => apache_avro::Codec::Null,
+            Codec::Deflate => apache_avro::Codec::Deflate(Default::default()),
+            Codec::Snappy => apache_avro::Codec::Snappy,
+            Codec::Zstandard => apache_avro::Codec::Zstandard(Default::default()),
+        }
+    }
+}
+
+/// What is known of a backup, stored beside its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Manifest {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The table backed up.
+    pub table: Table,
+    /// The backup's name (`<table>-<UTC yyyymmddTHHMMSSmmmZ>`).
+    pub backup: String,
+    /// The Avro file, beside the manifest.
+    pub file: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Block compression.
+    pub codec: Codec,
+    /// SHA-256 of the Avro schema's canonical form, hex.
+    pub schema_fingerprint: String,
+    /// When the snapshot was taken (UTC).
+    pub created_at: String,
+    /// The hrmig version that wrote it.
+    pub hrmig_version: String,
+}
+
+/// The outcome of a verification: `ok` with no problems, or what is wrong.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    /// The table.
+    pub table: Table,
+    /// The backup checked.
+    pub backup: String,
+    /// Whether the backup can be restored.
+    pub ok: bool,
+    /// Rows read from the file.
+    pub rows: u64,
+    /// What is wrong (the first ones found), empty when `ok`.
+    pub problems: Vec<String>,
+}
+
+/// The outcome of a restore.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Restored {
+    /// The table.
+    pub table: Table,
+    /// The backup restored.
+    pub backup: String,
+    /// Rows the table now holds.
+    pub rows: u64,
+}
+
+/// Why a backup operation failed. Nothing was changed in the database.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// A backup name that is not one this tool writes for that table.
+    #[error(
+        "invalid backup name {0:?}: expected <table>-<yyyymmddTHHMMSSmmmZ> (e.g. jobs-20240101T000000000Z)"
+    )]
+    BadName(String),
+    /// No such backup, or no backup of the table.
+    #[error("{0}")]
+    NotFound(String),
+    /// The backup failed verification; the problems say why.
+    #[error("backup {backup} is damaged: {}", problems.join("; "))]
+    Damaged {
+        /// The backup.
+        backup: String,
+        /// What is wrong.
+        problems: Vec<String>,
+    },
+    /// The restore would break the database's rules (a foreign key).
+    #[error("restore of {table} refused, table unchanged: {reason}")]
+    Refused {
+        /// The table.
+        table: Table,
+        /// Why.
+        reason: String,
+    },
+    /// Writing the Avro file failed.
+    #[error("writing the backup failed: {0}")]
+    Write(String),
+    /// The storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The parsed Avro schema of each table (built once from the dictionary).
+fn schema(table: Table) -> &'static apache_avro::Schema {
+    static SCHEMAS: OnceLock<Vec<apache_avro::Schema>> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        Table::ALL
+            .iter()
+            .map(|t| {
+                // Built from the dictionary by code: a parse failure is a bug
+                // that every test would show.
+                apache_avro::Schema::parse_str(&t.avro_schema())
+                    .unwrap_or_else(|e| panic!("schema of {t}: {e}"))
+            })
+            .collect()
+    });
+    &schemas[Table::ALL.iter().position(|t| *t == table).unwrap_or(0)]
+}
+
+/// SHA-256 of a schema's Avro canonical form, hex.
+fn fingerprint(schema: &apache_avro::Schema) -> String {
+    hex::encode(Sha256::digest(schema.canonical_form().as_bytes()))
+}
+
+/// A new backup name for `table` at `ms` (UTC milliseconds).
+fn new_name(table: Table, ms: i64) -> String {
+    let text = datetime::format(ms);
+    // 2024-01-02T03:04:05.678Z or 2024-01-02T03:04:05Z
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    let digits = format!("{digits:0<17}");
+    format!("{}-{}T{}Z", table.name(), &digits[..8], &digits[8..17])
+}
+
+/// Checks a user-given backup name for `table`: `<table>-<8 digits>T<9
+/// digits>Z`, optionally with `.avro`. Nothing else (no separators, dots,
+/// encodings or other tables' names) can reach the storage.
+pub fn check_name(table: Table, name: &str) -> Result<String, BackupError> {
+    let stem = name.strip_suffix(".avro").unwrap_or(name);
+    let bad = || BackupError::BadName(name.chars().take(100).collect());
+    let stamp = stem
+        .strip_prefix(table.name())
+        .and_then(|s| s.strip_prefix('-'))
+        .ok_or_else(bad)?;
+    let b = stamp.as_bytes();
+    let shape = b.len() == 19
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..18].iter().all(u8::is_ascii_digit)
+        && b[18] == b'Z';
+    if shape {
+        Ok(stem.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+fn folder(table: Table) -> String {
+    format!("backups/{}", table.name())
+}
+
+fn file_path(table: Table, backup: &str) -> String {
+    format!("{}/{backup}.avro", folder(table))
+}
+
+fn manifest_path(table: Table, backup: &str) -> String {
+    format!("{}/{backup}.manifest.json", folder(table))
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// A progress bar on stderr (drawn only on a terminal), in rows or bytes.
+fn progress_bar(label: String, len: u64, bytes: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    let template = if bytes {
+        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{msg:24} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}"
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label);
+    bar
+}
+
+/// A reader that moves a progress bar.
+struct Progress<R> {
+    inner: R,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl<R: Read> Read for Progress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+/// One row as an Avro record, encoded straight from the typed values.
+struct AvroRow<'a>(Table, &'a Row);
+
+impl Serialize for AvroRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let columns = self.0.columns();
+        let mut record = s.serialize_struct(self.0.name(), columns.len())?;
+        for (column, value) in columns.iter().zip(&self.1.0) {
+            match value {
+                Value::Int(n) => record.serialize_field(column.name, n)?,
+                Value::Text(t) => record.serialize_field(column.name, t.as_str())?,
+                Value::DateTime(ms) => record.serialize_field(column.name, ms)?,
+            }
+        }
+        record.end()
+    }
+}
+
+/// Backs up `table`: streams a snapshot of it into a new Avro file, then
+/// writes the manifest. Returns the manifest.
+#[tracing::instrument(skip(store, storage), fields(table = %table, codec = codec.name(), rows))]
+///
+/// `progress` draws a bar on a terminal.
+pub async fn backup(
+    store: &Store,
+    storage: &Storage,
+    table: Table,
+    codec: Codec,
+    progress: bool,
+) -> Result<Manifest, BackupError> {
+    let bar = match progress {
+        true => Some(progress_bar(
+            format!("backup {table}"),
+            store.count(table).await?,
+            false,
+        )),
+        false => None,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let name = new_name(table, now);
+    let upload = storage.create(&file_path(table, &name))?;
+    let (chunks, received) = std::sync::mpsc::sync_channel::<Option<Vec<Row>>>(4);
+    let metadata: std::collections::HashMap<String, apache_avro::types::Value> = [
+        ("hrmig.table", table.name().to_owned()),
+        ("hrmig.format_version", FORMAT_VERSION.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            k.to_owned(),
+            apache_avro::types::Value::Bytes(v.into_bytes()),
+        )
+    })
+    .collect();
+    // The encoder runs on a thread of its own while the snapshot is read.
+    let encoder = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
+        let write = |e: apache_avro::Error| BackupError::Write(e.to_string());
+        let mut writer = apache_avro::Writer::builder()
+            .schema(schema(table))
+            .writer(Hashing::new(upload))
+            .codec(codec.avro())
+            .block_size(BLOCK_BYTES)
+            .user_metadata(metadata)
+            .build()
+            .map_err(write)?;
+        let mut rows = 0u64;
+        loop {
+            match received.recv() {
+                Ok(Some(chunk)) => {
+                    for row in &chunk {
+                        writer.append_ser(AvroRow(table, row)).map_err(write)?;
+                    }
+                    rows += chunk.len() as u64;
+                }
+                Ok(None) => break,
+                // The snapshot failed: the upload is dropped, nothing appears.
+                Err(_) => return Err(BackupError::Write("the table read stopped".into())),
+            }
+        }
+        // An empty table still gets a header (and so a valid file).
+        writer.flush().map_err(write)?;
+        let mut hashing = writer.into_inner().map_err(write)?;
+        hashing
+            .flush()
+            .map_err(|e| BackupError::Write(e.to_string()))?;
+        let Hashing { inner, hash, bytes } = hashing;
+        inner.commit()?;
+        Ok((rows, bytes, hex::encode(hash.finalize())))
+    });
+    let sender = chunks.clone();
+    let scanned = store
+        .scan(table, move |chunk| {
+            if let Some(bar) = &bar {
+                bar.inc(chunk.len() as u64);
+            }
+            sender
+                .send(Some(chunk))
+                .map_err(|_| StoreError::Task("the backup writer stopped".into()))
+        })
+        .await;
+    if scanned.is_ok() {
+        let _ = chunks.send(None);
+    }
+    drop(chunks);
+    let encoded = encoder
+        .await
+        .map_err(|e| BackupError::Write(e.to_string()))?;
+    scanned?;
+    let (rows, bytes, sha256) = encoded?;
+    tracing::Span::current().record("rows", rows);
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        table,
+        backup: name.clone(),
+        file: format!("{name}.avro"),
+        rows,
+        bytes,
+        sha256,
+        codec,
+        schema_fingerprint: fingerprint(schema(table)),
+        created_at: datetime::format(now),
+        hrmig_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Write(e.to_string()))?;
+    let path = manifest_path(table, &name);
+    let storage = storage.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
+        let mut upload = storage.create(&path)?;
+        upload
+            .write_all(&text)
+            .map_err(|e| BackupError::Write(e.to_string()))?;
+        Ok(upload.commit()?)
+    })
+    .await
+    .map_err(|e| BackupError::Write(e.to_string()))??;
+    Ok(manifest)
+}
+
+/// The complete backups of `table` (those with a readable manifest),
+/// oldest first.
+pub async fn list(storage: &Storage, table: Table) -> Result<Vec<Manifest>, BackupError> {
+    let mut names: Vec<String> = storage
+        .list(&folder(table))
+        .await?
+        .into_iter()
+        .filter_map(|f| f.strip_suffix(".manifest.json").map(str::to_owned))
+        .filter(|stem| check_name(table, stem).is_ok())
+        .collect();
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Ok(m) = read_manifest(storage, table, &name).await
+            && m.table == table
+            && m.backup == name
+        {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_manifest(
+    storage: &Storage,
+    table: Table,
+    name: &str,
+) -> Result<Manifest, BackupError> {
+    let bytes = storage
+        .read_small(&manifest_path(table, name), MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| match e {
+            StorageError::NotFound { .. } => BackupError::Damaged {
+                backup: name.to_owned(),
+                problems: vec![format!("manifest {name}.manifest.json is missing")],
+            },
+            e => e.into(),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| BackupError::Damaged {
+        backup: name.to_owned(),
+        problems: vec![format!("manifest is not readable: {e}")],
+    })
+}
+
+/// The backup to use: the given name (checked), or the newest complete one.
+async fn choose(
+    storage: &Storage,
+    table: Table,
+    name: Option<&str>,
+) -> Result<String, BackupError> {
+    match name {
+        Some(n) => {
+            let stem = check_name(table, n)?;
+            let exists = storage
+                .list(&folder(table))
+                .await?
+                .iter()
+                .any(|f| f == &format!("{stem}.avro") || f == &format!("{stem}.manifest.json"));
+            if exists {
+                Ok(stem)
+            } else {
+                Err(BackupError::NotFound(format!(
+                    "no backup named {stem} for {table}"
+                )))
+            }
+        }
+        None => list(storage, table)
+            .await?
+            .pop()
+            .map(|m| m.backup)
+            .ok_or_else(|| BackupError::NotFound(format!("no backup of {table} yet"))),
+    }
+}
+
+/// Smallest and largest DATETIME (years 1 to 9999), in UTC milliseconds.
+const MIN_MS: i64 = -62_135_596_800_000;
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Reads one backup file: checks everything the manifest promises and every
+/// row's data rules; `each` gets the valid rows in chunks. Returns the rows
+/// read and the problems found (reading stops at the first damage).
+fn read_backup(
+    table: Table,
+    name: &str,
+    manifest: &Manifest,
+    reader: Box<dyn Read + Send>,
+    bar: Option<indicatif::ProgressBar>,
+    mut each: impl FnMut(Vec<Row>) -> bool,
+) -> (u64, Vec<String>) {
+    let mut problems = Vec::new();
+    let expected = schema(table);
+    if manifest.format_version != FORMAT_VERSION {
+        problems.push(format!(
+            "manifest format version {} (this build reads {FORMAT_VERSION})",
+            manifest.format_version
+        ));
+    }
+    if manifest.table != table || manifest.backup != name {
+        problems.push(format!(
+            "manifest describes {} backup {}, not {table} backup {name}",
+            manifest.table, manifest.backup
+        ));
+    }
+    if manifest.schema_fingerprint != fingerprint(expected) {
+        problems.push("manifest schema fingerprint differs from the dictionary's".into());
+    }
+    let mut hashing = Hashing::new(Progress {
+        inner: reader,
+        bar: bar.clone(),
+    });
+    let mut rows = 0u64;
+    let mut last_id: Option<i32> = None;
+    {
+        let mut avro = match apache_avro::Reader::new(&mut hashing) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                problems.push(format!("not an Avro object container file: {e}"));
+                None
+            }
+        };
+        if let Some(r) = &avro {
+            if r.writer_schema().canonical_form() != expected.canonical_form() {
+                problems.push(format!(
+                    "schema differs from the dictionary's {table} record: {}",
+                    r.writer_schema().canonical_form()
+                ));
+            }
+            let meta_table = r.user_metadata().get("hrmig.table").map(|v| v.as_slice());
+            if meta_table != Some(table.name().as_bytes()) {
+                problems.push(format!(
+                    "file says it holds table {:?}",
+                    String::from_utf8_lossy(meta_table.unwrap_or_default())
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            avro = None;
+        }
+        if let Some(avro) = avro {
+            let mut chunk = Vec::with_capacity(crate::store::SCAN_CHUNK);
+            for value in avro {
+                let row = value
+                    .map_err(|e| format!("row {}: unreadable: {e}", rows + 1))
+                    .and_then(|v| to_row(table, v).map_err(|e| format!("row {}: {e}", rows + 1)));
+                let row = match row {
+                    Ok(row) => row,
+                    Err(e) => {
+                        problems.push(e);
+                        break;
+                    }
+                };
+                let id = row.id();
+                if last_id.is_some_and(|last| id <= last) {
+                    problems.push(format!(
+                        "row {}: id {id} is not above the previous id (ids must be unique and in order)",
+                        rows + 1
+                    ));
+                    break;
+                }
+                last_id = Some(id);
+                rows += 1;
+                chunk.push(row);
+                if chunk.len() == crate::store::SCAN_CHUNK
+                    && !each(std::mem::replace(
+                        &mut chunk,
+                        Vec::with_capacity(crate::store::SCAN_CHUNK),
+                    ))
+                {
+                    problems.push("the restore stopped".into());
+                    break;
+                }
+            }
+            if problems.is_empty() && !chunk.is_empty() && !each(chunk) {
+                problems.push("the restore stopped".into());
+            }
+        }
+    }
+    // Whatever the Avro reader left (bytes appended after the last block).
+    let mut rest = [0u8; 64 * 1024];
+    loop {
+        match hashing.read(&mut rest) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                problems.push(format!("read failed: {e}"));
+                break;
+            }
+        }
+    }
+    if problems.is_empty() {
+        if rows != manifest.rows {
+            problems.push(format!(
+                "{rows} rows in the file, {} in the manifest",
+                manifest.rows
+            ));
+        }
+        if hashing.bytes != manifest.bytes {
+            problems.push(format!(
+                "file is {} bytes, the manifest says {}",
+                hashing.bytes, manifest.bytes
+            ));
+        }
+        let sha = hex::encode(hashing.hash.finalize());
+        if sha != manifest.sha256 {
+            problems.push(format!(
+                "SHA-256 {sha} differs from the manifest's {}",
+                manifest.sha256
+            ));
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    problems.truncate(MAX_PROBLEMS);
+    (rows, problems)
+}
+
+/// An Avro record of the table's schema as a row that passes the data rules.
+fn to_row(table: Table, value: apache_avro::types::Value) -> Result<Row, String> {
+    use apache_avro::types::Value as Avro;
+    let Avro::Record(fields) = value else {
+        return Err("not a record".into());
+    };
+    let columns = table.columns();
+    if fields.len() != columns.len() {
+        return Err(format!(
+            "{} fields, expected {}",
+            fields.len(),
+            columns.len()
+        ));
+    }
+    let mut row = Vec::with_capacity(columns.len());
+    for ((name, value), column) in fields.into_iter().zip(columns) {
+        if name != column.name {
+            return Err(format!("field {name:?} where {} was expected", column.name));
+        }
+        let v = match (column.ty, value) {
+            (ColumnType::Integer, Avro::Int(n)) => Value::Int(n),
+            (ColumnType::String, Avro::String(s)) => {
+                check_text(column, &s).map_err(|e| format!("{}: {}", column.name, e.message))?
+            }
+            (ColumnType::DateTime, Avro::TimestampMillis(ms))
+                if (MIN_MS..=MAX_MS).contains(&ms) =>
+            {
+                Value::DateTime(ms)
+            }
+            (ColumnType::DateTime, Avro::TimestampMillis(ms)) => {
+                return Err(format!(
+                    "{}: {ms} ms is outside years 1 to 9999",
+                    column.name
+                ));
+            }
+            (_, other) => return Err(format!("{}: unexpected value {other:?}", column.name)),
+        };
+        row.push(v);
+    }
+    Ok(Row(row))
+}
+
+/// Verifies a backup (the newest when `name` is `None`) without touching
+/// the database.
+#[tracing::instrument(skip(storage))]
+pub async fn verify(
+    storage: &Storage,
+    table: Table,
+    name: Option<&str>,
+    progress: bool,
+) -> Result<Verification, BackupError> {
+    let backup = choose(storage, table, name).await?;
+    let manifest = match read_manifest(storage, table, &backup).await {
+        Ok(m) => m,
+        Err(BackupError::Damaged { problems, .. }) => {
+            return Ok(Verification {
+                table,
+                ok: false,
+                backup,
+                rows: 0,
+                problems,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let object = match storage.open_read(&file_path(table, &backup)).await {
+        Ok(o) => o,
+        Err(StorageError::NotFound { .. }) => {
+            return Ok(Verification {
+                table,
+                ok: false,
+                backup: backup.clone(),
+                rows: 0,
+                problems: vec![format!("file {backup}.avro is missing")],
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let name = backup.clone();
+    let bar = progress.then(|| progress_bar(format!("verify {table}"), object.size, true));
+    let (rows, problems) = tokio::task::spawn_blocking(move || {
+        read_backup(table, &name, &manifest, object.reader, bar, |_| true)
+    })
+    .await
+    .map_err(|e| BackupError::Write(e.to_string()))?;
+    Ok(Verification {
+        table,
+        ok: problems.is_empty(),
+        backup,
+        rows,
+        problems,
+    })
+}
+
+/// Restores `table` from a backup (the newest when `name` is `None`):
+/// verifies it whole first, then replaces the table's rows in one
+/// transaction while reading the file again (its checksum is checked again
+/// before the commit). Any problem leaves the table as it was.
+#[tracing::instrument(skip(store, storage), fields(rows))]
+pub async fn restore(
+    store: &Store,
+    storage: &Storage,
+    table: Table,
+    name: Option<&str>,
+    progress: bool,
+) -> Result<Restored, BackupError> {
+    let verification = verify(storage, table, name, progress).await?;
+    if !verification.ok {
+        return Err(BackupError::Damaged {
+            backup: verification.backup,
+            problems: verification.problems,
+        });
+    }
+    let backup = verification.backup;
+    let manifest = read_manifest(storage, table, &backup).await?;
+    let object = storage.open_read(&file_path(table, &backup)).await?;
+    let (rows, replacement) = std::sync::mpsc::sync_channel::<Replacement>(4);
+    let name = backup.clone();
+    let bar = progress.then(|| progress_bar(format!("restore {table}"), object.size, true));
+    let reader = tokio::task::spawn_blocking(move || {
+        let (read, problems) = read_backup(table, &name, &manifest, object.reader, bar, |chunk| {
+            rows.send(Replacement::Rows(chunk)).is_ok()
+        });
+        // `End` only for a file read whole and unchanged: otherwise the
+        // sender is dropped and the store rolls back.
+        if problems.is_empty() {
+            let _ = rows.send(Replacement::End { rows: read });
+        }
+        problems
+    });
+    let replaced = store.replace(table, replacement).await;
+    let problems = reader
+        .await
+        .map_err(|e| BackupError::Write(e.to_string()))?;
+    if !problems.is_empty() {
+        return Err(BackupError::Damaged { backup, problems });
+    }
+    let rows = replaced.map_err(|e| match e {
+        StoreError::Refused(reason) => BackupError::Refused { table, reason },
+        e => e.into(),
+    })?;
+    tracing::Span::current().record("rows", rows);
+    Ok(Restored {
+        table,
+        backup,
+        rows,
+    })
+}
