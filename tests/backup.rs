@@ -4,14 +4,36 @@
 mod common;
 
 use common::TestEnv;
-use hrmig::dictionary::{Row, Table};
+use hrmig::dictionary::Table;
 use hrmig::ops::backup::{self, BackupError, Codec, Manifest};
 use hrmig::ops::sample::{self, GenOptions};
 use hrmig::storage::Storage;
+use hrmig::store::{Field, RowSink};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 const CODECS: [Codec; 4] = [Codec::Null, Codec::Deflate, Codec::Snappy, Codec::Zstandard];
+
+/// Every row of `table` in id order, as JSON values.
+async fn rows(store: &hrmig::store::Store, table: Table) -> Vec<serde_json::Value> {
+    struct Collect(Vec<serde_json::Value>);
+    impl RowSink for Collect {
+        fn row(&mut self, fields: &[Field<'_>]) -> Result<(), hrmig::store::StoreError> {
+            self.0.push(serde_json::Value::Array(
+                fields
+                    .iter()
+                    .map(|f| match *f {
+                        Field::Int(n) => serde_json::json!(n),
+                        Field::Text(t) => serde_json::json!(t),
+                        Field::DateTime(ms) => serde_json::json!(ms),
+                    })
+                    .collect(),
+            ));
+            Ok(())
+        }
+    }
+    store.scan(table, Collect(Vec::new())).await.unwrap().0
+}
 
 struct Env {
     env: TestEnv,
@@ -33,26 +55,14 @@ impl Env {
         Env { env, storage }
     }
 
-    /// SHA-256 of every row of `table`, in id order, as the store reads them.
+    /// Row count and SHA-256 of every row of `table`, in id order.
     async fn digest(&self, table: Table) -> (u64, String) {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<Row>>();
-        self.env
-            .store
-            .scan(table, move |chunk| {
-                tx.send(chunk).unwrap();
-                Ok::<_, hrmig::store::StoreError>(())
-            })
-            .await
-            .unwrap();
+        let rows = rows(&self.env.store, table).await;
         let mut h = Sha256::new();
-        let mut n = 0;
-        for chunk in rx {
-            for row in chunk {
-                h.update(format!("{:?}\n", row.0));
-                n += 1;
-            }
+        for row in &rows {
+            h.update(format!("{row:?}\n"));
         }
-        (n, hex::encode(h.finalize()))
+        (rows.len() as u64, hex::encode(h.finalize()))
     }
 
     fn sql(&self, sql: &str) {
@@ -493,31 +503,7 @@ print(json.dumps({'codec': r.codec, 'schema': schema, 'rows': rows}))
                 }
             }
             // Every row equals what the store holds.
-            let (tx, rx) = std::sync::mpsc::channel::<Vec<Row>>();
-            env.env
-                .store
-                .scan(table, move |chunk| {
-                    tx.send(chunk).unwrap();
-                    Ok::<_, hrmig::store::StoreError>(())
-                })
-                .await
-                .unwrap();
-            let ours: Vec<serde_json::Value> = rx
-                .into_iter()
-                .flatten()
-                .map(|row| {
-                    serde_json::Value::Array(
-                        row.0
-                            .iter()
-                            .map(|v| match v {
-                                hrmig::dictionary::Value::Int(n) => serde_json::json!(n),
-                                hrmig::dictionary::Value::Text(t) => serde_json::json!(t),
-                                hrmig::dictionary::Value::DateTime(ms) => serde_json::json!(ms),
-                            })
-                            .collect(),
-                    )
-                })
-                .collect();
+            let ours = rows(&env.env.store, table).await;
             assert_eq!(got["rows"].as_array().unwrap(), &ours, "{table} {codec:?}");
         }
     }

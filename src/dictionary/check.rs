@@ -5,8 +5,9 @@
 use super::datetime::{self, DateTimeError};
 use super::{Column, ColumnType, ErrorCode, FieldError, MAX_STRING_CHARS, Row, Table, Value};
 
-/// More columns than any table of the dictionary has.
-const MAX_COLUMNS: usize = 16;
+/// More columns than any table of the dictionary has (checked at compile
+/// time), so that a row's values fit a fixed array.
+pub const MAX_COLUMNS: usize = 16;
 
 /// The outcome of checking one record: a value for every column that passed
 /// its rules, and the errors of all the others.

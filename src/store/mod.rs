@@ -70,6 +70,9 @@ pub enum StoreError {
     /// A blocking task failed.
     #[error("database task failed: {0}")]
     Task(String),
+    /// The consumer of a scan stopped.
+    #[error("{0}")]
+    Sink(String),
     /// A table's contents cannot be replaced as asked (a foreign key would
     /// break, an id repeats, the rows are not the ones announced); nothing
     /// was changed.
@@ -87,8 +90,26 @@ pub enum StoreError {
     },
 }
 
-/// Rows per chunk of [`Store::scan`].
+/// Rows per chunk of rows handed between threads.
 pub const SCAN_CHUNK: usize = 4096;
+
+/// A column value read back from the store, valid for one row: rows are
+/// streamed without an allocation each (a backup reads millions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    /// INTEGER.
+    Int(i32),
+    /// STRING.
+    Text(&'a str),
+    /// DATETIME, UTC milliseconds.
+    DateTime(i64),
+}
+
+/// Where [`Store::scan`] sends each row: its fields in column order.
+pub trait RowSink: Send + 'static {
+    /// One row; an error stops the scan.
+    fn row(&mut self, fields: &[Field<'_>]) -> Result<(), StoreError>;
+}
 
 /// What a restore producer sends: rows in id order, then the count it
 /// sent. A sender dropped before `End` (a damaged file found late) aborts
@@ -438,14 +459,10 @@ impl Store {
         }
     }
 
-    /// Streams every row of `table` in id order to `sink`, in chunks of up
-    /// to [`SCAN_CHUNK`] rows, from one consistent snapshot (writers are not
-    /// blocked). Stops at the first error of the sink, which is returned.
-    pub async fn scan<S, E>(&self, table: Table, sink: S) -> Result<(), E>
-    where
-        S: FnMut(Vec<Row>) -> Result<(), E> + Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
+    /// Streams every row of `table` in id order to `sink`, from one
+    /// consistent snapshot (writers are not blocked), and returns the sink.
+    /// Stops at the first error of the sink, which is returned.
+    pub async fn scan<S: RowSink>(&self, table: Table, sink: S) -> Result<S, StoreError> {
         match self {
             Store::Sqlite(s) => s.scan(table, sink).await,
         }

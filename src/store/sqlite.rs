@@ -6,11 +6,12 @@
 //! use their own connections, which WAL lets run beside the writer.
 
 use super::{
-    Candidate, Chunk, DepartmentHires, Feed, FeedSummary, FileLoad, FileLoadOutcome, Idempotency,
-    IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter, Render,
-    Replacement, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, foreign_key_error,
-    sort_errors,
+    Candidate, Chunk, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome,
+    Idempotency, IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter,
+    Render, Replacement, RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
+    foreign_key_error, sort_errors,
 };
+use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
 use rusqlite::{CachedStatement, Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::path::PathBuf;
@@ -133,16 +134,10 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    pub async fn scan<S, E>(&self, table: Table, sink: S) -> Result<(), E>
-    where
-        S: FnMut(Vec<Row>) -> Result<(), E> + Send + 'static,
-        E: From<StoreError> + Send + 'static,
-    {
+    pub async fn scan<S: RowSink>(&self, table: Table, sink: S) -> Result<S, StoreError> {
         // One statement reads one snapshot (WAL): the backup is consistent
         // while writers go on.
-        self.read(move |c| Ok(scan_rows(c, table, sink)))
-            .await
-            .map_err(E::from)?
+        self.read(move |c| scan_rows(c, table, sink)).await
     }
 
     pub async fn replace(
@@ -715,10 +710,38 @@ impl Parent<'_> {
     }
 }
 
+/// Rows per multi-row `INSERT` of a restore.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Runs a restore's `INSERT`; a repeated id refuses the restore.
+fn execute_restore(stmt: &mut CachedStatement<'_>, id: i32) -> Result<(), StoreError> {
+    match stmt.raw_execute() {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Refused(format!(
+                "an id appears more than once (at or after id {id})"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Binds a row's values to an `INSERT` of all the table's columns.
 fn bind_row(stmt: &mut CachedStatement<'_>, row: &Row) -> Result<(), rusqlite::Error> {
+    bind_row_at(stmt, 0, row)
+}
+
+/// Binds a row's values from parameter `offset + 1` on.
+fn bind_row_at(
+    stmt: &mut CachedStatement<'_>,
+    offset: usize,
+    row: &Row,
+) -> Result<(), rusqlite::Error> {
     let mut buf = [0u8; 24];
     for (i, v) in row.0.iter().enumerate() {
+        let i = offset + i;
         match v {
             Value::Int(n) => stmt.raw_bind_parameter(i + 1, n)?,
             Value::Text(s) => stmt.raw_bind_parameter(i + 1, s.as_str())?,
@@ -743,52 +766,52 @@ fn column_list(table: Table) -> String {
 }
 
 /// Every row of `table` in id order, read back into typed values.
-fn scan_rows<S, E>(c: &Connection, table: Table, mut sink: S) -> Result<(), E>
-where
-    S: FnMut(Vec<Row>) -> Result<(), E>,
-    E: From<StoreError>,
-{
-    let mut stmt = c
-        .prepare(&format!(
-            "SELECT {} FROM \"{}\" ORDER BY \"id\"",
-            column_list(table),
-            table.name()
-        ))
-        .map_err(StoreError::from)?;
-    let mut rows = stmt.query([]).map_err(StoreError::from)?;
-    let mut chunk = Vec::with_capacity(super::SCAN_CHUNK);
-    while let Some(r) = rows.next().map_err(StoreError::from)? {
-        let id: i64 = r.get(0).map_err(StoreError::from)?;
-        let bad = |message: String| StoreError::BadStoredValue { table, id, message };
-        let mut values = Vec::with_capacity(table.columns().len());
-        for (i, column) in table.columns().iter().enumerate() {
-            let value = match column.ty {
-                ColumnType::Integer => r.get::<_, i32>(i).map(Value::Int),
-                ColumnType::String => r.get::<_, String>(i).map(Value::Text),
-                ColumnType::DateTime => r.get::<_, String>(i).and_then(|text| {
-                    datetime::parse(&text).map(Value::DateTime).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            i,
-                            rusqlite::types::Type::Text,
-                            format!("{e:?}").into(),
-                        )
-                    })
-                }),
+fn scan_rows<S: RowSink>(c: &Connection, table: Table, mut sink: S) -> Result<S, StoreError> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = c.prepare(&format!(
+        "SELECT {} FROM \"{}\" ORDER BY \"id\"",
+        column_list(table),
+        table.name()
+    ))?;
+    let columns = table.columns();
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let mut fields = [Field::Int(0); MAX_COLUMNS];
+        for (i, column) in columns.iter().enumerate() {
+            let value = r.get_ref(i)?;
+            let field = match (column.ty, value) {
+                (ColumnType::Integer, ValueRef::Integer(n)) => {
+                    i32::try_from(n).ok().map(Field::Int)
+                }
+                (ColumnType::String, ValueRef::Text(t)) => {
+                    std::str::from_utf8(t).ok().map(Field::Text)
+                }
+                (ColumnType::DateTime, ValueRef::Text(t)) => std::str::from_utf8(t)
+                    .ok()
+                    .and_then(|t| datetime::parse(t).ok())
+                    .map(Field::DateTime),
+                _ => None,
             };
-            values.push(value.map_err(|e| bad(format!("{}: {e}", column.name)))?);
+            match field {
+                Some(f) => fields[i] = f,
+                None => {
+                    return Err(StoreError::BadStoredValue {
+                        table,
+                        id: r.get::<_, i64>(0).unwrap_or_default(),
+                        message: format!(
+                            "{} holds {:?}, not a valid {:?}",
+                            column.name,
+                            value.data_type(),
+                            column.ty
+                        ),
+                    });
+                }
+            }
         }
-        chunk.push(Row(values));
-        if chunk.len() == super::SCAN_CHUNK {
-            sink(std::mem::replace(
-                &mut chunk,
-                Vec::with_capacity(super::SCAN_CHUNK),
-            ))?;
-        }
+        sink.row(&fields[..columns.len()])?;
     }
-    if !chunk.is_empty() {
-        sink(chunk)?;
-    }
-    Ok(())
+    drop(rows);
+    Ok(sink)
 }
 
 /// Replaces the rows of `table` (see [`super::Store::replace`]); the
@@ -800,34 +823,79 @@ fn replace_tx(
 ) -> Result<u64, StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute(&format!("DELETE FROM \"{}\"", table.name()), [])?;
-    let marks: Vec<String> = (1..=table.columns().len())
-        .map(|i| format!("?{i}"))
-        .collect();
-    let mut insert = tx.prepare_cached(&format!(
-        "INSERT INTO \"{}\" ({}) VALUES ({})",
-        table.name(),
-        column_list(table),
-        marks.join(", ")
-    ))?;
+    // Rows go in 64 to a statement: SQLite then keeps its cursor at the end
+    // of the table between rows instead of seeking it again for each.
+    let width = table.columns().len();
+    let insert_sql = |rows: usize| {
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let marks: Vec<String> =
+                    (1..=width).map(|c| format!("?{}", r * width + c)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO \"{}\" ({}) VALUES {}",
+            table.name(),
+            column_list(table),
+            tuples.join(", ")
+        )
+    };
+    let mut insert_many = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+    let mut insert_one = tx.prepare_cached(&insert_sql(1))?;
+    // Parents held in memory are checked row by row; bigger ones by one
+    // query at the end.
+    let mut in_memory = Vec::new();
+    let mut by_query = Vec::new();
+    for (i, column, parent) in table.foreign_keys() {
+        match parent_ids(&tx, parent)? {
+            Some(ids) => in_memory.push((i, column.name, parent, ids)),
+            None => by_query.push((column, parent)),
+        }
+    }
+    // Written rows are freed on a thread of their own: the writer is the
+    // restore's bottleneck, and millions of strings take a while to free.
+    let (spent, to_free) = std::sync::mpsc::channel::<Vec<Row>>();
+    std::thread::Builder::new()
+        .name("hrmig-restore-free".into())
+        .spawn(move || to_free.into_iter().for_each(drop))
+        .map_err(|e| StoreError::Task(e.to_string()))?;
     let mut written = 0u64;
     loop {
         match rows.recv() {
             Ok(Replacement::Rows(batch)) => {
                 for row in &batch {
-                    bind_row(&mut insert, row)?;
-                    match insert.raw_execute() {
-                        Ok(_) => written += 1,
-                        Err(rusqlite::Error::SqliteFailure(e, _))
-                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    for (i, column, parent, ids) in &in_memory {
+                        if let Some(v) = row.0.get(*i).and_then(Value::as_int)
+                            && !ids.contains(&v)
                         {
                             return Err(StoreError::Refused(format!(
-                                "id {} appears more than once",
+                                "row id {} has {column} {v}, which is not an id of {parent}",
                                 row.id()
                             )));
                         }
-                        Err(e) => return Err(e.into()),
                     }
                 }
+                for group in batch.chunks(ROWS_PER_INSERT) {
+                    let stmt = if group.len() == ROWS_PER_INSERT {
+                        for (r, row) in group.iter().enumerate() {
+                            bind_row_at(&mut insert_many, r * width, row)?;
+                        }
+                        &mut insert_many
+                    } else {
+                        &mut insert_one
+                    };
+                    let single = group.len() < ROWS_PER_INSERT;
+                    for row in group.iter().filter(|_| single) {
+                        bind_row(stmt, row)?;
+                        execute_restore(stmt, row.id())?;
+                    }
+                    if !single {
+                        execute_restore(stmt, group[0].id())?;
+                    }
+                    written += group.len() as u64;
+                }
+                let _ = spent.send(batch);
             }
             Ok(Replacement::End { rows }) if rows == written => break,
             Ok(Replacement::End { rows }) => {
@@ -838,8 +906,8 @@ fn replace_tx(
             Err(_) => return Err(StoreError::FeedInterrupted),
         }
     }
-    drop(insert);
-    for (_, column, parent) in table.foreign_keys() {
+    drop((insert_many, insert_one));
+    for (column, parent) in by_query {
         let orphan: Option<(i64, i64)> = tx
             .query_row(
                 &format!(
