@@ -36,6 +36,18 @@ pub fn parse(text: &str) -> Result<i64, DateTimeError> {
     parse_general(text)
 }
 
+/// [`parse`] of bytes that may not be UTF-8 (a database's text): the
+/// canonical shape is read as it is, anything else must be UTF-8 first.
+pub fn parse_bytes(bytes: &[u8]) -> Result<i64, DateTimeError> {
+    if let Some(ms) = parse_canonical(bytes) {
+        return ms;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_general(text),
+        Err(_) => Err(DateTimeError::Format("not UTF-8 text".into())),
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ`, the shape of every historic row.
 fn parse_canonical(b: &[u8]) -> Option<Result<i64, DateTimeError>> {
     if b.len() != 20

@@ -786,10 +786,9 @@ fn scan_rows<S: RowSink>(c: &Connection, table: Table, mut sink: S) -> Result<S,
                 (ColumnType::String, ValueRef::Text(t)) => {
                     std::str::from_utf8(t).ok().map(Field::Text)
                 }
-                (ColumnType::DateTime, ValueRef::Text(t)) => std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| datetime::parse(t).ok())
-                    .map(Field::DateTime),
+                (ColumnType::DateTime, ValueRef::Text(t)) => {
+                    datetime::parse_bytes(t).ok().map(Field::DateTime)
+                }
                 _ => None,
             };
             match field {
