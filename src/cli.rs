@@ -277,6 +277,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 progress: true,
             };
             let reports = load::load(&store, &req).await?;
+            store.close().await?;
             print_load(&reports, *json)?;
             let aborted = reports.iter().any(|r| r.status == LoadStatus::Aborted);
             Ok(if aborted {
@@ -316,6 +317,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 progress: true,
             };
             let reports = load::load(&store, &req).await?;
+            store.close().await?;
             print_load(&reports, false)?;
             println!();
             for table in Table::ALL {
@@ -338,9 +340,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(port) => format!("127.0.0.1:{port}"),
                 Err(_) => listen.clone(),
             };
-            let store = open_store(&cli).await?;
+            let store = std::sync::Arc::new(open_store(&cli).await?);
             let state = crate::http::AppState {
-                store: std::sync::Arc::new(store),
+                store: store.clone(),
                 storage: Storage::open(&cli.storage)?,
                 keys: std::sync::Arc::new(crate::http::Keys::from_env()),
             };
@@ -349,6 +351,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(address = %listener.local_addr()?, "listening");
             crate::http::run(listener, state, crate::http::shutdown_signal()).await?;
+            store.close().await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup {
@@ -443,6 +446,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let store = open_store(&cli).await?;
             let storage = Storage::open(&cli.storage)?;
             let r = backup::restore(&store, &storage, *table, name.as_deref(), true).await?;
+            store.close().await?;
             let mut out = std::io::stdout().lock();
             if *json {
                 writeln!(out, "{}", serde_json::to_string(&r)?)?;

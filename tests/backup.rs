@@ -24,8 +24,10 @@ async fn rows(store: &hrmig::store::Store, table: Table) -> Vec<serde_json::Valu
                     .iter()
                     .map(|f| match *f {
                         Field::Int(n) => serde_json::json!(n),
-                        Field::Text(t) => serde_json::json!(t),
-                        Field::DateTime(ms) => serde_json::json!(ms),
+                        Field::Text(_) => serde_json::json!(f.text().unwrap()),
+                        Field::DateTime(_) | Field::DateTimeText(_) => {
+                            serde_json::json!(f.datetime().unwrap())
+                        }
                     })
                     .collect(),
             ));
@@ -400,6 +402,52 @@ async fn restores_that_would_break_a_foreign_key_are_refused() {
         other => panic!("{other:?}"),
     }
     assert_eq!(env.digest(Table::HiredEmployees).await, before);
+}
+
+/// Values another program stored that no backup may carry: the backup
+/// fails naming the row, and leaves no file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
+    let env = Env::generated(20_000).await;
+    for (sql, expect) in [
+        (
+            "UPDATE hired_employees SET name = CAST(x'ff41' AS TEXT) WHERE id = 15000",
+            "row id 15000: name: not UTF-8",
+        ),
+        (
+            "UPDATE hired_employees SET datetime = 'yesterday' WHERE id = 7",
+            "row id 7: datetime",
+        ),
+        (
+            "UPDATE hired_employees SET job_id = 'x' WHERE id = 9",
+            "row id 9: job_id",
+        ),
+    ] {
+        let c = rusqlite::Connection::open(env.env.db_path()).unwrap();
+        c.execute_batch(&format!("PRAGMA foreign_keys = OFF; {sql}"))
+            .unwrap();
+        drop(c);
+        let err = backup::backup(
+            &env.env.store,
+            &env.storage,
+            Table::HiredEmployees,
+            Codec::DEFAULT,
+            false,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(expect), "{err}");
+        let left: Vec<_> = std::fs::read_dir(env.folder(Table::HiredEmployees))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{left:?}");
+        let c = rusqlite::Connection::open(env.env.db_path()).unwrap();
+        c.execute_batch(
+            "UPDATE hired_employees SET name = 'ok', datetime = '2021-01-01T00:00:00Z', job_id = 1 WHERE id IN (15000, 7, 9)",
+        )
+        .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

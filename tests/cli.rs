@@ -257,6 +257,9 @@ fn a_load_killed_midway_leaves_the_database_as_it_was() {
         count(&db, "hired_employees"),
         report["inserted"].as_i64().unwrap()
     );
+    // At exit the write-ahead log is copied into the database file: the
+    // `.db` file alone holds the load.
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
 }
 
 /// Count, id sum and a digest of the names: enough to see any change.

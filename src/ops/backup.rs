@@ -313,6 +313,69 @@ fn put_long(buf: &mut Vec<u8>, n: i64) {
     buf.push(z as u8);
 }
 
+/// Reads back a [`put_long`] value at `*at`.
+fn get_long(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*at)?;
+        *at += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Turns a staged block (see [`BlockEncoder`]) into Avro datums: checks
+/// every string as UTF-8 and parses every datetime.
+fn finish_block(table: Table, staged: &[u8], out: &mut Vec<u8>) -> Result<(), BackupError> {
+    let columns = table.columns();
+    let broken = || BackupError::Write("a staged block is malformed".into());
+    let mut at = 0;
+    while at < staged.len() {
+        let mut id = 0;
+        for (i, column) in columns.iter().enumerate() {
+            match column.ty {
+                ColumnType::Integer => {
+                    let n = get_long(staged, &mut at).ok_or_else(broken)?;
+                    if i == Table::PRIMARY_KEY {
+                        id = n;
+                    }
+                    put_long(out, n);
+                }
+                ColumnType::String | ColumnType::DateTime => {
+                    let len = get_long(staged, &mut at).ok_or_else(broken)?;
+                    let end = usize::try_from(len)
+                        .ok()
+                        .and_then(|l| at.checked_add(l))
+                        .filter(|e| *e <= staged.len())
+                        .ok_or_else(broken)?;
+                    let bytes = &staged[at..end];
+                    at = end;
+                    let bad = |message: &str| {
+                        BackupError::Store(StoreError::BadStoredValue {
+                            table,
+                            id,
+                            message: format!("{}: {message}", column.name),
+                        })
+                    };
+                    if column.ty == ColumnType::String {
+                        std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 text"))?;
+                        put_long(out, len);
+                        out.extend_from_slice(bytes);
+                    } else {
+                        let ms = datetime::parse_bytes(bytes)
+                            .map_err(|e| bad(&format!("not a datetime: {e:?}")))?;
+                        put_long(out, ms);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Encodes rows as Avro datums of the table's schema into blocks of about
 /// [`BLOCK_BYTES`], handed to the file writer as they fill.
 ///
@@ -352,13 +415,20 @@ impl crate::store::RowSink for BlockEncoder {
         if fields.len() != self.table.columns().len() {
             return Err(StoreError::Sink("a row does not match the table".into()));
         }
+        // Staged as Avro datums, except that text is not checked yet and a
+        // datetime is its text: the writing thread finishes both.
         for field in fields {
             match *field {
                 Field::Int(n) => put_long(&mut self.block, i64::from(n)),
-                Field::DateTime(ms) => put_long(&mut self.block, ms),
-                Field::Text(t) => {
+                Field::Text(t) | Field::DateTimeText(t) => {
                     put_long(&mut self.block, t.len() as i64);
-                    self.block.extend_from_slice(t.as_bytes());
+                    self.block.extend_from_slice(t);
+                }
+                Field::DateTime(ms) => {
+                    let mut buf = [0u8; 24];
+                    let text = datetime::format_ascii(ms, &mut buf);
+                    put_long(&mut self.block, text.len() as i64);
+                    self.block.extend_from_slice(text);
                 }
             }
         }
@@ -433,7 +503,9 @@ pub async fn backup(
         let mut frame = Vec::with_capacity(32);
         loop {
             match received.recv() {
-                Ok(Some((count, mut block))) => {
+                Ok(Some((count, staged))) => {
+                    let mut block = Vec::with_capacity(staged.len());
+                    finish_block(table, &staged, &mut block)?;
                     codec
                         .avro()
                         .compress(&mut block)
@@ -477,8 +549,13 @@ pub async fn backup(
     let written = writer
         .await
         .map_err(|e| BackupError::Write(e.to_string()))?;
-    let rows = scanned?;
-    let (bytes, sha256) = written?;
+    // Each side stops when the other does: report the one that failed first.
+    let (rows, (bytes, sha256)) = match (scanned, written) {
+        (Ok(rows), Ok(written)) => (rows, written),
+        (Err(StoreError::Sink(_)), Err(e)) => return Err(e),
+        (Err(e), _) => return Err(e.into()),
+        (Ok(_), Err(e)) => return Err(e),
+    };
     tracing::Span::current().record("rows", rows);
     let manifest = Manifest {
         format_version: FORMAT_VERSION,

@@ -95,14 +95,40 @@ pub const SCAN_CHUNK: usize = 4096;
 
 /// A column value read back from the store, valid for one row: rows are
 /// streamed without an allocation each (a backup reads millions).
+///
+/// Text comes as the database holds it, not yet checked: the consumer
+/// checks it where it costs least (a backup on its writing thread, so that
+/// the reading thread only reads). [`Field::text`] and
+/// [`Field::datetime`] do the checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field<'a> {
     /// INTEGER.
     Int(i32),
-    /// STRING.
-    Text(&'a str),
+    /// STRING: bytes that should be UTF-8.
+    Text(&'a [u8]),
     /// DATETIME, UTC milliseconds.
     DateTime(i64),
+    /// DATETIME as stored text (canonical `YYYY-MM-DDTHH:MM:SS[.mmm]Z`).
+    DateTimeText(&'a [u8]),
+}
+
+impl<'a> Field<'a> {
+    /// The text of a STRING, checked as UTF-8.
+    pub fn text(self) -> Option<&'a str> {
+        match self {
+            Field::Text(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+
+    /// The UTC milliseconds of a DATETIME, parsed when stored as text.
+    pub fn datetime(self) -> Option<i64> {
+        match self {
+            Field::DateTime(ms) => Some(ms),
+            Field::DateTimeText(b) => crate::dictionary::datetime::parse_bytes(b).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// Where [`Store::scan`] sends each row: its fields in column order.
@@ -525,6 +551,16 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Finishes pending work before the process exits: for SQLite, copies
+    /// the write-ahead log into the database file and empties it, so that
+    /// the `.db` file alone holds every commit (and the next open does not
+    /// start with a large log to read through).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.close().await,
         }
     }
 

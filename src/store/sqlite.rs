@@ -402,6 +402,16 @@ impl SqliteStore {
 
     /// Opens the file afresh (without creating it) and reads its schema: an
     /// open connection would keep answering for a file that is gone.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.write(|conn| {
+            // Readers of other processes may hold part of the log: then it
+            // stays for them, which is only slower, never wrong.
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
@@ -783,12 +793,8 @@ fn scan_rows<S: RowSink>(c: &Connection, table: Table, mut sink: S) -> Result<S,
                 (ColumnType::Integer, ValueRef::Integer(n)) => {
                     i32::try_from(n).ok().map(Field::Int)
                 }
-                (ColumnType::String, ValueRef::Text(t)) => {
-                    std::str::from_utf8(t).ok().map(Field::Text)
-                }
-                (ColumnType::DateTime, ValueRef::Text(t)) => {
-                    datetime::parse_bytes(t).ok().map(Field::DateTime)
-                }
+                (ColumnType::String, ValueRef::Text(t)) => Some(Field::Text(t)),
+                (ColumnType::DateTime, ValueRef::Text(t)) => Some(Field::DateTimeText(t)),
                 _ => None,
             };
             match field {
