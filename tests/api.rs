@@ -603,6 +603,71 @@ async fn api_keys() {
     );
 }
 
+/// A restore and batches into the same table at the same time: they queue
+/// on the one writer, so every batch is either wholly before the restore
+/// (replaced with the backup's rows) or wholly after it (kept), and no
+/// request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_and_concurrent_batches_are_serialised() {
+    let app = Arc::new(TestApp::spawn().await);
+    let first: Vec<Value> = (1..=100).map(employee).collect();
+    app.post_json(EMP, &Value::Array(first)).await;
+    let r = app
+        .post_json("/api/backups", &json!({"tables": ["hired_employees"]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut tasks = Vec::new();
+    for client in 0..4i64 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..20i64 {
+                let start = 1000 + (client * 20 + batch) * 50;
+                let rows: Vec<Value> = (start..start + 50).map(employee).collect();
+                let r = app.post_json(EMP, &Value::Array(rows)).await;
+                assert_eq!(r.status(), StatusCode::OK);
+                let b: Value = r.json().await.unwrap();
+                assert_eq!(b["inserted"], 50, "{b}");
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let r = app
+        .post_json("/api/tables/hired_employees/restore", &json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let restored: Value = r.json().await.unwrap();
+    assert_eq!(restored["rows"], 100);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let db = rusqlite::Connection::open(app.dir.path().join("t.db")).unwrap();
+    let backed_up: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM hired_employees WHERE id <= 100",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(backed_up, 100);
+    let mut kept = 0;
+    for b in 0..80i64 {
+        let start = 1000 + b * 50;
+        let n: i64 = db
+            .query_row(
+                "SELECT COUNT(*) FROM hired_employees WHERE id BETWEEN ?1 AND ?2",
+                [start, start + 49],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(n == 0 || n == 50, "batch {b} is half there: {n} rows");
+        kept += n;
+    }
+    let total: i64 = db
+        .query_row("SELECT COUNT(*) FROM hired_employees", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(total, 100 + kept);
+}
+
 /// Every file under `dir`, relative, sorted.
 fn files_under(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
