@@ -362,19 +362,9 @@ fn folder_under_root(from: &str) -> Result<&str, ApiError> {
     )
 )]
 async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: LoadBody = if body.iter().all(u8::is_ascii_whitespace) {
-        LoadBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-    };
+    let req: LoadBody = optional_body(&body)?;
     let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?;
-    let tables = req
-        .tables
-        .unwrap_or_default()
-        .iter()
-        .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let tables = tables_in_body(req.tables.as_deref())?;
     let request = LoadRequest {
         from: state
             .storage
@@ -517,7 +507,7 @@ async fn departments_above_mean(
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupBody {
-    /// Tables to back up (default: all).
+    /// Tables to back up (default, or an empty list: all).
     tables: Option<Vec<String>>,
     /// Block compression (default: snappy).
     codec: Option<Codec>,
@@ -529,6 +519,16 @@ pub struct BackupBody {
 pub struct BackupChoice {
     /// Backup name, `<table>-<yyyymmddTHHMMSSmmmZ>`.
     backup: Option<String>,
+}
+
+/// The tables a request body names (none: an empty list); an unknown name
+/// is the client's error (400), not a missing route.
+fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, ApiError> {
+    names
+        .unwrap_or_default()
+        .iter()
+        .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .collect()
 }
 
 /// An optional JSON body: empty means the defaults.
@@ -554,12 +554,9 @@ fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
 )]
 async fn post_backups(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
     let req: BackupBody = optional_body(&body)?;
-    let tables = match req.tables {
-        Some(names) => names
-            .iter()
-            .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?,
-        None => Table::ALL.to_vec(),
+    let tables = match tables_in_body(req.tables.as_deref())? {
+        t if t.is_empty() => Table::ALL.to_vec(),
+        t => t,
     };
     let codec = req.codec.unwrap_or(Codec::DEFAULT);
     let mut out = Vec::with_capacity(tables.len());

@@ -9,6 +9,7 @@
 //! from a whole one, so the manifest's row count, size and SHA-256 are what
 //! make a backup trustworthy; every read checks them.
 
+use super::{Hashing, Progress, progress_bar};
 use crate::dictionary::check::check_text;
 use crate::dictionary::{ColumnType, Row, Table, Value, datetime};
 use crate::storage::{Storage, StorageError};
@@ -226,80 +227,6 @@ fn file_path(table: Table, backup: &str) -> String {
 
 fn manifest_path(table: Table, backup: &str) -> String {
     format!("{}/{backup}.manifest.json", folder(table))
-}
-
-/// A writer that hashes and counts what goes through it.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
-impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
-        Hashing {
-            inner,
-            hash: Sha256::new(),
-            bytes: 0,
-        }
-    }
-}
-
-/// A progress bar on stderr (drawn only on a terminal), in rows or bytes.
-fn progress_bar(label: String, len: u64, bytes: bool) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let template = if bytes {
-        "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-    } else {
-        "{msg:24} [{bar:30}] {human_pos}/{human_len} rows {per_sec} eta {eta}"
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_message(label);
-    bar
-}
-
-/// A reader that moves a progress bar.
-struct Progress<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: Read> Read for Progress<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
-        Ok(n)
-    }
 }
 
 /// Appends `n` in Avro's zig-zag variable-length encoding (`int` and
@@ -532,10 +459,9 @@ pub async fn backup(
         block: Vec::with_capacity(BLOCK_BYTES + 4096),
         rows: 0,
         total: 0,
-        blocks: blocks.clone(),
+        blocks,
         bar,
     };
-    drop(blocks);
     let scanned = match store.scan(table, encoder).await {
         Ok(mut encoder) => encoder.send().map(|()| {
             let _ = encoder.blocks.send(None);
@@ -589,6 +515,15 @@ pub async fn backup(
 /// The complete backups of `table` (those with a readable manifest),
 /// oldest first.
 pub async fn list(storage: &Storage, table: Table) -> Result<Vec<Manifest>, BackupError> {
+    let mut out = Vec::new();
+    for name in manifest_names(storage, table).await? {
+        out.extend(complete(storage, table, &name).await);
+    }
+    Ok(out)
+}
+
+/// Names of the backups of `table` that have a manifest, oldest first.
+async fn manifest_names(storage: &Storage, table: Table) -> Result<Vec<String>, BackupError> {
     let mut names: Vec<String> = storage
         .list(&folder(table))
         .await?
@@ -597,16 +532,15 @@ pub async fn list(storage: &Storage, table: Table) -> Result<Vec<Manifest>, Back
         .filter(|stem| check_name(table, stem).is_ok())
         .collect();
     names.sort();
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        if let Ok(m) = read_manifest(storage, table, &name).await
-            && m.table == table
-            && m.backup == name
-        {
-            out.push(m);
-        }
-    }
-    Ok(out)
+    Ok(names)
+}
+
+/// The manifest of a complete backup: readable and describing that backup.
+async fn complete(storage: &Storage, table: Table, name: &str) -> Option<Manifest> {
+    read_manifest(storage, table, name)
+        .await
+        .ok()
+        .filter(|m| m.table == table && m.backup == name)
 }
 
 async fn read_manifest(
@@ -652,11 +586,16 @@ async fn choose(
                 )))
             }
         }
-        None => list(storage, table)
-            .await?
-            .pop()
-            .map(|m| m.backup)
-            .ok_or_else(|| BackupError::NotFound(format!("no backup of {table} yet"))),
+        None => {
+            // The newest complete one: manifests are read newest first, and
+            // only until one is readable.
+            for name in manifest_names(storage, table).await?.into_iter().rev() {
+                if complete(storage, table, &name).await.is_some() {
+                    return Ok(name);
+                }
+            }
+            Err(BackupError::NotFound(format!("no backup of {table} yet")))
+        }
     }
 }
 

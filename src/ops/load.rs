@@ -7,6 +7,7 @@
 //! the file size. The file's SHA-256 keys the load history: the same content
 //! is loaded once unless forced.
 
+use super::{Hashing, Progress, progress_bar};
 use crate::csvfile::{CsvRecords, Malformed};
 use crate::dictionary::check::{Checked, check_csv_row};
 use crate::dictionary::{ErrorCode, FieldError, Table, datetime};
@@ -183,9 +184,11 @@ async fn load_file(
     }
 
     let object = req.from.open_read(&name).await?;
-    let bar = req.progress.then(|| progress_bar(table, object.size));
+    let bar = req
+        .progress
+        .then(|| progress_bar(table.name().to_owned(), object.size, true));
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let reader = Progressed {
+    let reader = Progress {
         inner: object.reader,
         bar: bar.clone(),
     };
@@ -259,22 +262,6 @@ async fn load_file(
     }
 }
 
-fn progress_bar(table: Table, size: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(size),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(table.name());
-    bar
-}
-
 fn sha256_of(mut reader: impl Read) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -287,35 +274,6 @@ fn sha256_of(mut reader: impl Read) -> io::Result<String> {
         }
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-/// A reader that hashes what it reads and moves a progress bar.
-struct Progressed<R> {
-    inner: R,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl<R: Read> Read for Progressed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(bar) = &self.bar {
-            bar.inc(n as u64);
-        }
-        Ok(n)
-    }
-}
-
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// Why the parser stopped early.
@@ -377,10 +335,7 @@ fn parse(
     reader: impl Read,
     tx: mpsc::Sender<Feed>,
 ) -> Result<FeedSummary, ParseStop> {
-    let mut records = CsvRecords::new(Hashing {
-        inner: reader,
-        hasher: Sha256::new(),
-    });
+    let mut records = CsvRecords::new(Hashing::new(reader));
     let mut chunk = Chunk::default();
     let mut rows_read = 0u64;
     let mut first = true;
@@ -427,7 +382,7 @@ fn parse(
         return Err(ParseStop::Receiver(summary(&records, rows_read)));
     }
     let mut done = summary(&records, rows_read);
-    done.sha256 = hex::encode(records.into_inner().hasher.finalize());
+    done.sha256 = records.into_inner().hex_digest();
     if tx.blocking_send(Feed::End(done.clone())).is_err() {
         return Err(ParseStop::Receiver(done));
     }

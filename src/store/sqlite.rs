@@ -146,9 +146,10 @@ impl SqliteStore {
         rows: std::sync::mpsc::Receiver<Replacement>,
     ) -> Result<u64, StoreError> {
         self.write(move |conn| {
-            // Foreign keys are checked set-based at the end of the
-            // transaction: per row, SQLite would scan the children (they
-            // have no index on their foreign-key columns).
+            // `replace_tx` checks the foreign keys itself (parents from the
+            // cached id sets, children with one query): per deleted row,
+            // SQLite would scan the children, which have no index on their
+            // foreign-key columns.
             conn.execute_batch("PRAGMA foreign_keys = OFF")?;
             let result = replace_tx(conn, table, &rows);
             forget_parents();
@@ -400,8 +401,6 @@ impl SqliteStore {
         .await
     }
 
-    /// Opens the file afresh (without creating it) and reads its schema: an
-    /// open connection would keep answering for a file that is gone.
     pub async fn close(&self) -> Result<(), StoreError> {
         self.write(|conn| {
             // Readers of other processes may hold part of the log: then it
@@ -412,6 +411,8 @@ impl SqliteStore {
         .await
     }
 
+    /// Opens the file afresh (without creating it) and reads its schema: an
+    /// open connection would keep answering for a file that is gone.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
