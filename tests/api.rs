@@ -1,5 +1,7 @@
 //! The HTTP API, black-box: the real router on a loopback port, a fresh
-//! SQLite file per test.
+//! database per test (SQLite, or PostgreSQL: see tests/common).
+
+mod common;
 
 use hrmig::http::{AppState, Keys};
 use hrmig::storage::Storage;
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 struct TestApp {
     base: String,
+    /// The database's URL.
+    url: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -24,9 +28,8 @@ impl TestApp {
 
     async fn with_keys(keys: Keys) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let url = common::database_url(dir.path()).await;
+        let store = Store::open(&url).await.unwrap();
         let storage = Storage::open(dir.path().join("storage").to_str().unwrap()).unwrap();
         let state = AppState {
             store: Arc::new(store),
@@ -41,6 +44,7 @@ impl TestApp {
         }));
         TestApp {
             base,
+            url,
             client: reqwest::Client::new(),
             dir,
             _stop: stop,
@@ -640,31 +644,24 @@ async fn a_restore_and_concurrent_batches_are_serialised() {
     for t in tasks {
         t.await.unwrap();
     }
-    let db = rusqlite::Connection::open(app.dir.path().join("t.db")).unwrap();
-    let backed_up: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM hired_employees WHERE id <= 100",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let count = |sql: String| {
+        let url = app.url.clone();
+        async move { common::query_i64(&url, &sql).await }
+    };
+    let backed_up = count("SELECT COUNT(*) FROM hired_employees WHERE id <= 100".into()).await;
     assert_eq!(backed_up, 100);
     let mut kept = 0;
     for b in 0..80i64 {
         let start = 1000 + b * 50;
-        let n: i64 = db
-            .query_row(
-                "SELECT COUNT(*) FROM hired_employees WHERE id BETWEEN ?1 AND ?2",
-                [start, start + 49],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n = count(format!(
+            "SELECT COUNT(*) FROM hired_employees WHERE id BETWEEN {start} AND {}",
+            start + 49
+        ))
+        .await;
         assert!(n == 0 || n == 50, "batch {b} is half there: {n} rows");
         kept += n;
     }
-    let total: i64 = db
-        .query_row("SELECT COUNT(*) FROM hired_employees", [], |r| r.get(0))
-        .unwrap();
+    let total = count("SELECT COUNT(*) FROM hired_employees".into()).await;
     assert_eq!(total, 100 + kept);
 }
 
@@ -765,7 +762,7 @@ async fn backups_verify_and_restore_over_http() {
     let after = files_under(&root);
     let new: Vec<&String> = after
         .iter()
-        .filter(|f| !before.contains(f) && !f.starts_with("t.db"))
+        .filter(|f| !before.contains(f) && !f.starts_with("hrmig.db"))
         .collect();
     assert!(new.is_empty(), "{new:?}");
 
@@ -980,7 +977,7 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+    let store = Store::open(&common::database_url(dir.path()).await)
         .await
         .unwrap();
     let state = AppState {
@@ -1045,8 +1042,12 @@ async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
     );
     assert_eq!(app.count("jobs").await, 2);
 
+    if common::postgres() {
+        // A server that goes away is tested in tests/postgres.rs.
+        return;
+    }
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(app.dir.path().join(format!("t.db{suffix}")));
+        let _ = std::fs::remove_file(app.dir.path().join(format!("hrmig.db{suffix}")));
     }
     let r = app.get("/api/health").await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);

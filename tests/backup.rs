@@ -67,9 +67,8 @@ impl Env {
         (rows.len() as u64, hex::encode(h.finalize()))
     }
 
-    fn sql(&self, sql: &str) {
-        let c = rusqlite::Connection::open(self.env.db_path()).unwrap();
-        c.execute_batch(sql).unwrap();
+    async fn sql(&self, sql: &str) {
+        common::execute(&self.env.url, sql).await;
     }
 
     async fn backup(&self, table: Table, codec: Codec) -> Manifest {
@@ -113,9 +112,9 @@ async fn every_table_round_trips_with_every_codec() {
             assert_eq!(m.codec, codec);
             // Change the table, then restore it.
             match table {
-                Table::HiredEmployees => env.sql("DELETE FROM hired_employees WHERE id % 3 = 0; UPDATE hired_employees SET name = 'x' WHERE id = 1"),
-                Table::Departments => env.sql("UPDATE departments SET department = 'Renamed'"),
-                Table::Jobs => env.sql("UPDATE jobs SET job = job || '!' WHERE id < 50"),
+                Table::HiredEmployees => env.sql("DELETE FROM hired_employees WHERE id % 3 = 0; UPDATE hired_employees SET name = 'x' WHERE id = 1").await,
+                Table::Departments => env.sql("UPDATE departments SET department = 'Renamed'").await,
+                Table::Jobs => env.sql("UPDATE jobs SET job = job || '!' WHERE id < 50").await,
             }
             assert_ne!(env.digest(table).await, before);
             let v = backup::verify(&env.storage, table, Some(&m.backup), false)
@@ -140,11 +139,12 @@ async fn every_table_round_trips_with_every_codec() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_table_backs_up_and_restores_empty() {
     let env = Env::generated(50).await;
-    env.sql("DELETE FROM hired_employees");
+    env.sql("DELETE FROM hired_employees").await;
     let m = env.backup(Table::HiredEmployees, Codec::DEFAULT).await;
     assert_eq!(m.rows, 0);
     env.env.load(&[Table::HiredEmployees]).await;
-    env.sql("INSERT INTO hired_employees VALUES (999999, 'A', '2021-01-01T00:00:00Z', 1, 1)");
+    env.sql("INSERT INTO hired_employees VALUES (999999, 'A', '2021-01-01T00:00:00Z', 1, 1)")
+        .await;
     assert!(env.digest(Table::HiredEmployees).await.0 > 0);
     assert_eq!(
         env.restore(Table::HiredEmployees, &m.backup).await.unwrap(),
@@ -160,7 +160,8 @@ async fn a_million_rows_round_trip() {
     assert_eq!(before.0, 1_000_000);
     let m = env.backup(Table::HiredEmployees, Codec::DEFAULT).await;
     assert_eq!(m.rows, 1_000_000);
-    env.sql("DELETE FROM hired_employees WHERE id > 500000");
+    env.sql("DELETE FROM hired_employees WHERE id > 500000")
+        .await;
     env.restore(Table::HiredEmployees, &m.backup).await.unwrap();
     assert_eq!(env.digest(Table::HiredEmployees).await, before);
 }
@@ -214,7 +215,8 @@ async fn damaged_backups_are_refused_and_the_table_is_unchanged() {
             ends.len()
         );
         // Change the table a little, so that a wrong restore would show.
-        env.sql("UPDATE hired_employees SET name = 'changed' WHERE id = 2");
+        env.sql("UPDATE hired_employees SET name = 'changed' WHERE id = 2")
+            .await;
 
         let damage: Vec<(&str, Vec<u8>, &str)> = vec![
             (
@@ -379,7 +381,7 @@ async fn restores_that_would_break_a_foreign_key_are_refused() {
     let env = Env::generated(500).await;
     // Departments from before department 13 existed, while an employee needs it.
     let departments = env.backup(Table::Departments, Codec::DEFAULT).await;
-    env.sql("INSERT INTO departments VALUES (13, 'New'); INSERT INTO hired_employees VALUES (900000, 'A', '2021-01-01T00:00:00Z', 13, 1)");
+    env.sql("INSERT INTO departments VALUES (13, 'New'); INSERT INTO hired_employees VALUES (900000, 'A', '2021-01-01T00:00:00Z', 13, 1)").await;
     let before = env.digest(Table::Departments).await;
     match env.restore(Table::Departments, &departments.backup).await {
         Err(BackupError::Refused { reason, .. }) => {
@@ -393,7 +395,7 @@ async fn restores_that_would_break_a_foreign_key_are_refused() {
     assert_eq!(env.digest(Table::Departments).await, before);
     // Employees that name a department no longer there.
     let employees = env.backup(Table::HiredEmployees, Codec::DEFAULT).await;
-    env.sql("DELETE FROM hired_employees WHERE department_id = 12; DELETE FROM departments WHERE id = 12");
+    env.sql("DELETE FROM hired_employees WHERE department_id = 12; DELETE FROM departments WHERE id = 12").await;
     let before = env.digest(Table::HiredEmployees).await;
     match env.restore(Table::HiredEmployees, &employees.backup).await {
         Err(BackupError::Refused { reason, .. }) => {
@@ -409,7 +411,7 @@ async fn restores_that_would_break_a_foreign_key_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
     let env = Env::generated(20_000).await;
-    for (sql, expect) in [
+    let sqlite_cases = [
         (
             "UPDATE hired_employees SET name = CAST(x'ff41' AS TEXT) WHERE id = 15000",
             "row id 15000: name: not UTF-8",
@@ -422,11 +424,31 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
             "UPDATE hired_employees SET job_id = 'x' WHERE id = 9",
             "row id 9: job_id",
         ),
-    ] {
-        let c = rusqlite::Connection::open(env.env.db_path()).unwrap();
-        c.execute_batch(&format!("PRAGMA foreign_keys = OFF; {sql}"))
-            .unwrap();
-        drop(c);
+    ];
+    // PostgreSQL's types refuse text that is not UTF-8 or a job_id that is
+    // not a number, but keep years the dictionary does not.
+    let postgres_cases = [
+        (
+            "UPDATE hired_employees SET datetime = '10000-01-01T00:00:00Z' WHERE id = 7",
+            "row id 7: datetime",
+        ),
+        (
+            "UPDATE hired_employees SET datetime = 'infinity' WHERE id = 9",
+            "row id 9: datetime",
+        ),
+    ];
+    let cases: &[(&str, &str)] = if common::postgres() {
+        &postgres_cases
+    } else {
+        &sqlite_cases
+    };
+    for (sql, expect) in cases {
+        let off = if common::postgres() {
+            ""
+        } else {
+            "PRAGMA foreign_keys = OFF;"
+        };
+        env.sql(&format!("{off} {sql}")).await;
         let err = backup::backup(
             &env.env.store,
             &env.storage,
@@ -437,16 +459,15 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
         .await
         .unwrap_err()
         .to_string();
-        assert!(err.contains(expect), "{err}");
+        assert!(err.contains(*expect), "{err}");
         let left: Vec<_> = std::fs::read_dir(env.folder(Table::HiredEmployees))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "{left:?}");
-        let c = rusqlite::Connection::open(env.env.db_path()).unwrap();
-        c.execute_batch(
+        env.sql(
             "UPDATE hired_employees SET name = 'ok', datetime = '2021-01-01T00:00:00Z', job_id = 1 WHERE id IN (15000, 7, 9)",
         )
-        .unwrap();
+        .await;
     }
 }
 

@@ -15,8 +15,8 @@ CREATE TABLE IF NOT EXISTS "hired_employees" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "name" VARCHAR(255) NOT NULL,
     "datetime" TIMESTAMP(3) WITH TIME ZONE NOT NULL,
-    "department_id" INTEGER NOT NULL REFERENCES "departments" ("id"),
-    "job_id" INTEGER NOT NULL REFERENCES "jobs" ("id")
+    "department_id" INTEGER NOT NULL REFERENCES "departments" ("id") DEFERRABLE,
+    "job_id" INTEGER NOT NULL REFERENCES "jobs" ("id") DEFERRABLE
 );
 
 CREATE INDEX IF NOT EXISTS "hired_employees_department_id" ON "hired_employees" ("department_id");

@@ -15,6 +15,17 @@ pub const MIN_YEAR: i32 = 1;
 /// See [`MIN_YEAR`].
 pub const MAX_YEAR: i32 = 9999;
 
+/// UTC milliseconds of 0001-01-01T00:00:00Z, the earliest accepted instant.
+pub const MIN_MS: i64 = -62_135_596_800_000;
+/// UTC milliseconds of 9999-12-31T23:59:59.999Z, the latest accepted instant.
+pub const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Whether a timestamp read from a database is one the dictionary accepts:
+/// a server column may hold years the canonical text cannot spell.
+pub fn in_range(ms: i64) -> bool {
+    (MIN_MS..=MAX_MS).contains(&ms)
+}
+
 /// Why a datetime text was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DateTimeError {
@@ -285,6 +296,14 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn range_bounds_are_the_first_and_last_accepted_instants() {
+        assert_eq!(parse("0001-01-01T00:00:00Z"), Ok(MIN_MS));
+        assert_eq!(parse("9999-12-31T23:59:59.999Z"), Ok(MAX_MS));
+        assert!(in_range(MIN_MS) && in_range(MAX_MS));
+        assert!(!in_range(MIN_MS - 1) && !in_range(MAX_MS + 1));
     }
 
     #[test]

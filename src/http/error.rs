@@ -124,7 +124,14 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
-            StoreError::WriterGone => ApiError::Unavailable,
+            StoreError::WriterGone | StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::Postgres(_) if e.is_transient() => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -149,6 +149,11 @@ pub fn init(d: Dialect) -> String {
                     d.quote(parent.name()),
                     d.quote("id")
                 );
+                // A restore empties a parent table and fills it again in
+                // one transaction: its children are checked at the commit.
+                if d == Dialect::Postgres {
+                    body.push_str(" DEFERRABLE");
+                }
             }
             body.push_str(if i + 1 < cols.len() { ",\n" } else { "\n)" });
         }

@@ -10,6 +10,7 @@
 //! writes each rejected row to the rejection log in that transaction too.
 
 pub mod ddl;
+mod postgres;
 mod sqlite;
 
 use crate::dictionary::check::Checked;
@@ -56,11 +57,21 @@ impl Dialect {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL is not one hrmig understands.
-    #[error("unsupported database URL {0:?}: use sqlite://PATH")]
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH, postgres://… or mssql://… \
+         (or an ADO.NET connection string)"
+    )]
     BadUrl(String),
     /// SQLite failed.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database could not be reached, or kept failing for a transient
+    /// reason after every retry; nothing was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The thread that serialises SQLite writes is gone.
     #[error("the database writer stopped")]
     WriterGone,
@@ -348,7 +359,9 @@ pub struct TableOutcome {
 /// Renders the response of a batch from its outcomes and the batches as
 /// received (for the raw text of rejected rows); a keyed batch is rendered
 /// inside its transaction, so that the stored response is exactly the one sent.
-pub type Render = Box<dyn FnOnce(&[TableOutcome], &[TableBatch]) -> String + Send>;
+/// A backend may call it more than once: a transaction that is run again
+/// after a transient failure renders again.
+pub type Render = Box<dyn Fn(&[TableOutcome], &[TableBatch]) -> String + Send + Sync>;
 
 /// What became of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,6 +406,8 @@ pub struct DepartmentHires {
 pub enum Store {
     /// SQLite file.
     Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL server.
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -408,6 +423,9 @@ impl Store {
                 .map_err(|e| StoreError::Task(e.to_string()))??;
             return Ok(Store::Sqlite(store));
         }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
+        }
         Err(StoreError::BadUrl(redact(url)))
     }
 
@@ -415,6 +433,7 @@ impl Store {
     pub fn dialect(&self) -> Dialect {
         match self {
             Store::Sqlite(_) => Dialect::Sqlite,
+            Store::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -422,6 +441,7 @@ impl Store {
     pub async fn already_loaded(&self, table: Table, sha256: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(s) => s.already_loaded(table, sha256).await,
+            Store::Postgres(s) => s.already_loaded(table, sha256).await,
         }
     }
 
@@ -436,6 +456,7 @@ impl Store {
     ) -> Result<FileLoadOutcome, StoreError> {
         match self {
             Store::Sqlite(s) => s.load_file(load, feed).await,
+            Store::Postgres(s) => s.load_file(load, feed).await,
         }
     }
 
@@ -449,6 +470,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.record_aborted(load, summary, rejected, message).await,
+            Store::Postgres(s) => s.record_aborted(load, summary, rejected, message).await,
         }
     }
 
@@ -456,6 +478,7 @@ impl Store {
     pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
         match self {
             Store::Sqlite(s) => s.rejections(filter).await,
+            Store::Postgres(s) => s.rejections(filter).await,
         }
     }
 
@@ -463,6 +486,7 @@ impl Store {
     pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
         match self {
             Store::Sqlite(s) => s.loads(limit).await,
+            Store::Postgres(s) => s.loads(limit).await,
         }
     }
 
@@ -482,6 +506,7 @@ impl Store {
     ) -> Result<IngestOutcome, StoreError> {
         match self {
             Store::Sqlite(s) => s.ingest(source, tables, more, idempotency, render).await,
+            Store::Postgres(s) => s.ingest(source, tables, more, idempotency, render).await,
         }
     }
 
@@ -491,6 +516,7 @@ impl Store {
     pub async fn scan<S: RowSink>(&self, table: Table, sink: S) -> Result<S, StoreError> {
         match self {
             Store::Sqlite(s) => s.scan(table, sink).await,
+            Store::Postgres(s) => s.scan(table, sink).await,
         }
     }
 
@@ -505,6 +531,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.replace(table, rows).await,
+            Store::Postgres(s) => s.replace(table, rows).await,
         }
     }
 
@@ -513,6 +540,7 @@ impl Store {
     pub fn writer_idle(&self) -> bool {
         match self {
             Store::Sqlite(s) => s.writer_idle(),
+            Store::Postgres(s) => s.writer_idle(),
         }
     }
 
@@ -525,6 +553,7 @@ impl Store {
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
         match self {
             Store::Sqlite(s) => s.rows(table, after_id, limit).await,
+            Store::Postgres(s) => s.rows(table, after_id, limit).await,
         }
     }
 
@@ -533,6 +562,7 @@ impl Store {
     pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.hires_by_quarter(year).await,
+            Store::Postgres(s) => s.hires_by_quarter(year).await,
         }
     }
 
@@ -544,6 +574,7 @@ impl Store {
     ) -> Result<Vec<DepartmentHires>, StoreError> {
         match self {
             Store::Sqlite(s) => s.departments_above_mean(year).await,
+            Store::Postgres(s) => s.departments_above_mean(year).await,
         }
     }
 
@@ -551,6 +582,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
         }
     }
 
@@ -561,6 +593,7 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 
@@ -568,6 +601,7 @@ impl Store {
     pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(s) => s.count(table).await,
+            Store::Postgres(s) => s.count(table).await,
         }
     }
 }

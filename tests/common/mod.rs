@@ -1,4 +1,10 @@
-//! Shared helpers: a fresh SQLite file and storage folder per test.
+//! Shared helpers: a fresh database and storage folder per test.
+//!
+//! The conformance suite (tests/api.rs, tests/load.rs, tests/backup.rs)
+//! runs against SQLite, and against PostgreSQL when
+//! `HRMIG_TEST_DATABASE=postgres` (`scripts/test` runs it both ways): each
+//! test then gets a schema of its own in the server at
+//! `HRMIG_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
 #![allow(dead_code)]
 
 use hrmig::dictionary::{ErrorCode, Table};
@@ -12,6 +18,8 @@ pub const JOBS: &str = "1,Engineer\n2,Analyst\n";
 
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
+    /// The database's URL.
+    pub url: String,
     pub store: Store,
     pub landing: Storage,
 }
@@ -19,18 +27,15 @@ pub struct TestEnv {
 impl TestEnv {
     pub async fn new() -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!(
-            "sqlite://{}",
-            dir.path().join("hrmig.db").display()
-        ))
-        .await
-        .unwrap();
+        let url = database_url(dir.path()).await;
+        let store = Store::open(&url).await.unwrap();
         let landing = Storage::open(dir.path().join("storage").to_str().unwrap())
             .unwrap()
             .child("landing")
             .unwrap();
         TestEnv {
             dir,
+            url,
             store,
             landing,
         }
@@ -111,35 +116,106 @@ impl TestEnv {
             .collect()
     }
 
-    /// Rows of a table as text, ordered by id, read with a separate connection.
-    pub fn rows(&self, table: Table) -> Vec<String> {
-        let conn = rusqlite::Connection::open(self.db_path()).unwrap();
-        let cols: Vec<String> = table
-            .columns()
-            .iter()
-            .map(|c| format!("\"{}\"", c.name))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM \"{}\" ORDER BY id",
-            cols.join(" || ',' || "),
-            table.name()
-        );
-        let mut stmt = conn.prepare(&sql).unwrap();
-        stmt.query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+    /// Rows of a table as text (`1,Sales`), ordered by id.
+    pub async fn rows(&self, table: Table) -> Vec<String> {
+        table_rows(&self.store, table).await
     }
 
-    pub fn ids(&self, table: Table) -> Vec<i64> {
-        let conn = rusqlite::Connection::open(self.db_path()).unwrap();
-        let mut stmt = conn
-            .prepare(&format!("SELECT id FROM \"{}\" ORDER BY id", table.name()))
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
+    pub async fn ids(&self, table: Table) -> Vec<i64> {
+        self.store
+            .rows(table, i64::MIN, u32::MAX)
+            .await
             .unwrap()
-            .map(Result::unwrap)
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
             .collect()
+    }
+}
+
+/// Rows of a table as text (`1,Sales`), ordered by id.
+pub async fn table_rows(store: &Store, table: Table) -> Vec<String> {
+    store
+        .rows(table, i64::MIN, u32::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let fields: Vec<String> = table
+                .columns()
+                .iter()
+                .map(|c| match &r[c.name] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            fields.join(",")
+        })
+        .collect()
+}
+
+/// Whether this run of the suite is against PostgreSQL.
+pub fn postgres() -> bool {
+    std::env::var("HRMIG_TEST_DATABASE").is_ok_and(|v| v == "postgres")
+}
+
+/// The PostgreSQL server tests use.
+pub fn postgres_base_url() -> String {
+    std::env::var("HRMIG_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database for one test: a SQLite file in `dir`, or a new
+/// PostgreSQL schema.
+pub async fn database_url(dir: &std::path::Path) -> String {
+    if postgres() {
+        fresh_postgres_schema().await
+    } else {
+        format!("sqlite://{}", dir.join("hrmig.db").display())
+    }
+}
+
+/// Creates an empty schema and returns a URL whose connections use it.
+pub async fn fresh_postgres_schema() -> String {
+    let base = postgres_base_url();
+    let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is not reachable: {e}"));
+    tokio::spawn(conn);
+    let schema = format!("hrmig_test_{}", uuid::Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// Runs statements against the test's database directly, as another
+/// program would.
+pub async fn execute(url: &str, sql: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    } else {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+}
+
+/// One number from a query, run against the test's database directly.
+pub async fn query_i64(url: &str, sql: &str) -> i64 {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    } else {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.query_one(sql, &[]).await.unwrap().get(0)
     }
 }
 
