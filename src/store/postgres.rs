@@ -1172,8 +1172,8 @@ async fn load_file_tx(
         parents: HashMap::new(),
     };
     for (_, _, parent) in table.foreign_keys() {
-        if !known.parents.contains_key(&parent) {
-            known.parents.insert(parent, read_ids(&tx, parent).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
+            slot.insert(read_ids(&tx, parent).await?);
         }
     }
     let (mut inserted, mut rejected_total) = (0u64, 0u64);
@@ -1258,8 +1258,8 @@ async fn replace_tx(
     .await?;
     let mut parents = HashMap::new();
     for (_, _, parent) in table.foreign_keys() {
-        if !parents.contains_key(&parent) {
-            parents.insert(parent, read_ids(&tx, parent).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = parents.entry(parent) {
+            slot.insert(read_ids(&tx, parent).await?);
         }
     }
     if table.children().next().is_some() {
