@@ -1,0 +1,523 @@
+//! What only a server database has: several service processes on one
+//! database, a server that restarts or stops under load, and collations.
+//!
+//! These tests need PostgreSQL (`HRMIG_TEST_POSTGRES_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Without one they say so
+//! and pass, except under `CI=true`, where a missing server fails them. The
+//! restart tests run a private server of their own (initdb + pg_ctl, as the
+//! `postgres` user when run as root), so the shared one is never disturbed.
+
+mod common;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whether the shared server answers; panics under CI when it does not.
+async fn server_available() -> bool {
+    let url = common::postgres_base_url();
+    match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and PostgreSQL at {url} is not reachable: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: PostgreSQL at {url} is not reachable ({e}).\n\
+                 *** Start a server or set HRMIG_TEST_POSTGRES_URL to run this test.\n"
+            );
+            false
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An `hrmig serve` process, killed when dropped.
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Serve {
+    async fn start(database: &str, storage: &Path) -> Serve {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_hrmig"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("HRMIG_DATABASE_URL", database)
+            .env("HRMIG_STORAGE_URL", storage)
+            .env("HRMIG_LOG", "warn")
+            .env_remove("HRMIG_API_KEY")
+            .env_remove("FUNCTIONS_CUSTOMHANDLER_PORT")
+            .env_remove("FUNCTIONS_HTTPWORKER_PORT")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{base}/api/health")).await.is_err() {
+            assert!(Instant::now() < deadline, "hrmig serve did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Serve { child, base }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sums of a batch response's counts: (received, inserted, rejected).
+fn counts(body: &Value) -> (u64, u64, u64) {
+    let n = |k: &str| body[k].as_u64().unwrap_or_else(|| panic!("{k} in {body}"));
+    let rejected = body["rejected"].as_array().map(Vec::len);
+    let rejected = rejected.unwrap_or_else(|| panic!("rejected in {body}")) as u64;
+    (n("received"), n("inserted"), rejected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_insert_each_id_once() {
+    if !server_available().await {
+        return;
+    }
+    let url = common::fresh_postgres_schema().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = Serve::start(&url, dir.path()).await;
+    let b = Serve::start(&url, dir.path()).await;
+    // 8 clients, 4 per instance, 12 batches each of 200 jobs; client c's
+    // batch k covers ids from (c + k) * 100: every id is sent by several
+    // clients, through both instances, at the same time.
+    let mut tasks = Vec::new();
+    for c in 0..8u64 {
+        let base = if c % 2 == 0 { &a.base } else { &b.base }.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut sums = (0, 0, 0);
+            for k in 0..12u64 {
+                let start = (c + k) * 100;
+                let rows: Vec<Value> = (start..start + 200)
+                    .map(|id| json!({"id": id + 1, "job": format!("J{id}")}))
+                    .collect();
+                let r = client
+                    .post(format!("{base}/api/tables/jobs/rows"))
+                    .json(&rows)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let (rec, ins, rej) = counts(&r.json::<Value>().await.unwrap());
+                assert_eq!(rec, ins + rej);
+                sums = (sums.0 + rec, sums.1 + ins, sums.2 + rej);
+            }
+            sums
+        }));
+    }
+    let (mut received, mut inserted, mut rejected) = (0, 0, 0);
+    for t in tasks {
+        let (r, i, j) = t.await.unwrap();
+        (received, inserted, rejected) = (received + r, inserted + i, rejected + j);
+    }
+    assert_eq!(received, 8 * 12 * 200);
+    assert_eq!(received, inserted + rejected);
+    // Ids 1..=2000 were sent (the highest batch starts at (7 + 11) * 100).
+    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let distinct = common::query_i64(&url, "SELECT COUNT(DISTINCT id) FROM jobs").await;
+    assert_eq!((rows, distinct), (2000, 2000));
+    assert_eq!(inserted, 2000);
+    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    assert_eq!(logged as u64, rejected);
+    let not_duplicates = common::query_i64(
+        &url,
+        "SELECT COUNT(*) FROM hrmig_rejections WHERE errors::text NOT LIKE '%\"duplicate\"%'",
+    )
+    .await;
+    assert_eq!(not_duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_order_names_by_code_point_whatever_the_collation() {
+    if !server_available().await {
+        return;
+    }
+    // A database whose default collation is a language's (ICU English):
+    // there "apple" sorts before "Banana"; by code point it sorts after.
+    let base = common::postgres_base_url();
+    let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = format!("hrmig_icu_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        ))
+        .await
+        .unwrap();
+    let url = {
+        let mut u = url::Url::parse(&base).unwrap();
+        u.set_path(&db);
+        u.to_string()
+    };
+    let store = hrmig::store::Store::open(&url).await.unwrap();
+    let storage_dir = tempfile::tempdir().unwrap();
+    let state = hrmig::http::AppState {
+        store: Arc::new(store),
+        storage: hrmig::storage::Storage::open(storage_dir.path().to_str().unwrap()).unwrap(),
+        keys: Arc::new(hrmig::http::Keys::default()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hrmig::http::run(listener, state, async {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: Value| client.post(format!("{api}{path}")).json(&body).send();
+    let r = post(
+        "/api/tables/departments/rows",
+        json!([{"id":1,"department":"apple"},{"id":2,"department":"Banana"},{"id":3,"department":"Élan"}]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    post("/api/tables/jobs/rows", json!([{"id":1,"job":"x"}]))
+        .await
+        .unwrap();
+    let hires: Vec<Value> = (1..=3)
+        .map(|d| json!({"id": d, "name": "N", "datetime": "2021-02-01T00:00:00Z", "department_id": d, "job_id": 1}))
+        .collect();
+    post("/api/tables/hired_employees/rows", Value::Array(hires))
+        .await
+        .unwrap();
+    let report: Value = client
+        .get(format!("{api}/api/reports/hires-by-quarter?year=2021"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["department"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Banana", "apple", "Élan"]);
+    // The database itself orders them otherwise: the test can tell.
+    let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let native: Vec<String> = c
+        .query(
+            "SELECT department FROM departments ORDER BY department",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(native, ["apple", "Banana", "Élan"]);
+    drop(c);
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .await;
+}
+
+/// A PostgreSQL server of the test's own, in a temporary directory.
+struct PrivateServer {
+    bin: PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateServer {
+    /// Initialises and starts a server, or says why it cannot (no server
+    /// binaries, or root without a `postgres` user to run them as).
+    fn start() -> Result<PrivateServer, String> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("no /usr/lib/postgresql: {e}"))?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max()
+            .ok_or("no initdb under /usr/lib/postgresql")?;
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(data.path())
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err("cannot hand the data directory to the postgres user".into());
+            }
+        }
+        let server = PrivateServer {
+            bin,
+            data,
+            port: free_port(),
+        };
+        server.run(
+            "initdb",
+            &["-D", &server.pgdata(), "-A", "trust", "-U", "postgres"],
+        )?;
+        server.pg_ctl("start")?;
+        Ok(server)
+    }
+
+    fn pgdata(&self) -> String {
+        self.data.path().join("db").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+        let exe = self.bin.join(program);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd
+            .args(args)
+            .current_dir(self.data.path())
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{program} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn pg_ctl(&self, action: &str) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data.path().display()
+        );
+        let log = self.data.path().join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.pgdata(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-m",
+                "fast",
+                "-w",
+                action,
+            ],
+        )
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl("stop");
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A private server, or `None` (said loudly) when this machine cannot run
+/// one; under CI that is a failure.
+fn private_server() -> Option<PrivateServer> {
+    match PrivateServer::start() {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true and a private PostgreSQL server cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!("\n*** SKIPPED: cannot start a private PostgreSQL server: {e}\n");
+            None
+        }
+    }
+}
+
+/// The router on a loopback port, over `url`.
+async fn spawn_api(url: &str, storage: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let store = hrmig::store::Store::open(url).await.unwrap();
+    let state = hrmig::http::AppState {
+        store: Arc::new(store),
+        storage: hrmig::storage::Storage::open(storage.to_str().unwrap()).unwrap(),
+        keys: Arc::new(hrmig::http::Keys::default()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(hrmig::http::run(listener, state, async {
+        let _ = rx.await;
+    }));
+    (base, stop)
+}
+
+/// Jobs `start+1 ..= start+n`.
+fn jobs(start: u64, n: u64) -> Value {
+    Value::Array(
+        (start..start + n)
+            .map(|id| json!({"id": id + 1, "job": format!("J{id}")}))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart() {
+    let Some(server) = private_server() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _stop) = spawn_api(&url, dir.path()).await;
+    // A stream of 60 batches of 100 new jobs from one client; the server
+    // restarts (fast shutdown: open transactions are cut) while it runs.
+    let client = reqwest::Client::new();
+    let stream = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for b in 0..60u64 {
+                let r = client
+                    .post(format!("{api}/api/tables/jobs/rows"))
+                    .json(&jobs(b * 100, 100))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let retry_after = r.headers().contains_key("retry-after");
+                let body: Value = r.json().await.unwrap();
+                results.push((status, retry_after, body));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            results
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.pg_ctl("restart").unwrap();
+    assert!(
+        !stream.is_finished(),
+        "the stream ended before the restart did: make it longer"
+    );
+    let results = stream.await.unwrap();
+
+    let (mut received, mut inserted, mut rejected) = (0, 0, 0);
+    for (b, (status, retry_after, body)) in results.iter().enumerate() {
+        let present = common::query_i64(
+            &url,
+            &format!(
+                "SELECT COUNT(*) FROM jobs WHERE id BETWEEN {} AND {}",
+                b * 100 + 1,
+                b * 100 + 100
+            ),
+        )
+        .await;
+        assert!(present == 0 || present == 100, "batch {b} is half there");
+        match status {
+            200 => {
+                let (rec, ins, rej) = counts(body);
+                assert_eq!(rec, ins + rej, "batch {b}");
+                assert_eq!(present, 100, "batch {b} answered 200");
+                (received, inserted, rejected) = (received + rec, inserted + ins, rejected + rej);
+            }
+            503 => {
+                assert!(retry_after, "503 without Retry-After");
+                assert_eq!(body["error"]["code"], "database_unavailable");
+            }
+            other => panic!("batch {b}: status {other}: {body}"),
+        }
+    }
+    // The retries outlast a restart: every batch got through.
+    assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 60);
+    assert_eq!(received, 6000);
+    assert_eq!(received, inserted + rejected);
+    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    assert_eq!(rows as u64 + logged as u64, received);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself() {
+    let Some(server) = private_server() else {
+        return;
+    };
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (api, _stop) = spawn_api(&url, dir.path()).await;
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        client
+            .post(format!("{api}/api/tables/jobs/rows"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(post(jobs(0, 10)).await.unwrap().status(), 200);
+
+    server.pg_ctl("stop").unwrap();
+    let started = Instant::now();
+    let r = post(jobs(10, 10)).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "database_unavailable");
+    // Opaque: no driver message or address reaches the client.
+    assert!(!body.to_string().contains("5432") && !body.to_string().contains("refused"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let health = client
+        .get(format!("{api}/api/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+
+    server.pg_ctl("start").unwrap();
+    let r = post(jobs(10, 10)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(counts(&r.json().await.unwrap()), (10, 10, 0));
+    let health = client
+        .get(format!("{api}/api/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // The batch refused while the server was down left nothing behind.
+    assert_eq!(
+        common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await,
+        20
+    );
+    assert_eq!(
+        common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await,
+        0
+    );
+}
