@@ -12,9 +12,10 @@
 //! - **Data dictionary** — [`dictionary`]: the tables, their columns and
 //!   types, and the pure validation of a CSV record or JSON object. It drives
 //!   the DDL of every dialect too ([`store::ddl`]).
-//! - **Store** — [`store`]: the SQL database (SQLite by default) behind one
-//!   interface; checks that need the database (duplicate ids, foreign keys),
-//!   the rejection log and idempotency keys happen there, in the same
+//! - **Store** — [`store`]: the SQL database (SQLite by default, or a
+//!   PostgreSQL server shared by several processes) behind one interface;
+//!   checks that need the database (duplicate ids, foreign keys), the
+//!   rejection log and idempotency keys happen there, in the same
 //!   transaction as the rows; the reports read its views.
 //! - **Storage** — [`storage`]: files (historic CSVs) behind the
 //!   `object_store` interface; [`csvfile`] reads them as positioned records.

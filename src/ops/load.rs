@@ -199,6 +199,7 @@ async fn load_file(
         force: req.force,
         max_rejects: req.max_rejects,
         started_at,
+        bytes: Some(object.size),
     };
     let outcome = store.load_file(file_load.clone(), rx).await;
     let parsed = parser.await.map_err(|e| read_err(io::Error::other(e)))?;

@@ -243,6 +243,9 @@ pub struct FileLoad {
     pub max_rejects: Option<u64>,
     /// When the load started (UTC text).
     pub started_at: String,
+    /// Size of the file in bytes, when known: a server database loads a
+    /// big file differently from a small one.
+    pub bytes: Option<u64>,
 }
 
 /// How a file load ended in the store.

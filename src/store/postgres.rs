@@ -1072,19 +1072,37 @@ async fn log_rejections(
     raw: &[u8],
     rejected: &[(&Candidate, Vec<FieldError>)],
 ) -> Result<(), StoreError> {
-    if rejected.is_empty() {
-        return Ok(());
+    let mut log = RejectionLog::default();
+    for (c, errors) in rejected {
+        log.add(table, source, raw, c, errors);
     }
-    let mut positions = Vec::with_capacity(rejected.len());
-    let mut raws = Vec::with_capacity(rejected.len());
-    let mut errors = Vec::with_capacity(rejected.len());
-    for (c, errs) in rejected {
-        positions.push(c.position as i64);
+    log.flush(tx, table, source).await
+}
+
+/// Rejections waiting to be written, as the columns of one `INSERT`.
+#[derive(Default)]
+struct RejectionLog {
+    positions: Vec<i64>,
+    raws: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl RejectionLog {
+    /// Rejections a load keeps before writing them: each write ends a
+    /// `COPY`, and a new one costs a few milliseconds.
+    const LOAD_BATCH: usize = 4096;
+
+    fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
+        self.positions.push(c.position as i64);
         let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default());
-        raws.push(storable(&text).into_owned());
+        self.raws.push(storable(&text).into_owned());
         // JSONB refuses the escape `\u0000` as well.
         let json = serde_json::to_string(errs).unwrap_or_else(|_| "[]".into());
-        errors.push(json.replace("\\u0000", "\\ufffd"));
+        self.errors.push(json.replace("\\u0000", "\\ufffd"));
         let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
         tracing::info!(
             target: "hrmig::rejection",
@@ -1095,25 +1113,38 @@ async fn log_rejections(
             "row rejected"
         );
     }
-    tx.execute(
-        &format!(
-            "INSERT INTO {} (table_name, source, position, raw, errors, rejected_at)
-             SELECT $1, $2, p, r, e::jsonb, $3
-             FROM unnest($4::int8[], $5::text[], $6::text[]) WITH ORDINALITY AS u(p, r, e, n)
-             ORDER BY n",
-            ddl::REJECTIONS
-        ),
-        &[
-            &table.name(),
-            &source,
-            &Millis::now(),
-            &positions,
-            &raws,
-            &errors,
-        ],
-    )
-    .await?;
-    Ok(())
+
+    /// Writes what is waiting, in order, with one statement.
+    async fn flush(
+        &mut self,
+        tx: &Transaction<'_>,
+        table: Table,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        if self.positions.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (table_name, source, position, raw, errors, rejected_at)
+                 SELECT $1, $2, p, r, e::jsonb, $3
+                 FROM unnest($4::int8[], $5::text[], $6::text[]) WITH ORDINALITY AS u(p, r, e, n)
+                 ORDER BY n",
+                ddl::REJECTIONS
+            ),
+            &[
+                &table.name(),
+                &source,
+                &Millis::now(),
+                &self.positions,
+                &self.raws,
+                &self.errors,
+            ],
+        )
+        .await?;
+        *self = RejectionLog::default();
+        Ok(())
+    }
 }
 
 /// Rows of a load on their way into the table by binary `COPY`.
@@ -1162,11 +1193,24 @@ async fn load_file_tx(
     feed: &mut mpsc::Receiver<Feed>,
 ) -> Result<FileLoadOutcome, StoreError> {
     let table = load.table;
-    tx.batch_execute(&format!(
-        "LOCK TABLE \"{}\" IN SHARE ROW EXCLUSIVE MODE",
-        table.name()
-    ))
-    .await?;
+    let bulk = table.foreign_keys().next().is_some() && load.bytes.is_some_and(|b| b >= BULK_BYTES);
+    // A bulk load keeps readers out too (ALTER TABLE needs it), taken at
+    // once rather than upgraded later, which could deadlock.
+    let mode = if bulk {
+        "ACCESS EXCLUSIVE"
+    } else {
+        "SHARE ROW EXCLUSIVE"
+    };
+    tx.batch_execute(&format!("LOCK TABLE \"{}\" IN {mode} MODE", table.name()))
+        .await?;
+    let (set_aside, indexes) = if bulk {
+        (
+            set_aside_foreign_keys(&tx, table).await?,
+            set_aside_indexes(&tx, table).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut known = LoadKnown {
         taken: read_ids(&tx, table).await?,
         parents: HashMap::new(),
@@ -1178,6 +1222,7 @@ async fn load_file_tx(
     }
     let (mut inserted, mut rejected_total) = (0u64, 0u64);
     let mut copy: Option<CopyIn> = None;
+    let mut log = RejectionLog::default();
     loop {
         match feed.recv().await {
             Some(Feed::Chunk(chunk)) => {
@@ -1199,27 +1244,41 @@ async fn load_file_tx(
                         Some(errors) => rejected.push((c, errors)),
                     }
                 }
-                if !rejected.is_empty() {
+                rejected_total += rejected.len() as u64;
+                if load.max_rejects.is_some_and(|max| rejected_total > max) {
+                    return Ok(FileLoadOutcome::Aborted {
+                        rejected: rejected_total,
+                    });
+                }
+                for (c, errors) in &rejected {
+                    log.add(table, &load.source, &chunk.raw, c, errors);
+                }
+                if log.len() >= RejectionLog::LOAD_BATCH {
                     if let Some(mut open) = copy.take() {
                         open.as_mut().finish().await?;
                     }
-                    rejected_total += rejected.len() as u64;
-                    if load.max_rejects.is_some_and(|max| rejected_total > max) {
-                        return Ok(FileLoadOutcome::Aborted {
-                            rejected: rejected_total,
-                        });
-                    }
-                    log_rejections(&tx, table, &load.source, &chunk.raw, &rejected).await?;
+                    log.flush(&tx, table, &load.source).await?;
                 }
             }
             Some(Feed::End(summary)) => {
                 if let Some(mut open) = copy.take() {
                     open.as_mut().finish().await?;
                 }
+                log.flush(&tx, table, &load.source).await?;
                 // Checked again under the table lock: two loads of the same
                 // content racing each other commit once.
                 if !load.force && history_has(&*tx, table, &summary.sha256).await? {
                     return Ok(FileLoadOutcome::AlreadyLoaded);
+                }
+                for create in &indexes {
+                    tx.batch_execute(create).await?;
+                }
+                for (name, definition) in &set_aside {
+                    tx.batch_execute(&format!(
+                        "ALTER TABLE \"{}\" ADD CONSTRAINT \"{name}\" {definition}",
+                        table.name()
+                    ))
+                    .await?;
                 }
                 insert_history(
                     &*tx,
@@ -1240,6 +1299,68 @@ async fn load_file_tx(
             None => return Err(StoreError::FeedInterrupted),
         }
     }
+}
+
+/// Files from this size on are loaded with the table's foreign keys set
+/// aside: PostgreSQL checks a foreign key with a query per inserted row
+/// (measured: two of them cost 8 s per million rows, more than the COPY),
+/// and validating it again at the end is one join over the table.
+const BULK_BYTES: u64 = 2 << 20;
+
+/// Drops the table's foreign keys inside the load's transaction and
+/// returns them (name, definition) to be added again before the commit;
+/// a rollback brings them back by itself. The rows written meanwhile are
+/// checked against the parents in memory, and adding the keys again
+/// validates every row once more.
+async fn set_aside_foreign_keys(
+    tx: &Transaction<'_>,
+    table: Table,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let keys: Vec<(String, String)> = tx
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid = to_regclass($1) AND contype = 'f' ORDER BY conname",
+            &[&format!("\"{}\"", table.name())],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    for (name, _) in &keys {
+        tx.batch_execute(&format!(
+            "ALTER TABLE \"{}\" DROP CONSTRAINT \"{name}\"",
+            table.name()
+        ))
+        .await?;
+    }
+    Ok(keys)
+}
+
+/// Drops the table's plain (not unique) indexes inside the load's
+/// transaction and returns the statements that create them again: the
+/// foreign-key columns hold few distinct values, and inserting a million
+/// rows into such an index one by one took longer than the whole COPY
+/// otherwise did; building it afterwards is one sort.
+async fn set_aside_indexes(tx: &Transaction<'_>, table: Table) -> Result<Vec<String>, StoreError> {
+    let indexes: Vec<(String, String)> = tx
+        .query(
+            "SELECT format('DROP INDEX %I.%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid)
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE i.indrelid = to_regclass($1) AND NOT i.indisunique AND NOT i.indisprimary
+             ORDER BY c.relname",
+            &[&format!("\"{}\"", table.name())],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, tokio_postgres::Error>>()?;
+    let mut create = Vec::with_capacity(indexes.len());
+    for (drop, definition) in indexes {
+        tx.batch_execute(&drop).await?;
+        create.push(definition);
+    }
+    Ok(create)
 }
 
 /// Replaces a table's rows (see [`super::Store::replace`]). Foreign keys

@@ -205,6 +205,26 @@ pub async fn execute(url: &str, sql: &str) {
     }
 }
 
+/// On PostgreSQL, asserts that `hired_employees` has its two foreign keys
+/// and three indexes (a bulk load sets them aside until its commit).
+pub async fn assert_foreign_keys_declared(url: &str) {
+    if postgres() {
+        let n = query_i64(
+            url,
+            "SELECT COUNT(*) FROM pg_constraint
+             WHERE conrelid = 'hired_employees'::regclass AND contype = 'f'",
+        )
+        .await;
+        assert_eq!(n, 2, "hired_employees lost a foreign key");
+        let n = query_i64(
+            url,
+            "SELECT COUNT(*) FROM pg_index WHERE indrelid = 'hired_employees'::regclass",
+        )
+        .await;
+        assert_eq!(n, 3, "hired_employees lost an index");
+    }
+}
+
 /// One number from a query, run against the test's database directly.
 pub async fn query_i64(url: &str, sql: &str) -> i64 {
     if let Some(path) = url.strip_prefix("sqlite://") {
