@@ -114,7 +114,7 @@ async fn every_table_round_trips_with_every_codec() {
             match table {
                 Table::HiredEmployees => env.sql("DELETE FROM hired_employees WHERE id % 3 = 0; UPDATE hired_employees SET name = 'x' WHERE id = 1").await,
                 Table::Departments => env.sql("UPDATE departments SET department = 'Renamed'").await,
-                Table::Jobs => env.sql("UPDATE jobs SET job = job || '!' WHERE id < 50").await,
+                Table::Jobs => env.sql("UPDATE jobs SET job = CONCAT(job, '!') WHERE id < 50").await,
             }
             assert_ne!(env.digest(table).await, before);
             let v = backup::verify(&env.storage, table, Some(&m.backup), false)
@@ -437,6 +437,11 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
             "row id 9: datetime",
         ),
     ];
+    if common::mssql() {
+        // DATETIME2 holds exactly years 1 to 9999 and NVARCHAR any text:
+        // SQL Server refuses every value the dictionary does.
+        return;
+    }
     let cases: &[(&str, &str)] = if common::postgres() {
         &postgres_cases
     } else {

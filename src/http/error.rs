@@ -128,7 +128,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Postgres(_) if e.is_transient() => {
+            StoreError::Postgres(_) | StoreError::Mssql(_) if e.is_transient() => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }

@@ -9,8 +9,11 @@
 //! parent that does not exist) inside the same transaction as the insert, and
 //! writes each rejected row to the rejection log in that transaction too.
 
+mod checks;
 pub mod ddl;
+mod mssql;
 mod postgres;
+mod retry;
 mod sqlite;
 
 use crate::dictionary::check::Checked;
@@ -68,6 +71,9 @@ pub enum StoreError {
     /// PostgreSQL failed.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// SQL Server / Azure SQL failed.
+    #[error("SQL Server: {0}")]
+    Mssql(#[from] tiberius::error::Error),
     /// The database could not be reached, or kept failing for a transient
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]
@@ -411,6 +417,8 @@ pub enum Store {
     Sqlite(sqlite::SqliteStore),
     /// PostgreSQL server.
     Postgres(postgres::PgStore),
+    /// Azure SQL Database / SQL Server.
+    Mssql(mssql::MssqlStore),
 }
 
 impl Store {
@@ -429,6 +437,9 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
         }
+        if mssql::is_mssql_url(url) {
+            return Ok(Store::Mssql(mssql::MssqlStore::open(url).await?));
+        }
         Err(StoreError::BadUrl(redact(url)))
     }
 
@@ -437,6 +448,7 @@ impl Store {
         match self {
             Store::Sqlite(_) => Dialect::Sqlite,
             Store::Postgres(_) => Dialect::Postgres,
+            Store::Mssql(_) => Dialect::Mssql,
         }
     }
 
@@ -445,6 +457,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.already_loaded(table, sha256).await,
             Store::Postgres(s) => s.already_loaded(table, sha256).await,
+            Store::Mssql(s) => s.already_loaded(table, sha256).await,
         }
     }
 
@@ -460,6 +473,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.load_file(load, feed).await,
             Store::Postgres(s) => s.load_file(load, feed).await,
+            Store::Mssql(s) => s.load_file(load, feed).await,
         }
     }
 
@@ -474,6 +488,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.record_aborted(load, summary, rejected, message).await,
             Store::Postgres(s) => s.record_aborted(load, summary, rejected, message).await,
+            Store::Mssql(s) => s.record_aborted(load, summary, rejected, message).await,
         }
     }
 
@@ -482,6 +497,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.rejections(filter).await,
             Store::Postgres(s) => s.rejections(filter).await,
+            Store::Mssql(s) => s.rejections(filter).await,
         }
     }
 
@@ -490,6 +506,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.loads(limit).await,
             Store::Postgres(s) => s.loads(limit).await,
+            Store::Mssql(s) => s.loads(limit).await,
         }
     }
 
@@ -510,6 +527,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.ingest(source, tables, more, idempotency, render).await,
             Store::Postgres(s) => s.ingest(source, tables, more, idempotency, render).await,
+            Store::Mssql(s) => s.ingest(source, tables, more, idempotency, render).await,
         }
     }
 
@@ -520,6 +538,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.scan(table, sink).await,
             Store::Postgres(s) => s.scan(table, sink).await,
+            Store::Mssql(s) => s.scan(table, sink).await,
         }
     }
 
@@ -535,6 +554,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.replace(table, rows).await,
             Store::Postgres(s) => s.replace(table, rows).await,
+            Store::Mssql(s) => s.replace(table, rows).await,
         }
     }
 
@@ -544,6 +564,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.writer_idle(),
             Store::Postgres(s) => s.writer_idle(),
+            Store::Mssql(s) => s.writer_idle(),
         }
     }
 
@@ -557,6 +578,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.rows(table, after_id, limit).await,
             Store::Postgres(s) => s.rows(table, after_id, limit).await,
+            Store::Mssql(s) => s.rows(table, after_id, limit).await,
         }
     }
 
@@ -566,6 +588,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.hires_by_quarter(year).await,
             Store::Postgres(s) => s.hires_by_quarter(year).await,
+            Store::Mssql(s) => s.hires_by_quarter(year).await,
         }
     }
 
@@ -578,6 +601,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.departments_above_mean(year).await,
             Store::Postgres(s) => s.departments_above_mean(year).await,
+            Store::Mssql(s) => s.departments_above_mean(year).await,
         }
     }
 
@@ -586,6 +610,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Postgres(s) => s.ping().await,
+            Store::Mssql(s) => s.ping().await,
         }
     }
 
@@ -597,6 +622,7 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.close().await,
             Store::Postgres(s) => s.close().await,
+            Store::Mssql(s) => s.close().await,
         }
     }
 
@@ -605,8 +631,50 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.count(table).await,
             Store::Postgres(s) => s.count(table).await,
+            Store::Mssql(s) => s.count(table).await,
         }
     }
+}
+
+/// Collects the rest of the last table of a batch (see [`Piece`]) before a
+/// server backend's transaction starts: its `writer_idle` is false, so
+/// batches normally arrive whole, but a caller may still send pieces.
+async fn collect_pieces(tables: &mut [TableBatch], more: Pieces) -> Result<(), StoreError> {
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut rest = Chunk::default();
+        loop {
+            match more.recv() {
+                Ok(Piece::Rows(chunk)) => rest.append(chunk),
+                Ok(Piece::End) => return Ok(rest),
+                Err(_) => return Err(StoreError::FeedInterrupted),
+            }
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))??;
+    if let Some(last) = tables.last_mut() {
+        last.chunk.append(rest);
+    }
+    Ok(())
+}
+
+/// Hands a restore's rows from its blocking channel to an async task, on a
+/// thread of its own.
+fn bridge(
+    rows: std::sync::mpsc::Receiver<Replacement>,
+) -> Result<mpsc::Receiver<Replacement>, StoreError> {
+    let (tx, rx) = mpsc::channel::<Replacement>(2);
+    std::thread::Builder::new()
+        .name("hrmig-restore-feed".into())
+        .spawn(move || {
+            for item in rows {
+                if tx.blocking_send(item).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+    Ok(rx)
 }
 
 /// A database URL safe to print: no password.

@@ -9,11 +9,11 @@
 //! one statement per chunk. Transient failures (a dropped connection, a
 //! server restarting, a deadlock) make the whole transaction run again.
 
+use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge};
 use super::{
-    Candidate, Chunk, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome,
-    Idempotency, IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter,
-    Render, Replacement, RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
-    foreign_key_error, sort_errors,
+    Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
+    IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, retry::Backoff,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
@@ -33,9 +33,6 @@ type PooledTx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// Connections per process unless the URL's `pool_size` says otherwise.
 const DEFAULT_POOL: usize = 16;
-/// Tries of a transaction that keeps failing for a transient reason; the
-/// waits between them double from 50 ms (about 6 s in all).
-const MAX_ATTEMPTS: u32 = 8;
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6872_6d69_6700;
 
@@ -253,23 +250,7 @@ impl PgStore {
         render: Render,
     ) -> Result<IngestOutcome, StoreError> {
         if let Some(more) = more {
-            // Not asked for (`writer_idle` is false), but honoured: the rest
-            // of the last table is collected before the transaction starts.
-            let rest = tokio::task::spawn_blocking(move || {
-                let mut rest = Chunk::default();
-                loop {
-                    match more.recv() {
-                        Ok(Piece::Rows(chunk)) => rest.append(chunk),
-                        Ok(Piece::End) => return Ok(rest),
-                        Err(_) => return Err(StoreError::FeedInterrupted),
-                    }
-                }
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
-            if let Some(last) = tables.last_mut() {
-                last.chunk.append(rest);
-            }
+            super::collect_pieces(&mut tables, more).await?;
         }
         let mut backoff = Backoff::new();
         loop {
@@ -399,19 +380,7 @@ impl PgStore {
         table: Table,
         rows: std::sync::mpsc::Receiver<Replacement>,
     ) -> Result<u64, StoreError> {
-        // The producer sends on a blocking channel; a thread hands its
-        // batches over to this task.
-        let (tx, mut rx) = mpsc::channel::<Replacement>(2);
-        std::thread::Builder::new()
-            .name("hrmig-restore-feed".into())
-            .spawn(move || {
-                for item in rows {
-                    if tx.blocking_send(item).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let mut rx = super::bridge(rows)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         replace_tx(tx, table, &mut rx).await
@@ -537,7 +506,7 @@ fn take_pool_size(url: &str) -> Result<(String, usize), StoreError> {
 /// Whether running the transaction again may succeed: the connection was
 /// lost or refused, the server is starting or stopping, or the transaction
 /// lost a deadlock or serialisation conflict. Constraint violations never are.
-fn transient(e: &tokio_postgres::Error) -> bool {
+pub(super) fn transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
@@ -566,55 +535,6 @@ fn transient(e: &tokio_postgres::Error) -> bool {
         source = s.source();
     }
     e.to_string().contains("timeout") || e.to_string().contains("timed out")
-}
-
-impl StoreError {
-    /// Whether the operation may succeed if run again: the database was
-    /// unreachable or lost a race, not refused the data.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Postgres(e) => transient(e),
-            StoreError::Unavailable(_) => true,
-            _ => false,
-        }
-    }
-}
-
-/// Exponential backoff between tries of a transaction.
-struct Backoff {
-    attempt: u32,
-    delay: Duration,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff {
-            attempt: 1,
-            delay: Duration::from_millis(50),
-        }
-    }
-
-    /// After a failed try: waits and returns true when another try is due.
-    async fn again(&mut self, e: &StoreError) -> bool {
-        if !e.is_transient() || self.attempt >= MAX_ATTEMPTS {
-            return false;
-        }
-        tracing::warn!(error = %e, attempt = self.attempt, "transient database error; trying again");
-        tokio::time::sleep(self.delay).await;
-        self.attempt += 1;
-        self.delay *= 2;
-        true
-    }
-
-    /// The error to report once the tries are spent: a transient one means
-    /// the database is unavailable.
-    fn give_up(e: StoreError) -> StoreError {
-        if e.is_transient() && !matches!(e, StoreError::Unavailable(_)) {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            e
-        }
-    }
 }
 
 /// A DATETIME: UTC milliseconds, sent and read as PostgreSQL's binary
@@ -769,38 +689,6 @@ async fn insert_history(
     Ok(())
 }
 
-/// A set of ids as a bitmap in 8 KiB pages, allocated as ids arrive: a
-/// million dense ids take 128 KiB, and no id pattern takes more than
-/// 512 MiB (every page of the 32-bit range).
-#[derive(Default)]
-struct IdBitmap {
-    pages: HashMap<u32, Box<[u64; 1024]>>,
-}
-
-impl IdBitmap {
-    fn split(id: i32) -> (u32, usize, u64) {
-        let n = id as u32;
-        (n >> 16, ((n >> 6) & 1023) as usize, 1u64 << (n & 63))
-    }
-
-    fn contains(&self, id: i32) -> bool {
-        let (page, word, bit) = Self::split(id);
-        self.pages.get(&page).is_some_and(|p| p[word] & bit != 0)
-    }
-
-    /// Adds `id`; false when it was there already.
-    fn insert(&mut self, id: i32) -> bool {
-        let (page, word, bit) = Self::split(id);
-        let p = self
-            .pages
-            .entry(page)
-            .or_insert_with(|| Box::new([0; 1024]));
-        let fresh = p[word] & bit == 0;
-        p[word] |= bit;
-        fresh
-    }
-}
-
 /// Reads every id of `table` (binary COPY: millions take a second).
 async fn read_ids(tx: &Transaction<'_>, table: Table) -> Result<IdBitmap, StoreError> {
     let out = tx
@@ -816,99 +704,6 @@ async fn read_ids(tx: &Transaction<'_>, table: Table) -> Result<IdBitmap, StoreE
         ids.insert(row.try_get(0)?);
     }
     Ok(ids)
-}
-
-/// What the database knows of the ids a candidate names.
-trait Known {
-    /// Whether `id` is in the target table (or was inserted earlier in
-    /// this input).
-    fn taken(&self, id: i32) -> bool;
-    /// Whether `parent` has `id`.
-    fn has_parent(&self, parent: Table, id: i32) -> bool;
-}
-
-/// The errors of a candidate, or `None` when it is to be inserted: the
-/// same rules, in the same order, as the SQLite backend's writer.
-fn judge(table: Table, c: &Candidate, known: &impl Known) -> Option<Vec<FieldError>> {
-    let missing = |value: &dyn Fn(usize) -> Option<i32>, errors: &mut Vec<FieldError>| {
-        for (i, column, parent) in table.foreign_keys() {
-            if let Some(id) = value(i)
-                && !known.has_parent(parent, id)
-            {
-                errors.push(foreign_key_error(column.name, parent, id));
-            }
-        }
-    };
-    let mut errors = match &c.check {
-        Ok(row) => {
-            let mut errors = Vec::new();
-            missing(&|i| row.0[i].as_int(), &mut errors);
-            if known.taken(row.id()) {
-                errors.push(duplicate_error(row.id()));
-            }
-            if errors.is_empty() {
-                return None;
-            }
-            errors
-        }
-        Err(checked) => {
-            let mut errors = checked.errors.clone();
-            if let Some(id) = checked.int(Table::PRIMARY_KEY)
-                && known.taken(id)
-            {
-                errors.push(duplicate_error(id));
-            }
-            missing(&|i| checked.int(i), &mut errors);
-            errors
-        }
-    };
-    sort_errors(table, &mut errors);
-    Some(errors)
-}
-
-/// Ids looked up for one batch.
-struct BatchKnown {
-    taken: HashSet<i32>,
-    parents: HashMap<Table, HashSet<i32>>,
-}
-
-impl Known for BatchKnown {
-    fn taken(&self, id: i32) -> bool {
-        self.taken.contains(&id)
-    }
-    fn has_parent(&self, parent: Table, id: i32) -> bool {
-        self.parents.get(&parent).is_some_and(|s| s.contains(&id))
-    }
-}
-
-/// Ids held for a whole load, under a lock that keeps other writers out.
-struct LoadKnown {
-    taken: IdBitmap,
-    parents: HashMap<Table, IdBitmap>,
-}
-
-impl Known for LoadKnown {
-    fn taken(&self, id: i32) -> bool {
-        self.taken.contains(id)
-    }
-    fn has_parent(&self, parent: Table, id: i32) -> bool {
-        self.parents.get(&parent).is_some_and(|s| s.contains(id))
-    }
-}
-
-/// The ints of column `i` named by the candidates (valid or not).
-fn ints(chunk: &Chunk, i: usize) -> Vec<i32> {
-    let mut v: Vec<i32> = chunk
-        .rows
-        .iter()
-        .filter_map(|c| match &c.check {
-            Ok(row) => row.0[i].as_int(),
-            Err(checked) => checked.int(i),
-        })
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 async fn existing(
@@ -1463,19 +1258,6 @@ async fn replace_tx(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bitmap_holds_any_i32() {
-        let mut ids = IdBitmap::default();
-        for id in [0, 1, -1, i32::MIN, i32::MAX, 65_535, 65_536, 1_000_000] {
-            assert!(!ids.contains(id));
-            assert!(ids.insert(id));
-            assert!(!ids.insert(id));
-            assert!(ids.contains(id));
-        }
-        assert!(!ids.contains(2));
-        assert!(!ids.contains(-2));
-    }
 
     #[test]
     fn pool_size_is_taken_out_of_the_url() {

@@ -5,6 +5,9 @@
 //! `HRMIG_TEST_DATABASE=postgres` (`scripts/test` runs it both ways): each
 //! test then gets a schema of its own in the server at
 //! `HRMIG_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! With `HRMIG_TEST_DATABASE=mssql` each test creates a database of its own
+//! on the SQL Server at `HRMIG_TEST_MSSQL_URL`
+//! (`mssql://USER:PASSWORD@HOST[:PORT]/master[?trust_server_certificate=true]`).
 #![allow(dead_code)]
 
 use hrmig::dictionary::{ErrorCode, Table};
@@ -158,6 +161,17 @@ pub fn postgres() -> bool {
     std::env::var("HRMIG_TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
+/// Whether this run of the suite is against SQL Server.
+pub fn mssql() -> bool {
+    std::env::var("HRMIG_TEST_DATABASE").is_ok_and(|v| v == "mssql")
+}
+
+/// Whether this run is against SQLite, the only backend whose files a test
+/// can reach into.
+pub fn sqlite() -> bool {
+    !postgres() && !mssql()
+}
+
 /// The PostgreSQL server tests use.
 pub fn postgres_base_url() -> String {
     std::env::var("HRMIG_TEST_POSTGRES_URL")
@@ -169,6 +183,8 @@ pub fn postgres_base_url() -> String {
 pub async fn database_url(dir: &std::path::Path) -> String {
     if postgres() {
         fresh_postgres_schema().await
+    } else if mssql() {
+        fresh_mssql_database().await
     } else {
         format!("sqlite://{}", dir.join("hrmig.db").display())
     }
@@ -190,12 +206,67 @@ pub async fn fresh_postgres_schema() -> String {
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// A connection to the SQL Server of `url` (`mssql://…`).
+pub async fn mssql_client(
+    url: &str,
+) -> tiberius::Client<tokio_util::compat::Compat<tokio::net::TcpStream>> {
+    use tokio_util::compat::TokioAsyncWriteCompatExt;
+    let u = url::Url::parse(url)
+        .expect("HRMIG_TEST_MSSQL_URL must be mssql://USER:PASSWORD@HOST[:PORT]/DB");
+    let mut config = tiberius::Config::new();
+    config.host(u.host_str().unwrap());
+    config.port(u.port().unwrap_or(1433));
+    config.database(u.path().trim_start_matches('/'));
+    config.authentication(tiberius::AuthMethod::sql_server(
+        u.username(),
+        u.password().unwrap_or(""),
+    ));
+    if u.query_pairs()
+        .any(|(k, v)| k == "trust_server_certificate" && v == "true")
+    {
+        config.trust_cert();
+    }
+    let tcp = tokio::net::TcpStream::connect(config.get_addr())
+        .await
+        .unwrap();
+    tiberius::Client::connect(config, tcp.compat_write())
+        .await
+        .unwrap()
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_mssql_database() -> String {
+    let base = std::env::var("HRMIG_TEST_MSSQL_URL")
+        .expect("HRMIG_TEST_DATABASE=mssql needs HRMIG_TEST_MSSQL_URL");
+    let mut client = mssql_client(&base).await;
+    let name = format!("hrmig_test_{}", uuid::Uuid::new_v4().simple());
+    client
+        .simple_query(format!("CREATE DATABASE [{name}]"))
+        .await
+        .unwrap()
+        .into_results()
+        .await
+        .unwrap();
+    let mut u = url::Url::parse(&base).unwrap();
+    u.set_path(&name);
+    u.to_string()
+}
+
 /// Runs statements against the test's database directly, as another
 /// program would.
 pub async fn execute(url: &str, sql: &str) {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.execute_batch(sql).unwrap();
+    } else if url.starts_with("mssql://") {
+        let mut client = mssql_client(url).await;
+        client
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
     } else {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
@@ -230,6 +301,19 @@ pub async fn query_i64(url: &str, sql: &str) -> i64 {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let conn = rusqlite::Connection::open(path).unwrap();
         conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    } else if url.starts_with("mssql://") {
+        let mut client = mssql_client(url).await;
+        let row = client
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_row()
+            .await
+            .unwrap()
+            .unwrap();
+        row.get::<i64, _>(0)
+            .or_else(|| row.get::<i32, _>(0).map(i64::from))
+            .unwrap()
     } else {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await

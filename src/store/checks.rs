@@ -1,0 +1,150 @@
+//! Checks that need the database's ids, made in memory once the ids are
+//! known, by the server backends: the same rules, in the same order, as
+//! the SQLite writer applies row by row.
+
+use super::{Candidate, Chunk, duplicate_error, foreign_key_error, sort_errors};
+use crate::dictionary::{FieldError, Table};
+use std::collections::{HashMap, HashSet};
+
+/// A set of ids as a bitmap in 8 KiB pages, allocated as ids arrive: a
+/// million dense ids take 128 KiB, and no id pattern takes more than
+/// 512 MiB (every page of the 32-bit range).
+#[derive(Default)]
+pub(super) struct IdBitmap {
+    pages: HashMap<u32, Box<[u64; 1024]>>,
+}
+
+impl IdBitmap {
+    fn split(id: i32) -> (u32, usize, u64) {
+        let n = id as u32;
+        (n >> 16, ((n >> 6) & 1023) as usize, 1u64 << (n & 63))
+    }
+
+    pub(super) fn contains(&self, id: i32) -> bool {
+        let (page, word, bit) = Self::split(id);
+        self.pages.get(&page).is_some_and(|p| p[word] & bit != 0)
+    }
+
+    /// Adds `id`; false when it was there already.
+    pub(super) fn insert(&mut self, id: i32) -> bool {
+        let (page, word, bit) = Self::split(id);
+        let p = self
+            .pages
+            .entry(page)
+            .or_insert_with(|| Box::new([0; 1024]));
+        let fresh = p[word] & bit == 0;
+        p[word] |= bit;
+        fresh
+    }
+}
+
+/// What the database knows of the ids a candidate names.
+pub(super) trait Known {
+    /// Whether `id` is in the target table (or was inserted earlier in
+    /// this input).
+    fn taken(&self, id: i32) -> bool;
+    /// Whether `parent` has `id`.
+    fn has_parent(&self, parent: Table, id: i32) -> bool;
+}
+
+/// The errors of a candidate, or `None` when it is to be inserted: the
+/// same rules, in the same order, as the SQLite backend's writer.
+pub(super) fn judge(table: Table, c: &Candidate, known: &impl Known) -> Option<Vec<FieldError>> {
+    let missing = |value: &dyn Fn(usize) -> Option<i32>, errors: &mut Vec<FieldError>| {
+        for (i, column, parent) in table.foreign_keys() {
+            if let Some(id) = value(i)
+                && !known.has_parent(parent, id)
+            {
+                errors.push(foreign_key_error(column.name, parent, id));
+            }
+        }
+    };
+    let mut errors = match &c.check {
+        Ok(row) => {
+            let mut errors = Vec::new();
+            missing(&|i| row.0[i].as_int(), &mut errors);
+            if known.taken(row.id()) {
+                errors.push(duplicate_error(row.id()));
+            }
+            if errors.is_empty() {
+                return None;
+            }
+            errors
+        }
+        Err(checked) => {
+            let mut errors = checked.errors.clone();
+            if let Some(id) = checked.int(Table::PRIMARY_KEY)
+                && known.taken(id)
+            {
+                errors.push(duplicate_error(id));
+            }
+            missing(&|i| checked.int(i), &mut errors);
+            errors
+        }
+    };
+    sort_errors(table, &mut errors);
+    Some(errors)
+}
+
+/// Ids looked up for one batch.
+pub(super) struct BatchKnown {
+    pub(super) taken: HashSet<i32>,
+    pub(super) parents: HashMap<Table, HashSet<i32>>,
+}
+
+impl Known for BatchKnown {
+    fn taken(&self, id: i32) -> bool {
+        self.taken.contains(&id)
+    }
+    fn has_parent(&self, parent: Table, id: i32) -> bool {
+        self.parents.get(&parent).is_some_and(|s| s.contains(&id))
+    }
+}
+
+/// Ids held for a whole load, under a lock that keeps other writers out.
+pub(super) struct LoadKnown {
+    pub(super) taken: IdBitmap,
+    pub(super) parents: HashMap<Table, IdBitmap>,
+}
+
+impl Known for LoadKnown {
+    fn taken(&self, id: i32) -> bool {
+        self.taken.contains(id)
+    }
+    fn has_parent(&self, parent: Table, id: i32) -> bool {
+        self.parents.get(&parent).is_some_and(|s| s.contains(id))
+    }
+}
+
+/// The ints of column `i` named by the candidates (valid or not).
+pub(super) fn ints(chunk: &Chunk, i: usize) -> Vec<i32> {
+    let mut v: Vec<i32> = chunk
+        .rows
+        .iter()
+        .filter_map(|c| match &c.check {
+            Ok(row) => row.0[i].as_int(),
+            Err(checked) => checked.int(i),
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_holds_any_i32() {
+        let mut ids = IdBitmap::default();
+        for id in [0, 1, -1, i32::MIN, i32::MAX, 65_535, 65_536, 1_000_000] {
+            assert!(!ids.contains(id));
+            assert!(ids.insert(id));
+            assert!(!ids.insert(id));
+            assert!(ids.contains(id));
+        }
+        assert!(!ids.contains(2));
+        assert!(!ids.contains(-2));
+    }
+}

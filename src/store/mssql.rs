@@ -1,0 +1,1429 @@
+//! Azure SQL Database / SQL Server backend, through tiberius.
+//!
+//! The same design as the PostgreSQL backend, in T-SQL: a batch's ids and
+//! parents are looked up with one query each (`OPENJSON` of an id list,
+//! so no parameter limit applies), rows go in with multi-row parameterised
+//! `INSERT`s that stay under SQL Server's 2100 parameters per request, and
+//! an `INSERT … OUTPUT inserted.id … WHERE NOT EXISTS (… WITH (UPDLOCK,
+//! HOLDLOCK))` settles races with other writers. Connections come from a
+//! bb8 pool whose manager follows Azure's redirect to the database's node.
+
+use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge};
+use super::{
+    Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
+    IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, retry::Backoff,
+};
+use crate::dictionary::check::MAX_COLUMNS;
+use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
+use futures::TryStreamExt;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tiberius::{Client, ColumnData, Config, EncryptionLevel, ToSql};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+type Conn = Client<Compat<TcpStream>>;
+type Pooled<'a> = bb8::PooledConnection<'a, Manager>;
+
+/// Connections per process unless the URL says otherwise: an Azure SQL
+/// Basic database allows 30 concurrent workers for every instance together.
+const DEFAULT_POOL: u32 = 10;
+/// Parameters one request may carry: SQL Server's limit is 2100, and
+/// `sp_executesql` takes two of them for the statement and its declaration.
+pub(super) const MAX_PARAMS: usize = 2098;
+/// Rows one `INSERT … VALUES` may list.
+const MAX_VALUES_ROWS: usize = 1000;
+
+/// Error numbers after which the whole transaction may run again:
+/// Azure SQL's documented transient errors, a deadlock victim (1205), and
+/// connections cut by the network or the server.
+const TRANSIENT: [u32; 16] = [
+    4060, 40197, 40501, 40613, 49918, 49919, 49920, 10928, 10929, 1205, 233, 64, 10053, 10054,
+    10060, 40143,
+];
+
+pub struct MssqlStore {
+    pool: bb8::Pool<Manager>,
+    /// Loads use the bulk-copy protocol (`bulk=false` in the URL: multi-row
+    /// `INSERT`s instead).
+    bulk: bool,
+}
+
+/// Makes connections for the pool, following Azure's redirect.
+pub(super) struct Manager {
+    config: Config,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = tiberius::error::Error;
+
+    async fn connect(&self) -> Result<Conn, tiberius::error::Error> {
+        let mut conn = connect(self.config.clone()).await?;
+        // An error inside a transaction rolls it back at once, so that no
+        // connection goes back to the pool with half a transaction open.
+        conn.simple_query("SET XACT_ABORT ON")
+            .await?
+            .into_results()
+            .await?;
+        Ok(conn)
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tiberius::error::Error> {
+        let open = conn
+            .simple_query("SELECT @@TRANCOUNT")
+            .await?
+            .into_row()
+            .await?
+            .and_then(|r| r.get::<i32, _>(0))
+            .unwrap_or(0);
+        if open == 0 {
+            Ok(())
+        } else {
+            Err(tiberius::error::Error::Protocol(
+                "a transaction was left open".into(),
+            ))
+        }
+    }
+
+    fn has_broken(&self, _: &mut Conn) -> bool {
+        false
+    }
+}
+
+/// Connects, following up to three redirects: inside Azure, a server in
+/// the Redirect policy answers the login with the address of the node
+/// that holds the database (`Error::Routing`).
+async fn connect(mut config: Config) -> Result<Conn, tiberius::error::Error> {
+    for _ in 0..3 {
+        let tcp = TcpStream::connect(config.get_addr()).await?;
+        tcp.set_nodelay(true)?;
+        match Client::connect(config.clone(), tcp.compat_write()).await {
+            Err(tiberius::error::Error::Routing { host, port }) => {
+                config.host(&host);
+                config.port(port);
+            }
+            other => return other,
+        }
+    }
+    Err(tiberius::error::Error::Protocol(
+        "the server redirected the connection more than three times".into(),
+    ))
+}
+
+/// Whether a URL names SQL Server: `mssql://`, `sqlserver://`, or an
+/// ADO.NET connection string (`Server=…;Database=…;…`).
+pub fn is_mssql_url(url: &str) -> bool {
+    let lower = url.trim_start().to_ascii_lowercase();
+    lower.starts_with("mssql://")
+        || lower.starts_with("sqlserver://")
+        || ((lower.starts_with("server=") || lower.starts_with("data source="))
+            && lower.contains(';'))
+}
+
+/// The tiberius configuration and pool size of a URL.
+///
+/// `mssql://USER:PASSWORD@HOST[:PORT]/DATABASE?encrypt=true|false|strict&
+/// trust_server_certificate=true&pool_size=N&application_name=…&bulk=false`, or an
+/// ADO.NET string as the Azure portal shows it (`Max Pool Size` sets the
+/// pool there). Encryption is required unless the URL says otherwise.
+pub(super) fn parse_url(url: &str) -> Result<(Config, u32, bool), StoreError> {
+    let bad = || StoreError::BadUrl(super::redact(url));
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("mssql://") || lower.starts_with("sqlserver://")) {
+        let config = Config::from_ado_string(url).map_err(|_| bad())?;
+        let mut pool = DEFAULT_POOL;
+        for pair in url.split(';') {
+            if let Some((k, v)) = pair.split_once('=')
+                && k.trim().eq_ignore_ascii_case("max pool size")
+            {
+                pool = v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+            }
+        }
+        return Ok((config, pool, true));
+    }
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    let mut config = Config::new();
+    config.host(parsed.host_str().ok_or_else(bad)?);
+    config.port(parsed.port().unwrap_or(1433));
+    let database = parsed.path().trim_start_matches('/');
+    if !database.is_empty() {
+        config.database(decode(database));
+    }
+    if !parsed.username().is_empty() {
+        config.authentication(tiberius::AuthMethod::sql_server(
+            decode(parsed.username()),
+            decode(parsed.password().unwrap_or("")),
+        ));
+    }
+    config.application_name("hrmig");
+    config.encryption(EncryptionLevel::Required);
+    let mut pool = DEFAULT_POOL;
+    let mut bulk = true;
+    for (k, v) in parsed.query_pairs() {
+        match k.as_ref() {
+            "encrypt" => config.encryption(match v.as_ref() {
+                "true" => EncryptionLevel::Required,
+                "strict" => EncryptionLevel::Strict,
+                "false" => EncryptionLevel::Off,
+                "DANGER_PLAINTEXT" => EncryptionLevel::NotSupported,
+                _ => return Err(bad()),
+            }),
+            "trust_server_certificate" if v == "true" => config.trust_cert(),
+            "trust_server_certificate" if v == "false" => {}
+            "pool_size" => pool = v.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?,
+            "application_name" => config.application_name(v),
+            "bulk" if v == "true" || v == "false" => bulk = v == "true",
+            _ => return Err(bad()),
+        }
+    }
+    Ok((config, pool, bulk))
+}
+
+fn decode(s: &str) -> String {
+    percent_decode(s)
+}
+
+/// Percent-decoding of a URL part (user names and passwords may hold
+/// reserved characters).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether running the transaction again may succeed (see [`TRANSIENT`]).
+pub(super) fn transient(e: &tiberius::error::Error) -> bool {
+    match e {
+        tiberius::error::Error::Io { .. } | tiberius::error::Error::Routing { .. } => true,
+        tiberius::error::Error::Server(t) => TRANSIENT.contains(&t.code()),
+        _ => false,
+    }
+}
+
+fn pool_error(e: bb8::RunError<tiberius::error::Error>) -> StoreError {
+    match e {
+        bb8::RunError::User(e) => StoreError::Mssql(e),
+        bb8::RunError::TimedOut => {
+            StoreError::Unavailable("no database connection within the timeout".into())
+        }
+    }
+}
+
+/// Quotes an identifier from the dictionary or the bookkeeping tables.
+fn q(ident: &str) -> String {
+    super::Dialect::Mssql.quote(ident)
+}
+
+fn column_list(table: Table) -> String {
+    let names: Vec<String> = table.columns().iter().map(|c| q(c.name)).collect();
+    names.join(", ")
+}
+
+/// Rows one multi-row statement of `width` columns may carry.
+pub(super) fn rows_per_statement(width: usize) -> usize {
+    (MAX_PARAMS / width.max(1)).min(MAX_VALUES_ROWS)
+}
+
+/// `(@P1, @P2), (@P3, @P4)…`: `rows` tuples of `width` placeholders,
+/// numbered from `@P{first}`.
+pub(super) fn values(rows: usize, width: usize, first: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (0..width)
+                .map(|c| format!("@P{}", first + r * width + c))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
+/// A plain multi-row insert of `rows` rows into `table`.
+pub(super) fn insert_sql(table: Table, rows: usize) -> String {
+    format!(
+        "INSERT INTO {} ({}) VALUES {}",
+        q(table.name()),
+        column_list(table),
+        values(rows, table.columns().len(), 1)
+    )
+}
+
+/// An insert that skips ids already in the table and returns the ids it
+/// inserted. `UPDLOCK, HOLDLOCK` keep the checked key range locked until
+/// the commit, so a concurrent writer of the same id waits, then skips it.
+pub(super) fn conflict_insert_sql(table: Table, rows: usize) -> String {
+    let cols = column_list(table);
+    let from_values: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| format!("v.{}", q(c.name)))
+        .collect();
+    format!(
+        "INSERT INTO {t} ({cols}) OUTPUT inserted.{id}
+         SELECT {from} FROM (VALUES {vals}) AS v ({cols})
+         WHERE NOT EXISTS (SELECT 1 FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE {t}.{id} = v.{id})",
+        t = q(table.name()),
+        id = q("id"),
+        from = from_values.join(", "),
+        vals = values(rows, table.columns().len(), 1),
+    )
+}
+
+/// The ids of `table` among a JSON array of ids (`@P1`): one parameter,
+/// whatever the number of ids.
+pub(super) fn existing_sql(table: Table) -> String {
+    format!(
+        "SELECT {id} FROM {t} WHERE {id} IN (SELECT CAST([value] AS INT) FROM OPENJSON(@P1))",
+        id = q("id"),
+        t = q(table.name())
+    )
+}
+
+/// Inserts `rows` rejections (table, source, position, raw, errors, time).
+pub(super) fn rejection_insert_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO {} ([table_name], [source], [position], [raw], [errors], [rejected_at]) VALUES {}",
+        q(ddl::REJECTIONS),
+        values(rows, 6, 1)
+    )
+}
+
+/// Switches the foreign keys of `child` off (`NOCHECK`), or on again
+/// `WITH CHECK`, which validates every row and leaves them trusted.
+pub(super) fn constraints_sql(child: Table, on: bool) -> String {
+    let t = q(child.name());
+    if on {
+        format!("ALTER TABLE {t} WITH CHECK CHECK CONSTRAINT ALL")
+    } else {
+        format!("ALTER TABLE {t} NOCHECK CONSTRAINT ALL")
+    }
+}
+
+/// Rows of `child` whose `column` names no row of `parent`: how many, and
+/// one example.
+pub(super) fn orphans_sql(child: Table, column: &str, parent: Table) -> String {
+    format!(
+        "SELECT COUNT_BIG(*), MIN(c.{col}) FROM {child} c WHERE NOT EXISTS \
+         (SELECT 1 FROM {p} p WHERE p.[id] = c.{col})",
+        col = q(column),
+        child = q(child.name()),
+        p = q(parent.name())
+    )
+}
+
+/// Hires per department and job by quarter for one year; `BIN2` orders by
+/// code point, as SQLite and PostgreSQL's `"C"` do.
+pub(super) const REPORT_HIRES_BY_QUARTER: &str = "
+SELECT [department], [job], CAST([q1] AS BIGINT), CAST([q2] AS BIGINT),
+       CAST([q3] AS BIGINT), CAST([q4] AS BIGINT)
+FROM [gold_hires_by_quarter]
+WHERE [year] = @P1
+ORDER BY [department] COLLATE Latin1_General_100_BIN2, [job] COLLATE Latin1_General_100_BIN2,
+         [department_id], [job_id]";
+
+/// Departments above the mean of the year; the mean is taken over floats
+/// (T-SQL's `AVG` of integers truncates).
+pub(super) const REPORT_ABOVE_MEAN: &str = "
+WITH hires AS (
+    SELECT d.[id], d.[department], COALESCE(g.[hired], 0) AS [hired]
+    FROM [departments] d
+    LEFT JOIN [gold_department_hires] g ON g.[id] = d.[id] AND g.[year] = @P1
+)
+SELECT [id], [department], CAST([hired] AS BIGINT) FROM hires
+WHERE [hired] > (SELECT AVG(CAST([hired] AS FLOAT)) FROM hires)
+ORDER BY [hired] DESC, [id]";
+
+/// A DATETIME2(3) value from UTC milliseconds.
+struct Dt2(i64);
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+impl ToSql for Dt2 {
+    fn to_sql(&self) -> ColumnData<'_> {
+        datetime2(self.0)
+    }
+}
+
+/// The DATETIME2(3) value of UTC milliseconds: days since 0001-01-01 and
+/// milliseconds of the day.
+fn datetime2(ms: i64) -> ColumnData<'static> {
+    let since = ms - datetime::MIN_MS;
+    let date = tiberius::time::Date::new(since.div_euclid(DAY_MS) as u32);
+    let time = tiberius::time::Time::new(since.rem_euclid(DAY_MS) as u64, 3);
+    ColumnData::DateTime2(Some(tiberius::time::DateTime2::new(date, time)))
+}
+
+/// UTC milliseconds of a DATETIME2 value.
+fn millis(data: &ColumnData<'_>) -> Option<i64> {
+    match data {
+        ColumnData::DateTime2(Some(dt)) => {
+            let scale = u32::from(dt.time().scale());
+            let per_ms = 10u64.checked_pow(scale.checked_sub(3)?)?;
+            let ms_of_day = dt.time().increments() / per_ms;
+            Some(datetime::MIN_MS + i64::from(dt.date().days()) * DAY_MS + ms_of_day as i64)
+        }
+        _ => None,
+    }
+}
+
+fn datetime_at(row: &tiberius::Row, i: usize) -> Result<i64, StoreError> {
+    millis(row.get_column_data(i)?)
+        .ok_or_else(|| StoreError::Task(format!("column {i} is not a DATETIME2(3)")))
+}
+
+fn text_at(row: &tiberius::Row, i: usize) -> Result<String, StoreError> {
+    Ok(row.try_get::<&str, _>(i)?.unwrap_or_default().to_owned())
+}
+
+fn int_at<T: for<'a> tiberius::FromSql<'a>>(
+    row: &tiberius::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get::<T, _>(i)?
+        .ok_or_else(|| StoreError::Task(format!("column {i} is NULL")))
+}
+
+/// A value of a dictionary row, as a parameter.
+fn param(v: &Value) -> Box<dyn ToSql + '_> {
+    match v {
+        Value::Int(n) => Box::new(*n),
+        Value::Text(s) => Box::new(s.as_str()),
+        Value::DateTime(ms) => Box::new(Dt2(*ms)),
+    }
+}
+
+/// Runs one statement with boxed parameters and returns its rows.
+async fn rows_of(
+    conn: &mut Conn,
+    sql: &str,
+    params: &[Box<dyn ToSql + '_>],
+) -> Result<Vec<tiberius::Row>, StoreError> {
+    let refs: Vec<&dyn ToSql> = params.iter().map(|p| &**p as &dyn ToSql).collect();
+    Ok(conn.query(sql, &refs).await?.into_first_result().await?)
+}
+
+impl MssqlStore {
+    pub async fn open(url: &str) -> Result<MssqlStore, StoreError> {
+        let (mut config, pool_size, bulk) = parse_url(url)?;
+        config.handshake_timeout(Some(Duration::from_secs(15)));
+        // A long load or restore is one request per statement; no statement
+        // of hrmig's should take minutes, but a big one may take more than
+        // tiberius's default 30 s.
+        config.command_timeout(Some(Duration::from_secs(300)));
+        let pool = bb8::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(30))
+            .build_unchecked(Manager { config });
+        let store = MssqlStore { pool, bulk };
+        let mut backoff = Backoff::new();
+        loop {
+            match store.migrate().await {
+                Err(e) if backoff.again(&e).await => continue,
+                other => return other.map(|()| store).map_err(Backoff::give_up),
+            }
+        }
+    }
+
+    async fn conn(&self) -> Result<Pooled<'_>, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        // Two processes starting at once would both see no table.
+        conn.simple_query(
+            "EXEC sp_getapplock @Resource = N'hrmig-migrations', @LockMode = 'Exclusive',
+                 @LockOwner = 'Session', @LockTimeout = 60000",
+        )
+        .await?
+        .into_results()
+        .await?;
+        let mut result = Ok(());
+        for (_, sql) in ddl::migrations(super::Dialect::Mssql) {
+            result = async { conn.simple_query(sql).await?.into_results().await.map(drop) }.await;
+            if result.is_err() {
+                break;
+            }
+        }
+        conn.simple_query(
+            "EXEC sp_releaseapplock @Resource = N'hrmig-migrations', @LockOwner = 'Session'",
+        )
+        .await?
+        .into_results()
+        .await?;
+        result?;
+        Ok(())
+    }
+
+    pub fn writer_idle(&self) -> bool {
+        false
+    }
+
+    pub async fn already_loaded(&self, table: Table, sha256: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        history_has(&mut conn, table, sha256).await
+    }
+
+    pub async fn load_file(
+        &self,
+        load: FileLoad,
+        mut feed: mpsc::Receiver<Feed>,
+    ) -> Result<FileLoadOutcome, StoreError> {
+        let mut conn = self.conn().await?;
+        let bulk = self.bulk;
+        in_transaction(&mut conn, async |c| {
+            load_file_tx(c, bulk, &load, &mut feed).await
+        })
+        .await
+    }
+
+    pub async fn record_aborted(
+        &self,
+        load: &FileLoad,
+        summary: &FeedSummary,
+        rejected: u64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        insert_history(
+            &mut conn,
+            load,
+            summary,
+            "aborted",
+            0,
+            rejected,
+            Some(message),
+        )
+        .await
+    }
+
+    pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
+        let mut conn = self.conn().await?;
+        let sql = format!(
+            "SELECT TOP (@P4) [id], [table_name], [source], [position], [raw], [errors], [rejected_at]
+             FROM {} WHERE (@P1 IS NULL OR [table_name] = @P1) AND (@P2 IS NULL OR [source] = @P2)
+               AND [id] > @P3 ORDER BY [id]",
+            q(ddl::REJECTIONS)
+        );
+        let params: Vec<Box<dyn ToSql>> = vec![
+            Box::new(filter.table.map(Table::name)),
+            Box::new(filter.source.clone()),
+            Box::new(filter.after.unwrap_or(0)),
+            Box::new(i64::from(filter.limit)),
+        ];
+        rows_of(&mut conn, &sql, &params)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(Rejection {
+                    id: int_at(r, 0)?,
+                    table: text_at(r, 1)?,
+                    source: text_at(r, 2)?,
+                    position: int_at(r, 3)?,
+                    raw: text_at(r, 4)?,
+                    errors: serde_json::from_str(&text_at(r, 5)?).unwrap_or_default(),
+                    rejected_at: datetime::format(datetime_at(r, 6)?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let sql = format!(
+            "SELECT TOP (@P1) [id], [table_name], [source], [sha256], [status], [rows_read],
+                    [inserted], [rejected], [blank], [message], [started_at], [finished_at]
+             FROM {} ORDER BY [id] DESC",
+            q(ddl::LOADS)
+        );
+        let params: Vec<Box<dyn ToSql>> = vec![Box::new(i64::from(limit))];
+        rows_of(&mut conn, &sql, &params)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LoadRecord {
+                    id: int_at(r, 0)?,
+                    table: text_at(r, 1)?,
+                    source: text_at(r, 2)?,
+                    sha256: text_at(r, 3)?,
+                    status: text_at(r, 4)?,
+                    rows_read: int_at(r, 5)?,
+                    inserted: int_at(r, 6)?,
+                    rejected: int_at(r, 7)?,
+                    blank: int_at(r, 8)?,
+                    message: r.try_get::<&str, _>(9)?.map(str::to_owned),
+                    started_at: datetime::format(datetime_at(r, 10)?),
+                    finished_at: datetime::format(datetime_at(r, 11)?),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn ingest(
+        &self,
+        source: String,
+        mut tables: Vec<TableBatch>,
+        more: Option<Pieces>,
+        idempotency: Option<Idempotency>,
+        render: Render,
+    ) -> Result<IngestOutcome, StoreError> {
+        if let Some(more) = more {
+            super::collect_pieces(&mut tables, more).await?;
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let result = async {
+                let mut conn = self.conn().await?;
+                in_transaction(&mut conn, async |c| {
+                    ingest_tx(c, &source, &tables, idempotency.as_ref(), &render).await
+                })
+                .await
+            }
+            .await;
+            match result {
+                Err(e) if backoff.again(&e).await => continue,
+                other => return other.map_err(Backoff::give_up),
+            }
+        }
+    }
+
+    pub async fn scan<S: RowSink>(&self, table: Table, mut sink: S) -> Result<S, StoreError> {
+        let mut conn = self.conn().await?;
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY [id]",
+            column_list(table),
+            q(table.name())
+        );
+        // One snapshot: SNAPSHOT isolation where the database allows it
+        // (Azure SQL does by default); elsewhere a shared table lock held
+        // for the one statement, which makes writers wait.
+        let snapshot = async {
+            conn.simple_query("SET TRANSACTION ISOLATION LEVEL SNAPSHOT; BEGIN TRANSACTION")
+                .await?
+                .into_results()
+                .await
+        }
+        .await
+        .is_ok();
+        let result = if snapshot {
+            let r = scan_rows(&mut conn, &sql, table, &mut sink).await;
+            let end = if r.is_ok() {
+                "COMMIT"
+            } else {
+                "IF @@TRANCOUNT > 0 ROLLBACK"
+            };
+            conn.simple_query(format!(
+                "{end}; SET TRANSACTION ISOLATION LEVEL READ COMMITTED"
+            ))
+            .await?
+            .into_results()
+            .await?;
+            r
+        } else {
+            conn.simple_query(
+                "IF @@TRANCOUNT > 0 ROLLBACK; SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            )
+            .await?
+            .into_results()
+            .await?;
+            let locked = format!(
+                "SELECT {} FROM {} WITH (TABLOCK, HOLDLOCK) ORDER BY [id]",
+                column_list(table),
+                q(table.name())
+            );
+            scan_rows(&mut conn, &locked, table, &mut sink).await
+        };
+        result.map(|()| sink)
+    }
+
+    pub async fn replace(
+        &self,
+        table: Table,
+        rows: std::sync::mpsc::Receiver<Replacement>,
+    ) -> Result<u64, StoreError> {
+        let mut rx = super::bridge(rows)?;
+        let mut conn = self.conn().await?;
+        in_transaction(&mut conn, async |c| replace_tx(c, table, &mut rx).await).await
+    }
+
+    pub async fn rows(
+        &self,
+        table: Table,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        let mut conn = self.conn().await?;
+        let sql = format!(
+            "SELECT TOP (@P2) {} FROM {} WHERE [id] > @P1 ORDER BY [id]",
+            column_list(table),
+            q(table.name())
+        );
+        let params: Vec<Box<dyn ToSql>> = vec![Box::new(after_id), Box::new(i64::from(limit))];
+        rows_of(&mut conn, &sql, &params)
+            .await?
+            .iter()
+            .map(|r| {
+                let mut obj = serde_json::Map::new();
+                for (i, col) in table.columns().iter().enumerate() {
+                    let v = match col.ty {
+                        ColumnType::Integer => serde_json::Value::from(int_at::<i32>(r, i)?),
+                        ColumnType::String => serde_json::Value::from(text_at(r, i)?),
+                        ColumnType::DateTime => {
+                            serde_json::Value::from(datetime::format(datetime_at(r, i)?))
+                        }
+                    };
+                    obj.insert(col.name.to_owned(), v);
+                }
+                Ok(obj)
+            })
+            .collect()
+    }
+
+    pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
+        let mut conn = self.conn().await?;
+        let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
+        rows_of(&mut conn, REPORT_HIRES_BY_QUARTER, &params)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(QuarterRow {
+                    department: text_at(r, 0)?,
+                    job: text_at(r, 1)?,
+                    q1: int_at(r, 2)?,
+                    q2: int_at(r, 3)?,
+                    q3: int_at(r, 4)?,
+                    q4: int_at(r, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn departments_above_mean(
+        &self,
+        year: i32,
+    ) -> Result<Vec<DepartmentHires>, StoreError> {
+        let mut conn = self.conn().await?;
+        let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
+        rows_of(&mut conn, REPORT_ABOVE_MEAN, &params)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(DepartmentHires {
+                    id: i64::from(int_at::<i32>(r, 0)?),
+                    department: text_at(r, 1)?,
+                    hired: int_at(r, 2)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.simple_query("SELECT 1").await?.into_results().await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let row = conn
+            .simple_query(format!("SELECT COUNT_BIG(*) FROM {}", q(table.name())))
+            .await?
+            .into_row()
+            .await?;
+        let n = row.and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+        Ok(n as u64)
+    }
+}
+
+/// How a transaction's work ended: keep its writes or not.
+enum Done<T> {
+    Commit(T),
+    Rollback(T),
+}
+
+/// Runs `work` in a transaction, committed or rolled back as it says;
+/// rolled back on an error (by the server already, under `XACT_ABORT`,
+/// when a statement failed).
+async fn in_transaction<T>(
+    conn: &mut Conn,
+    work: impl AsyncFnOnce(&mut Conn) -> Result<Done<T>, StoreError>,
+) -> Result<T, StoreError> {
+    conn.simple_query("BEGIN TRANSACTION")
+        .await?
+        .into_results()
+        .await?;
+    let (result, end) = match work(conn).await {
+        Ok(Done::Commit(value)) => (Ok(value), "COMMIT"),
+        Ok(Done::Rollback(value)) => (Ok(value), "IF @@TRANCOUNT > 0 ROLLBACK"),
+        Err(e) => (Err(e), "IF @@TRANCOUNT > 0 ROLLBACK"),
+    };
+    let ended = async { conn.simple_query(end).await?.into_results().await }.await;
+    match (result, ended) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Ok(value), Ok(_)) => Ok(value),
+    }
+}
+
+async fn scan_rows<S: RowSink>(
+    conn: &mut Conn,
+    sql: &str,
+    table: Table,
+    sink: &mut S,
+) -> Result<(), StoreError> {
+    let mut stream = conn.simple_query(sql).await?.into_row_stream();
+    let columns = table.columns();
+    while let Some(row) = stream.try_next().await? {
+        let mut fields = [Field::Int(0); MAX_COLUMNS];
+        for (i, column) in columns.iter().enumerate() {
+            fields[i] = match column.ty {
+                ColumnType::Integer => Field::Int(int_at(&row, i)?),
+                ColumnType::String => {
+                    Field::Text(row.try_get::<&str, _>(i)?.unwrap_or_default().as_bytes())
+                }
+                ColumnType::DateTime => Field::DateTime(datetime_at(&row, i)?),
+            };
+        }
+        sink.row(&fields[..columns.len()])?;
+    }
+    Ok(())
+}
+
+async fn history_has(conn: &mut Conn, table: Table, sha256: &str) -> Result<bool, StoreError> {
+    let sql = format!(
+        "SELECT TOP 1 1 FROM {} WHERE [table_name] = @P1 AND [sha256] = @P2 AND [status] = N'loaded'",
+        q(ddl::LOADS)
+    );
+    let params: Vec<Box<dyn ToSql>> = vec![Box::new(table.name()), Box::new(sha256)];
+    Ok(!rows_of(conn, &sql, &params).await?.is_empty())
+}
+
+async fn insert_history(
+    conn: &mut Conn,
+    load: &FileLoad,
+    summary: &FeedSummary,
+    status: &str,
+    inserted: u64,
+    rejected: u64,
+    message: Option<&str>,
+) -> Result<(), StoreError> {
+    let started =
+        datetime::parse(&load.started_at).unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+    let sql = format!(
+        "INSERT INTO {} ([table_name], [source], [sha256], [status], [rows_read], [inserted],
+                         [rejected], [blank], [message], [started_at], [finished_at])
+         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11)",
+        q(ddl::LOADS)
+    );
+    let params: Vec<Box<dyn ToSql>> = vec![
+        Box::new(load.table.name()),
+        Box::new(load.source.as_str()),
+        Box::new(summary.sha256.as_str()),
+        Box::new(status),
+        Box::new(summary.rows_read as i64),
+        Box::new(inserted as i64),
+        Box::new(rejected as i64),
+        Box::new(summary.blank as i64),
+        Box::new(message),
+        Box::new(Dt2(started)),
+        Box::new(Dt2(chrono::Utc::now().timestamp_millis())),
+    ];
+    rows_of(conn, &sql, &params).await?;
+    Ok(())
+}
+
+/// Ids of `table` among `ids`.
+async fn existing(conn: &mut Conn, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let params: Vec<Box<dyn ToSql>> = vec![Box::new(json)];
+    rows_of(conn, &existing_sql(table), &params)
+        .await?
+        .iter()
+        .map(|r| int_at(r, 0))
+        .collect()
+}
+
+/// Every id of `table`.
+async fn read_ids(conn: &mut Conn, table: Table) -> Result<IdBitmap, StoreError> {
+    let mut stream = conn
+        .simple_query(format!("SELECT [id] FROM {}", q(table.name())))
+        .await?
+        .into_row_stream();
+    let mut ids = IdBitmap::default();
+    while let Some(row) = stream.try_next().await? {
+        ids.insert(int_at(&row, 0)?);
+    }
+    Ok(ids)
+}
+
+/// Rejections waiting to be written.
+#[derive(Default)]
+struct RejectionLog {
+    rows: Vec<(i64, String, String)>,
+}
+
+impl RejectionLog {
+    fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
+        let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default()).into_owned();
+        let json = serde_json::to_string(errs).unwrap_or_else(|_| "[]".into());
+        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
+        tracing::info!(
+            target: "hrmig::rejection",
+            table = table.name(),
+            source,
+            position = c.position,
+            codes = %codes.join(","),
+            "row rejected"
+        );
+        self.rows.push((c.position as i64, text, json));
+    }
+
+    /// Writes what is waiting, in order, in statements under the
+    /// parameter limit.
+    async fn flush(
+        &mut self,
+        conn: &mut Conn,
+        table: Table,
+        source: &str,
+    ) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        for group in self.rows.chunks(rows_per_statement(6)) {
+            let mut params: Vec<Box<dyn ToSql>> = Vec::with_capacity(group.len() * 6);
+            for (position, raw, errors) in group {
+                params.push(Box::new(table.name()));
+                params.push(Box::new(source));
+                params.push(Box::new(*position));
+                params.push(Box::new(raw.as_str()));
+                params.push(Box::new(errors.as_str()));
+                params.push(Box::new(Dt2(now)));
+            }
+            rows_of(conn, &rejection_insert_sql(group.len()), &params).await?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+}
+
+async fn ingest_tx(
+    conn: &mut Conn,
+    source: &str,
+    tables: &[TableBatch],
+    idempotency: Option<&Idempotency>,
+    render: &Render,
+) -> Result<Done<IngestOutcome>, StoreError> {
+    if let Some(idem) = idempotency {
+        let claim = format!(
+            "INSERT INTO {t} ([key], [fingerprint], [response], [created_at])
+             SELECT @P1, @P2, N'', @P3
+             WHERE NOT EXISTS (SELECT 1 FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE [key] = @P1)",
+            t = q(ddl::IDEMPOTENCY)
+        );
+        let params: Vec<Box<dyn ToSql>> = vec![
+            Box::new(idem.key.as_str()),
+            Box::new(idem.fingerprint.as_str()),
+            Box::new(Dt2(chrono::Utc::now().timestamp_millis())),
+        ];
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| &**p as &dyn ToSql).collect();
+        let claimed = conn.execute(claim, &refs).await?.total();
+        if claimed == 0 {
+            let seen = format!(
+                "SELECT [fingerprint], [response] FROM {} WHERE [key] = @P1",
+                q(ddl::IDEMPOTENCY)
+            );
+            let params: Vec<Box<dyn ToSql>> = vec![Box::new(idem.key.as_str())];
+            let rows = rows_of(conn, &seen, &params).await?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Task("an idempotency key vanished".into()))?;
+            return Ok(Done::Rollback(if text_at(row, 0)? == idem.fingerprint {
+                IngestOutcome::Replayed(text_at(row, 1)?)
+            } else {
+                IngestOutcome::KeyReused
+            }));
+        }
+    }
+    let mut outcomes = Vec::with_capacity(tables.len());
+    for batch in tables {
+        outcomes.push(ingest_table(conn, source, batch).await?);
+    }
+    let response = render(&outcomes, tables);
+    if let Some(idem) = idempotency {
+        let sql = format!(
+            "UPDATE {} SET [response] = @P2 WHERE [key] = @P1",
+            q(ddl::IDEMPOTENCY)
+        );
+        let params: Vec<Box<dyn ToSql>> =
+            vec![Box::new(idem.key.as_str()), Box::new(response.as_str())];
+        rows_of(conn, &sql, &params).await?;
+    }
+    Ok(Done::Commit(IngestOutcome::Applied(response)))
+}
+
+async fn ingest_table(
+    conn: &mut Conn,
+    source: &str,
+    batch: &TableBatch,
+) -> Result<TableOutcome, StoreError> {
+    let table = batch.table;
+    let chunk = &batch.chunk;
+    let mut known = BatchKnown {
+        taken: existing(conn, table, &ints(chunk, Table::PRIMARY_KEY)).await?,
+        parents: HashMap::new(),
+    };
+    for (i, _, parent) in table.foreign_keys() {
+        let found = existing(conn, parent, &ints(chunk, i)).await?;
+        known.parents.entry(parent).or_default().extend(found);
+    }
+    let mut chosen: Vec<(&Candidate, &Row)> = Vec::new();
+    let mut rejected: Vec<(&Candidate, Vec<FieldError>)> = Vec::new();
+    for c in &chunk.rows {
+        match (judge(table, c, &known), &c.check) {
+            (None, Ok(row)) => {
+                known.taken.insert(row.id());
+                chosen.push((c, row));
+            }
+            (Some(errors), _) => rejected.push((c, errors)),
+            (None, Err(_)) => {}
+        }
+    }
+    let mut won = HashSet::new();
+    for group in chosen.chunks(rows_per_statement(table.columns().len())) {
+        let params: Vec<Box<dyn ToSql + '_>> = group
+            .iter()
+            .flat_map(|(_, row)| row.0.iter().map(param))
+            .collect();
+        for r in rows_of(conn, &conflict_insert_sql(table, group.len()), &params).await? {
+            won.insert(int_at::<i32>(&r, 0)?);
+        }
+    }
+    let mut inserted = 0u64;
+    for (c, row) in &chosen {
+        if won.contains(&row.id()) {
+            inserted += 1;
+        } else {
+            rejected.push((c, vec![duplicate_error(row.id())]));
+        }
+    }
+    rejected.sort_by_key(|(c, _)| c.position);
+    let mut log = RejectionLog::default();
+    for (c, errors) in &rejected {
+        log.add(table, source, &chunk.raw, c, errors);
+    }
+    log.flush(conn, table, source).await?;
+    Ok(TableOutcome {
+        table,
+        received: chunk.rows.len() as u64,
+        inserted,
+        rejected: rejected
+            .into_iter()
+            .map(|(c, errors)| (c.position, errors))
+            .collect(),
+    })
+}
+
+/// Inserts rows with plain multi-row statements (the table is locked).
+async fn insert_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<(), StoreError> {
+    for group in rows.chunks(rows_per_statement(table.columns().len())) {
+        let params: Vec<Box<dyn ToSql + '_>> = group
+            .iter()
+            .flat_map(|row| row.0.iter().map(param))
+            .collect();
+        rows_of(conn, &insert_sql(table, group.len()), &params).await?;
+    }
+    Ok(())
+}
+
+/// Sends rows with the bulk-copy protocol (`INSERT BULK`), the fastest way
+/// in; `CHECK_CONSTRAINTS` keeps the foreign keys trusted (without it SQL
+/// Server marks them unchecked after a bulk copy).
+async fn bulk_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let columns: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+    let mut request = conn
+        .bulk_insert_with_options(
+            table.name(),
+            &columns,
+            tiberius::SqlBulkCopyOption::CheckConstraints | tiberius::SqlBulkCopyOption::TableLock,
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let mut token = tiberius::TokenRow::new();
+        for v in &row.0 {
+            token.push(match v {
+                Value::Int(n) => ColumnData::I32(Some(*n)),
+                Value::Text(s) => ColumnData::String(Some(s.as_str().into())),
+                Value::DateTime(ms) => datetime2(*ms),
+            });
+        }
+        request.send(token).await?;
+    }
+    request.finalize().await?;
+    Ok(())
+}
+
+/// A file load in one transaction: the table is locked exclusively for the
+/// transaction, its ids and its parents' are read once, every check is made
+/// in memory, and rows go in by bulk copy (or, with `bulk=false` in the
+/// URL, multi-row `INSERT`s).
+async fn load_file_tx(
+    conn: &mut Conn,
+    bulk: bool,
+    load: &FileLoad,
+    feed: &mut mpsc::Receiver<Feed>,
+) -> Result<Done<FileLoadOutcome>, StoreError> {
+    let table = load.table;
+    conn.simple_query(format!(
+        "SELECT TOP 0 [id] FROM {} WITH (TABLOCKX, HOLDLOCK)",
+        q(table.name())
+    ))
+    .await?
+    .into_results()
+    .await?;
+    let mut known = LoadKnown {
+        taken: read_ids(conn, table).await?,
+        parents: HashMap::new(),
+    };
+    for (_, _, parent) in table.foreign_keys() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
+            slot.insert(read_ids(conn, parent).await?);
+        }
+    }
+    let (mut inserted, mut rejected_total) = (0u64, 0u64);
+    let mut log = RejectionLog::default();
+    loop {
+        match feed.recv().await {
+            Some(Feed::Chunk(chunk)) => {
+                let mut valid: Vec<&Row> = Vec::with_capacity(chunk.rows.len());
+                for c in &chunk.rows {
+                    match (judge(table, c, &known), &c.check) {
+                        (None, Ok(row)) => {
+                            known.taken.insert(row.id());
+                            valid.push(row);
+                        }
+                        (Some(errors), _) => {
+                            rejected_total += 1;
+                            log.add(table, &load.source, &chunk.raw, c, &errors);
+                        }
+                        (None, Err(_)) => {}
+                    }
+                }
+                if load.max_rejects.is_some_and(|max| rejected_total > max) {
+                    return Ok(Done::Rollback(FileLoadOutcome::Aborted {
+                        rejected: rejected_total,
+                    }));
+                }
+                if bulk {
+                    bulk_rows(conn, table, &valid).await?;
+                } else {
+                    insert_rows(conn, table, &valid).await?;
+                }
+                inserted += valid.len() as u64;
+                log.flush(conn, table, &load.source).await?;
+            }
+            Some(Feed::End(summary)) => {
+                if !load.force && history_has(conn, table, &summary.sha256).await? {
+                    return Ok(Done::Rollback(FileLoadOutcome::AlreadyLoaded));
+                }
+                insert_history(
+                    conn,
+                    load,
+                    &summary,
+                    "loaded",
+                    inserted,
+                    rejected_total,
+                    None,
+                )
+                .await?;
+                return Ok(Done::Commit(FileLoadOutcome::Loaded {
+                    inserted,
+                    rejected: rejected_total,
+                }));
+            }
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+}
+
+/// Replaces a table's rows: the foreign keys of the tables that reference
+/// it are switched off (`NOCHECK`) while it is emptied and filled again,
+/// checked by a query that names the offending rows, then switched on
+/// `WITH CHECK`, which validates every row again, all in one transaction.
+async fn replace_tx(
+    conn: &mut Conn,
+    table: Table,
+    rows: &mut mpsc::Receiver<Replacement>,
+) -> Result<Done<u64>, StoreError> {
+    conn.simple_query(format!(
+        "SELECT TOP 0 [id] FROM {} WITH (TABLOCKX, HOLDLOCK)",
+        q(table.name())
+    ))
+    .await?
+    .into_results()
+    .await?;
+    let mut parents = HashMap::new();
+    for (_, _, parent) in table.foreign_keys() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = parents.entry(parent) {
+            slot.insert(read_ids(conn, parent).await?);
+        }
+    }
+    let children: Vec<Table> = table.children().collect();
+    for child in &children {
+        conn.simple_query(format!(
+            "ALTER TABLE {} NOCHECK CONSTRAINT ALL",
+            q(child.name())
+        ))
+        .await?
+        .into_results()
+        .await?;
+    }
+    conn.simple_query(format!("DELETE FROM {}", q(table.name())))
+        .await?
+        .into_results()
+        .await?;
+    let mut written = 0u64;
+    loop {
+        match rows.recv().await {
+            Some(Replacement::Rows(batch)) => {
+                for row in &batch {
+                    for (i, column, parent) in table.foreign_keys() {
+                        if let Some(v) = row.0[i].as_int()
+                            && !parents.get(&parent).is_some_and(|ids| ids.contains(v))
+                        {
+                            return Err(StoreError::Refused(format!(
+                                "row id {} has {} {v}, which is not an id of {parent}",
+                                row.id(),
+                                column.name
+                            )));
+                        }
+                    }
+                }
+                let refs: Vec<&Row> = batch.iter().collect();
+                match insert_rows(conn, table, &refs).await {
+                    Err(StoreError::Mssql(tiberius::error::Error::Server(e)))
+                        if e.code() == 2627 || e.code() == 2601 =>
+                    {
+                        return Err(StoreError::Refused(
+                            "an id appears more than once in the backup".into(),
+                        ));
+                    }
+                    other => other?,
+                }
+                written += batch.len() as u64;
+            }
+            Some(Replacement::End { rows }) if rows == written => break,
+            Some(Replacement::End { rows }) => {
+                return Err(StoreError::Refused(format!(
+                    "{rows} rows were sent but {written} written"
+                )));
+            }
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+    for child in &children {
+        for (_, column, _) in child.foreign_keys().filter(|(_, _, p)| *p == table) {
+            let sql = orphans_sql(*child, column.name, table);
+            let found = rows_of(conn, &sql, &[]).await?;
+            let row = found
+                .first()
+                .ok_or_else(|| StoreError::Task("COUNT returned no row".into()))?;
+            let count: i64 = int_at(row, 0)?;
+            if count > 0 {
+                let example = row.try_get::<i32, _>(1)?.unwrap_or_default();
+                return Err(StoreError::Refused(format!(
+                    "{count} rows of {child} would lose their {table} (e.g. {} = {example}): \
+                     restore {table} from a backup that has them, or restore {child} first",
+                    column.name
+                )));
+            }
+        }
+        conn.simple_query(constraints_sql(*child, true))
+            .await?
+            .into_results()
+            .await?;
+    }
+    Ok(Done::Commit(written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_stay_under_the_parameter_and_row_limits() {
+        for table in Table::ALL {
+            let width = table.columns().len();
+            let rows = rows_per_statement(width);
+            assert!(rows * width <= MAX_PARAMS && rows <= MAX_VALUES_ROWS);
+            // As many rows as fit: one more would not.
+            assert!(rows == MAX_VALUES_ROWS || (rows + 1) * width > MAX_PARAMS);
+            let sql = conflict_insert_sql(table, rows);
+            assert_eq!(sql.matches("@P").count(), rows * width);
+            assert!(sql.contains(&format!("@P{}", rows * width)));
+            assert!(!sql.contains(&format!("@P{}", rows * width + 1)));
+        }
+        assert_eq!(rows_per_statement(5), 419);
+        assert_eq!(rows_per_statement(6), 349);
+        assert_eq!(rows_per_statement(1), 1000);
+        assert_eq!(rejection_insert_sql(349).matches("@P").count(), 2094);
+    }
+
+    #[test]
+    fn placeholders_are_numbered_row_after_row() {
+        assert_eq!(values(2, 3, 1), "(@P1, @P2, @P3), (@P4, @P5, @P6)");
+        assert_eq!(values(1, 2, 5), "(@P5, @P6)");
+        assert_eq!(
+            insert_sql(Table::Jobs, 2),
+            "INSERT INTO [jobs] ([id], [job]) VALUES (@P1, @P2), (@P3, @P4)"
+        );
+    }
+
+    #[test]
+    fn the_conflict_insert_skips_taken_ids_under_a_range_lock_and_says_which_it_took() {
+        let sql = conflict_insert_sql(Table::Departments, 2);
+        let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            flat,
+            "INSERT INTO [departments] ([id], [department]) OUTPUT inserted.[id] \
+             SELECT v.[id], v.[department] FROM (VALUES (@P1, @P2), (@P3, @P4)) AS v ([id], [department]) \
+             WHERE NOT EXISTS (SELECT 1 FROM [departments] WITH (UPDLOCK, HOLDLOCK) \
+             WHERE [departments].[id] = v.[id])"
+        );
+        assert_eq!(
+            existing_sql(Table::Jobs),
+            "SELECT [id] FROM [jobs] WHERE [id] IN (SELECT CAST([value] AS INT) FROM OPENJSON(@P1))"
+        );
+    }
+
+    #[test]
+    fn restores_switch_foreign_keys_off_and_back_on_with_a_check() {
+        assert_eq!(
+            constraints_sql(Table::HiredEmployees, false),
+            "ALTER TABLE [hired_employees] NOCHECK CONSTRAINT ALL"
+        );
+        assert_eq!(
+            constraints_sql(Table::HiredEmployees, true),
+            "ALTER TABLE [hired_employees] WITH CHECK CHECK CONSTRAINT ALL"
+        );
+        assert_eq!(
+            orphans_sql(Table::HiredEmployees, "department_id", Table::Departments),
+            "SELECT COUNT_BIG(*), MIN(c.[department_id]) FROM [hired_employees] c WHERE NOT EXISTS \
+             (SELECT 1 FROM [departments] p WHERE p.[id] = c.[department_id])"
+        );
+        assert_eq!(
+            Table::Departments.children().collect::<Vec<_>>(),
+            [Table::HiredEmployees]
+        );
+    }
+
+    #[test]
+    fn reports_order_by_code_point_and_average_over_floats() {
+        assert!(REPORT_HIRES_BY_QUARTER.contains("[department] COLLATE Latin1_General_100_BIN2"));
+        assert!(REPORT_HIRES_BY_QUARTER.contains("[job] COLLATE Latin1_General_100_BIN2"));
+        assert!(REPORT_ABOVE_MEAN.contains("AVG(CAST([hired] AS FLOAT))"));
+        // The views they read use DATEPART(quarter, …).
+        let views = super::super::ddl::reports(super::super::Dialect::Mssql);
+        assert_eq!(views.matches("DATEPART(quarter, h.[datetime])").count(), 4);
+    }
+
+    #[test]
+    fn urls_and_ado_strings_configure_the_connection() {
+        let (config, pool, bulk) = parse_url(
+            "mssql://hr%40app:p%3Bss@db.example.com:14330/hr?encrypt=true&pool_size=5&bulk=false",
+        )
+        .unwrap();
+        assert_eq!(config.get_addr(), "db.example.com:14330");
+        assert_eq!((pool, bulk), (5, false));
+        let (config, pool, _) = parse_url(
+            "Server=tcp:srv.database.windows.net,1433;Database=hr;User ID=app;Password=x;\
+             Encrypt=true;TrustServerCertificate=false;Max Pool Size=7",
+        )
+        .unwrap();
+        assert_eq!(config.get_addr(), "srv.database.windows.net:1433");
+        assert_eq!(pool, 7);
+        let (_, pool, bulk) = parse_url("mssql://u:p@h/db").unwrap();
+        assert_eq!((pool, bulk), (DEFAULT_POOL, true));
+        for bad in [
+            "mssql://u:p@h/db?encrypt=maybe",
+            "mssql://u:p@h/db?pool_size=0",
+            "mssql://u:p@h/db?colour=blue",
+            "mssql://u:p@h/db?bulk=yes",
+            "mssql:///db",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+        assert!(is_mssql_url("Server=tcp:x,1433;Database=y"));
+        assert!(is_mssql_url("mssql://h/db") && is_mssql_url("sqlserver://h/db"));
+        assert!(!is_mssql_url("postgres://h/db") && !is_mssql_url("sqlite://x.db"));
+        assert_eq!(percent_decode("a%40b%3Bc"), "a@b;c");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+
+    #[test]
+    fn datetime2_round_trips_every_accepted_instant() {
+        for ms in [
+            datetime::MIN_MS,
+            datetime::MAX_MS,
+            0,
+            -1,
+            1_627_401_728_000,
+            951_782_400_000, // 2000-02-29
+        ] {
+            let value = Dt2(ms);
+            assert_eq!(millis(&value.to_sql()), Some(ms), "{ms}");
+        }
+        // A value read at a finer scale is cut to milliseconds.
+        let seven = ColumnData::DateTime2(Some(tiberius::time::DateTime2::new(
+            tiberius::time::Date::new(0),
+            tiberius::time::Time::new(12_345_678, 7),
+        )));
+        assert_eq!(millis(&seven), Some(datetime::MIN_MS + 1234));
+    }
+
+    #[test]
+    fn only_documented_transient_errors_are_retried() {
+        use tiberius::error::Error;
+        assert!(transient(&Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into()
+        }));
+        assert!(transient(&Error::Routing {
+            host: "h".into(),
+            port: 1
+        }));
+        assert!(!transient(&Error::Protocol("x".into())));
+        for code in [
+            4060, 40197, 40501, 40613, 49918, 49919, 49920, 10928, 10929, 1205,
+        ] {
+            assert!(TRANSIENT.contains(&code));
+        }
+        // Constraint violations (2627 primary key, 547 foreign key) are not.
+        assert!(!TRANSIENT.contains(&2627) && !TRANSIENT.contains(&547));
+    }
+}
