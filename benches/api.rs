@@ -1,7 +1,8 @@
 //! Load generator for the ingest API: `cargo bench --bench api [-- SECONDS [CLIENTS…]]`.
 //!
 //! Starts the release `hrmig serve` on a free loopback port with a fresh
-//! SQLite database, then for each client count sends 1000-row JSON batches
+//! SQLite database (or the one `HRMIG_DATABASE_URL` names, which must then
+//! be empty), then for each client count sends 1000-row JSON batches
 //! of `hired_employees` (fresh ids, every row validated and its foreign keys
 //! checked) for a bounded time, and prints p50/p99 latency and rows/s.
 
@@ -131,8 +132,15 @@ async fn main() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    // The server's database: HRMIG_DATABASE_URL when set (it inherits the
+    // environment), else a fresh SQLite file in its folder.
+    let database = match std::env::var("HRMIG_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => "PostgreSQL",
+        Ok(url) if !url.starts_with("sqlite") => "SQL Server",
+        _ => "SQLite",
+    };
     println!(
-        "machine: {} cores; {seconds} s per run; {ROWS}-row JSON batches into hired_employees (SQLite)",
+        "machine: {} cores; {seconds} s per run; {ROWS}-row JSON batches into hired_employees ({database})",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)
