@@ -6,7 +6,7 @@
 //! settles races with other writers: `ON CONFLICT ("id") DO NOTHING` keeps
 //! one copy of an id, and a row that lost the race becomes a duplicate
 //! rejection. Loads stream rows with binary `COPY`; rejections go in with
-//! one statement per chunk. Transient failures (a dropped connection, a
+//! one statement per 4096. Transient failures (a dropped connection, a
 //! server restarting, a deadlock) make the whole transaction run again.
 
 use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge};
@@ -980,8 +980,8 @@ async fn copy_row(copy: &mut CopyIn, row: &Row) -> Result<(), StoreError> {
 /// other writers (readers go on), and the parents are read once (a restore
 /// of a parent waits for this transaction), so that the ids read at the
 /// start stay true to the end and every check is made in memory; rows then
-/// stream straight into the table by binary `COPY`, and a chunk's
-/// rejections are written between two `COPY`s.
+/// stream straight into the table by binary `COPY`, and rejections are
+/// written 4096 at a time between two `COPY`s.
 async fn load_file_tx(
     tx: PooledTx<'_>,
     load: &FileLoad,
