@@ -170,19 +170,8 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
         u.set_path(&db);
         u.to_string()
     };
-    let store = hrmig::store::Store::open(&url).await.unwrap();
     let storage_dir = tempfile::tempdir().unwrap();
-    let state = hrmig::http::AppState {
-        store: Arc::new(store),
-        storage: hrmig::storage::Storage::open(storage_dir.path().to_str().unwrap()).unwrap(),
-        keys: Arc::new(hrmig::http::Keys::default()),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(hrmig::http::run(listener, state, async {
-        let _ = rx.await;
-    }));
+    let (api, stop) = spawn_api(&url, storage_dir.path()).await;
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| client.post(format!("{api}{path}")).json(&body).send();
     let r = post(
