@@ -3,7 +3,7 @@
 //! the SQLite writer applies row by row.
 
 use super::{Candidate, Chunk, duplicate_error, foreign_key_error, sort_errors};
-use crate::dictionary::{FieldError, Table};
+use crate::dictionary::{FieldError, Row, Table};
 use std::collections::{HashMap, HashSet};
 
 /// A set of ids as a bitmap in 8 KiB pages, allocated as ids arrive: a
@@ -43,13 +43,20 @@ pub(super) trait Known {
     /// Whether `id` is in the target table (or was inserted earlier in
     /// this input).
     fn taken(&self, id: i32) -> bool;
+    /// Marks `id` as taken by a row of this input.
+    fn take(&mut self, id: i32);
     /// Whether `parent` has `id`.
     fn has_parent(&self, parent: Table, id: i32) -> bool;
 }
 
-/// The errors of a candidate, or `None` when it is to be inserted: the
-/// same rules, in the same order, as the SQLite backend's writer.
-pub(super) fn judge(table: Table, c: &Candidate, known: &impl Known) -> Option<Vec<FieldError>> {
+/// Admits a candidate, whose id is then taken for the rest of the input,
+/// or returns every error it has: the same rules, in the same order, as
+/// the SQLite backend's writer.
+pub(super) fn judge<'c>(
+    table: Table,
+    c: &'c Candidate,
+    known: &mut impl Known,
+) -> Result<&'c Row, Vec<FieldError>> {
     let missing = |value: &dyn Fn(usize) -> Option<i32>, errors: &mut Vec<FieldError>| {
         for (i, column, parent) in table.foreign_keys() {
             if let Some(id) = value(i)
@@ -67,7 +74,8 @@ pub(super) fn judge(table: Table, c: &Candidate, known: &impl Known) -> Option<V
                 errors.push(duplicate_error(row.id()));
             }
             if errors.is_empty() {
-                return None;
+                known.take(row.id());
+                return Ok(row);
             }
             errors
         }
@@ -83,7 +91,30 @@ pub(super) fn judge(table: Table, c: &Candidate, known: &impl Known) -> Option<V
         }
     };
     sort_errors(table, &mut errors);
-    Some(errors)
+    Err(errors)
+}
+
+/// A rejection as the log keeps it: position, the raw input as text, and
+/// the errors as JSON. Each one is also traced (codes only, no payload).
+pub(super) fn rejection_record(
+    table: Table,
+    source: &str,
+    raw: &[u8],
+    c: &Candidate,
+    errors: &[FieldError],
+) -> (i64, String, String) {
+    let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default()).into_owned();
+    let json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
+    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    tracing::info!(
+        target: "hrmig::rejection",
+        table = table.name(),
+        source,
+        position = c.position,
+        codes = %codes.join(","),
+        "row rejected"
+    );
+    (c.position as i64, text, json)
 }
 
 /// Ids looked up for one batch.
@@ -95,6 +126,9 @@ pub(super) struct BatchKnown {
 impl Known for BatchKnown {
     fn taken(&self, id: i32) -> bool {
         self.taken.contains(&id)
+    }
+    fn take(&mut self, id: i32) {
+        self.taken.insert(id);
     }
     fn has_parent(&self, parent: Table, id: i32) -> bool {
         self.parents.get(&parent).is_some_and(|s| s.contains(&id))
@@ -110,6 +144,9 @@ pub(super) struct LoadKnown {
 impl Known for LoadKnown {
     fn taken(&self, id: i32) -> bool {
         self.taken.contains(id)
+    }
+    fn take(&mut self, id: i32) {
+        self.taken.insert(id);
     }
     fn has_parent(&self, parent: Table, id: i32) -> bool {
         self.parents.get(&parent).is_some_and(|s| s.contains(id))

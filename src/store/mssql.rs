@@ -8,11 +8,12 @@
 //! HOLDLOCK))` settles races with other writers. Connections come from a
 //! bb8 pool whose manager follows Azure's redirect to the database's node.
 
-use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge};
+use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge, rejection_record};
+use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
-    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, retry::Backoff,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
@@ -182,29 +183,12 @@ pub(super) fn parse_url(url: &str) -> Result<(Config, u32, bool), StoreError> {
     Ok((config, pool, bulk))
 }
 
-fn decode(s: &str) -> String {
-    percent_decode(s)
-}
-
-/// Percent-decoding of a URL part (user names and passwords may hold
+/// A percent-decoded URL part (user names and passwords may hold
 /// reserved characters).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Whether running the transaction again may succeed (see [`TRANSIENT`]).
@@ -432,13 +416,7 @@ impl MssqlStore {
             .connection_timeout(Duration::from_secs(30))
             .build_unchecked(Manager { config });
         let store = MssqlStore { pool, bulk };
-        let mut backoff = Backoff::new();
-        loop {
-            match store.migrate().await {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map(|()| store).map_err(Backoff::give_up),
-            }
-        }
+        retrying!(store.migrate()).map(|()| store)
     }
 
     async fn conn(&self) -> Result<Pooled<'_>, StoreError> {
@@ -477,8 +455,10 @@ impl MssqlStore {
     }
 
     pub async fn already_loaded(&self, table: Table, sha256: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
-        history_has(&mut conn, table, sha256).await
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            history_has(&mut conn, table, sha256).await
+        })
     }
 
     pub async fn load_file(
@@ -501,79 +481,85 @@ impl MssqlStore {
         rejected: u64,
         message: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        insert_history(
-            &mut conn,
-            load,
-            summary,
-            "aborted",
-            0,
-            rejected,
-            Some(message),
-        )
-        .await
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            insert_history(
+                &mut conn,
+                load,
+                summary,
+                "aborted",
+                0,
+                rejected,
+                Some(message),
+            )
+            .await
+        })
     }
 
     pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
-        let mut conn = self.conn().await?;
-        let sql = format!(
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let sql = format!(
             "SELECT TOP (@P4) [id], [table_name], [source], [position], [raw], [errors], [rejected_at]
              FROM {} WHERE (@P1 IS NULL OR [table_name] = @P1) AND (@P2 IS NULL OR [source] = @P2)
                AND [id] > @P3 ORDER BY [id]",
             q(ddl::REJECTIONS)
         );
-        let params: Vec<Box<dyn ToSql>> = vec![
-            Box::new(filter.table.map(Table::name)),
-            Box::new(filter.source.clone()),
-            Box::new(filter.after.unwrap_or(0)),
-            Box::new(i64::from(filter.limit)),
-        ];
-        rows_of(&mut conn, &sql, &params)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Rejection {
-                    id: int_at(r, 0)?,
-                    table: text_at(r, 1)?,
-                    source: text_at(r, 2)?,
-                    position: int_at(r, 3)?,
-                    raw: text_at(r, 4)?,
-                    errors: serde_json::from_str(&text_at(r, 5)?).unwrap_or_default(),
-                    rejected_at: datetime::format(datetime_at(r, 6)?),
+            let params: Vec<Box<dyn ToSql>> = vec![
+                Box::new(filter.table.map(Table::name)),
+                Box::new(filter.source.clone()),
+                Box::new(filter.after.unwrap_or(0)),
+                Box::new(i64::from(filter.limit)),
+            ];
+            rows_of(&mut conn, &sql, &params)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Rejection {
+                        id: int_at(r, 0)?,
+                        table: text_at(r, 1)?,
+                        source: text_at(r, 2)?,
+                        position: int_at(r, 3)?,
+                        raw: text_at(r, 4)?,
+                        errors: serde_json::from_str(&text_at(r, 5)?).unwrap_or_default(),
+                        rejected_at: datetime::format(datetime_at(r, 6)?),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
-        let mut conn = self.conn().await?;
-        let sql = format!(
-            "SELECT TOP (@P1) [id], [table_name], [source], [sha256], [status], [rows_read],
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let sql = format!(
+                "SELECT TOP (@P1) [id], [table_name], [source], [sha256], [status], [rows_read],
                     [inserted], [rejected], [blank], [message], [started_at], [finished_at]
              FROM {} ORDER BY [id] DESC",
-            q(ddl::LOADS)
-        );
-        let params: Vec<Box<dyn ToSql>> = vec![Box::new(i64::from(limit))];
-        rows_of(&mut conn, &sql, &params)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(LoadRecord {
-                    id: int_at(r, 0)?,
-                    table: text_at(r, 1)?,
-                    source: text_at(r, 2)?,
-                    sha256: text_at(r, 3)?,
-                    status: text_at(r, 4)?,
-                    rows_read: int_at(r, 5)?,
-                    inserted: int_at(r, 6)?,
-                    rejected: int_at(r, 7)?,
-                    blank: int_at(r, 8)?,
-                    message: r.try_get::<&str, _>(9)?.map(str::to_owned),
-                    started_at: datetime::format(datetime_at(r, 10)?),
-                    finished_at: datetime::format(datetime_at(r, 11)?),
+                q(ddl::LOADS)
+            );
+            let params: Vec<Box<dyn ToSql>> = vec![Box::new(i64::from(limit))];
+            rows_of(&mut conn, &sql, &params)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(LoadRecord {
+                        id: int_at(r, 0)?,
+                        table: text_at(r, 1)?,
+                        source: text_at(r, 2)?,
+                        sha256: text_at(r, 3)?,
+                        status: text_at(r, 4)?,
+                        rows_read: int_at(r, 5)?,
+                        inserted: int_at(r, 6)?,
+                        rejected: int_at(r, 7)?,
+                        blank: int_at(r, 8)?,
+                        message: r.try_get::<&str, _>(9)?.map(str::to_owned),
+                        started_at: datetime::format(datetime_at(r, 10)?),
+                        finished_at: datetime::format(datetime_at(r, 11)?),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn ingest(
@@ -587,21 +573,13 @@ impl MssqlStore {
         if let Some(more) = more {
             super::collect_pieces(&mut tables, more).await?;
         }
-        let mut backoff = Backoff::new();
-        loop {
-            let result = async {
-                let mut conn = self.conn().await?;
-                in_transaction(&mut conn, async |c| {
-                    ingest_tx(c, &source, &tables, idempotency.as_ref(), &render).await
-                })
-                .await
-            }
-            .await;
-            match result {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map_err(Backoff::give_up),
-            }
-        }
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            in_transaction(&mut conn, async |c| {
+                ingest_tx(c, &source, &tables, idempotency.as_ref(), &render).await
+            })
+            .await
+        })
     }
 
     pub async fn scan<S: RowSink>(&self, table: Table, mut sink: S) -> Result<S, StoreError> {
@@ -669,69 +647,75 @@ impl MssqlStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
-        let mut conn = self.conn().await?;
-        let sql = format!(
-            "SELECT TOP (@P2) {} FROM {} WHERE [id] > @P1 ORDER BY [id]",
-            column_list(table),
-            q(table.name())
-        );
-        let params: Vec<Box<dyn ToSql>> = vec![Box::new(after_id), Box::new(i64::from(limit))];
-        rows_of(&mut conn, &sql, &params)
-            .await?
-            .iter()
-            .map(|r| {
-                let mut obj = serde_json::Map::new();
-                for (i, col) in table.columns().iter().enumerate() {
-                    let v = match col.ty {
-                        ColumnType::Integer => serde_json::Value::from(int_at::<i32>(r, i)?),
-                        ColumnType::String => serde_json::Value::from(text_at(r, i)?),
-                        ColumnType::DateTime => {
-                            serde_json::Value::from(datetime::format(datetime_at(r, i)?))
-                        }
-                    };
-                    obj.insert(col.name.to_owned(), v);
-                }
-                Ok(obj)
-            })
-            .collect()
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let sql = format!(
+                "SELECT TOP (@P2) {} FROM {} WHERE [id] > @P1 ORDER BY [id]",
+                column_list(table),
+                q(table.name())
+            );
+            let params: Vec<Box<dyn ToSql>> = vec![Box::new(after_id), Box::new(i64::from(limit))];
+            rows_of(&mut conn, &sql, &params)
+                .await?
+                .iter()
+                .map(|r| {
+                    let mut obj = serde_json::Map::new();
+                    for (i, col) in table.columns().iter().enumerate() {
+                        let v = match col.ty {
+                            ColumnType::Integer => serde_json::Value::from(int_at::<i32>(r, i)?),
+                            ColumnType::String => serde_json::Value::from(text_at(r, i)?),
+                            ColumnType::DateTime => {
+                                serde_json::Value::from(datetime::format(datetime_at(r, i)?))
+                            }
+                        };
+                        obj.insert(col.name.to_owned(), v);
+                    }
+                    Ok(obj)
+                })
+                .collect()
+        })
     }
 
     pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
-        let mut conn = self.conn().await?;
-        let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
-        rows_of(&mut conn, REPORT_HIRES_BY_QUARTER, &params)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(QuarterRow {
-                    department: text_at(r, 0)?,
-                    job: text_at(r, 1)?,
-                    q1: int_at(r, 2)?,
-                    q2: int_at(r, 3)?,
-                    q3: int_at(r, 4)?,
-                    q4: int_at(r, 5)?,
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
+            rows_of(&mut conn, REPORT_HIRES_BY_QUARTER, &params)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(QuarterRow {
+                        department: text_at(r, 0)?,
+                        job: text_at(r, 1)?,
+                        q1: int_at(r, 2)?,
+                        q2: int_at(r, 3)?,
+                        q3: int_at(r, 4)?,
+                        q4: int_at(r, 5)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn departments_above_mean(
         &self,
         year: i32,
     ) -> Result<Vec<DepartmentHires>, StoreError> {
-        let mut conn = self.conn().await?;
-        let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
-        rows_of(&mut conn, REPORT_ABOVE_MEAN, &params)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(DepartmentHires {
-                    id: i64::from(int_at::<i32>(r, 0)?),
-                    department: text_at(r, 1)?,
-                    hired: int_at(r, 2)?,
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let params: Vec<Box<dyn ToSql>> = vec![Box::new(year)];
+            rows_of(&mut conn, REPORT_ABOVE_MEAN, &params)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(DepartmentHires {
+                        id: i64::from(int_at::<i32>(r, 0)?),
+                        department: text_at(r, 1)?,
+                        hired: int_at(r, 2)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -745,14 +729,16 @@ impl MssqlStore {
     }
 
     pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
-        let mut conn = self.conn().await?;
-        let row = conn
-            .simple_query(format!("SELECT COUNT_BIG(*) FROM {}", q(table.name())))
-            .await?
-            .into_row()
-            .await?;
-        let n = row.and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
-        Ok(n as u64)
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let row = conn
+                .simple_query(format!("SELECT COUNT_BIG(*) FROM {}", q(table.name())))
+                .await?
+                .into_row()
+                .await?;
+            let n = row.and_then(|r| r.get::<i64, _>(0)).unwrap_or(0);
+            Ok(n as u64)
+        })
     }
 }
 
@@ -888,18 +874,8 @@ struct RejectionLog {
 
 impl RejectionLog {
     fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
-        let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default()).into_owned();
-        let json = serde_json::to_string(errs).unwrap_or_else(|_| "[]".into());
-        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
-        tracing::info!(
-            target: "hrmig::rejection",
-            table = table.name(),
-            source,
-            position = c.position,
-            codes = %codes.join(","),
-            "row rejected"
-        );
-        self.rows.push((c.position as i64, text, json));
+        self.rows
+            .push(rejection_record(table, source, raw, c, errs));
     }
 
     /// Writes what is waiting, in order, in statements under the
@@ -1001,13 +977,9 @@ async fn ingest_table(
     let mut chosen: Vec<(&Candidate, &Row)> = Vec::new();
     let mut rejected: Vec<(&Candidate, Vec<FieldError>)> = Vec::new();
     for c in &chunk.rows {
-        match (judge(table, c, &known), &c.check) {
-            (None, Ok(row)) => {
-                known.taken.insert(row.id());
-                chosen.push((c, row));
-            }
-            (Some(errors), _) => rejected.push((c, errors)),
-            (None, Err(_)) => {}
+        match judge(table, c, &mut known) {
+            Ok(row) => chosen.push((c, row)),
+            Err(errors) => rejected.push((c, errors)),
         }
     }
     let mut won = HashSet::new();
@@ -1122,16 +1094,12 @@ async fn load_file_tx(
             Some(Feed::Chunk(chunk)) => {
                 let mut valid: Vec<&Row> = Vec::with_capacity(chunk.rows.len());
                 for c in &chunk.rows {
-                    match (judge(table, c, &known), &c.check) {
-                        (None, Ok(row)) => {
-                            known.taken.insert(row.id());
-                            valid.push(row);
-                        }
-                        (Some(errors), _) => {
+                    match judge(table, c, &mut known) {
+                        Ok(row) => valid.push(row),
+                        Err(errors) => {
                             rejected_total += 1;
                             log.add(table, &load.source, &chunk.raw, c, &errors);
                         }
-                        (None, Err(_)) => {}
                     }
                 }
                 if load.max_rejects.is_some_and(|max| rejected_total > max) {
@@ -1381,8 +1349,8 @@ mod tests {
         assert!(is_mssql_url("Server=tcp:x,1433;Database=y"));
         assert!(is_mssql_url("mssql://h/db") && is_mssql_url("sqlserver://h/db"));
         assert!(!is_mssql_url("postgres://h/db") && !is_mssql_url("sqlite://x.db"));
-        assert_eq!(percent_decode("a%40b%3Bc"), "a@b;c");
-        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(decode("a%40b%3Bc"), "a@b;c");
+        assert_eq!(decode("100%"), "100%");
     }
 
     #[test]

@@ -9,11 +9,12 @@
 //! one statement per 4096. Transient failures (a dropped connection, a
 //! server restarting, a deadlock) make the whole transaction run again.
 
-use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge};
+use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge, rejection_record};
+use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
-    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error, retry::Backoff,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
@@ -70,13 +71,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Task(e.to_string()))?;
         let store = PgStore { pool };
-        let mut backoff = Backoff::new();
-        loop {
-            match store.migrate().await {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map(|()| store).map_err(Backoff::give_up),
-            }
-        }
+        retrying!(store.migrate()).map(|()| store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -113,18 +108,10 @@ impl PgStore {
     }
 
     pub async fn already_loaded(&self, table: Table, sha256: &str) -> Result<bool, StoreError> {
-        let mut backoff = Backoff::new();
-        loop {
-            let result = async {
-                let client = self.client().await?;
-                Ok(history_has(&**client, table, sha256).await?)
-            }
-            .await;
-            match result {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map_err(Backoff::give_up),
-            }
-        }
+        retrying!(async {
+            let client = self.client().await?;
+            Ok(history_has(&**client, table, sha256).await?)
+        })
     }
 
     pub async fn load_file(
@@ -146,99 +133,95 @@ impl PgStore {
         rejected: u64,
         message: &str,
     ) -> Result<(), StoreError> {
-        let mut backoff = Backoff::new();
-        loop {
-            let result = async {
-                let client = self.client().await?;
-                insert_history(
-                    &**client,
-                    load,
-                    summary,
-                    "aborted",
-                    0,
-                    rejected,
-                    Some(message),
-                )
-                .await?;
-                Ok(())
-            }
-            .await;
-            match result {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map_err(Backoff::give_up),
-            }
-        }
+        retrying!(async {
+            let client = self.client().await?;
+            insert_history(
+                &**client,
+                load,
+                summary,
+                "aborted",
+                0,
+                rejected,
+                Some(message),
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
+        retrying!(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
                 "SELECT id, table_name, source, position, raw, errors::text, rejected_at FROM {}
                  WHERE ($1::text IS NULL OR table_name = $1) AND ($2::text IS NULL OR source = $2)
                    AND id > $3
                  ORDER BY id LIMIT $4",
                 ddl::REJECTIONS
             ))
-            .await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &filter.table.map(Table::name),
-                    &filter.source,
-                    &filter.after.unwrap_or(0),
-                    &i64::from(filter.limit),
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let errors: String = r.try_get(5)?;
-                Ok(Rejection {
-                    id: r.try_get(0)?,
-                    table: r.try_get(1)?,
-                    source: r.try_get(2)?,
-                    position: r.try_get(3)?,
-                    raw: r.try_get(4)?,
-                    errors: serde_json::from_str(&errors).unwrap_or_default(),
-                    rejected_at: datetime::format(r.try_get::<_, Millis>(6)?.0),
+                .await?;
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &filter.table.map(Table::name),
+                        &filter.source,
+                        &filter.after.unwrap_or(0),
+                        &i64::from(filter.limit),
+                    ],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let errors: String = r.try_get(5)?;
+                    Ok(Rejection {
+                        id: r.try_get(0)?,
+                        table: r.try_get(1)?,
+                        source: r.try_get(2)?,
+                        position: r.try_get(3)?,
+                        raw: r.try_get(4)?,
+                        errors: serde_json::from_str(&errors).unwrap_or_default(),
+                        rejected_at: datetime::format(r.try_get::<_, Millis>(6)?.0),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT id, table_name, source, sha256, status, rows_read, inserted,
+        retrying!(async {
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT id, table_name, source, sha256, status, rows_read, inserted,
                             rejected, blank, message, started_at, finished_at
                      FROM {} ORDER BY id DESC LIMIT $1",
-                    ddl::LOADS
-                ),
-                &[&i64::from(limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LoadRecord {
-                    id: r.try_get(0)?,
-                    table: r.try_get(1)?,
-                    source: r.try_get(2)?,
-                    sha256: r.try_get(3)?,
-                    status: r.try_get(4)?,
-                    rows_read: r.try_get(5)?,
-                    inserted: r.try_get(6)?,
-                    rejected: r.try_get(7)?,
-                    blank: r.try_get(8)?,
-                    message: r.try_get(9)?,
-                    started_at: datetime::format(r.try_get::<_, Millis>(10)?.0),
-                    finished_at: datetime::format(r.try_get::<_, Millis>(11)?.0),
+                        ddl::LOADS
+                    ),
+                    &[&i64::from(limit)],
+                )
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(LoadRecord {
+                        id: r.try_get(0)?,
+                        table: r.try_get(1)?,
+                        source: r.try_get(2)?,
+                        sha256: r.try_get(3)?,
+                        status: r.try_get(4)?,
+                        rows_read: r.try_get(5)?,
+                        inserted: r.try_get(6)?,
+                        rejected: r.try_get(7)?,
+                        blank: r.try_get(8)?,
+                        message: r.try_get(9)?,
+                        started_at: datetime::format(r.try_get::<_, Millis>(10)?.0),
+                        finished_at: datetime::format(r.try_get::<_, Millis>(11)?.0),
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn ingest(
@@ -252,16 +235,7 @@ impl PgStore {
         if let Some(more) = more {
             super::collect_pieces(&mut tables, more).await?;
         }
-        let mut backoff = Backoff::new();
-        loop {
-            let result = self
-                .ingest_once(&source, &tables, idempotency.as_ref(), &render)
-                .await;
-            match result {
-                Err(e) if backoff.again(&e).await => continue,
-                other => return other.map_err(Backoff::give_up),
-            }
-        }
+        retrying!(self.ingest_once(&source, &tables, idempotency.as_ref(), &render))
     }
 
     async fn ingest_once(
@@ -351,22 +325,12 @@ impl PgStore {
                 fields[i] = match column.ty {
                     ColumnType::Integer => Field::Int(row.try_get(i)?),
                     ColumnType::String => Field::Text(row.try_get::<RawText>(i)?.0),
-                    ColumnType::DateTime => {
-                        let ms = row.try_get::<Millis>(i)?.0;
-                        if !datetime::in_range(ms) {
-                            return Err(StoreError::BadStoredValue {
-                                table,
-                                id: row.try_get::<i32>(0).map(i64::from).unwrap_or_default(),
-                                message: format!(
-                                    "{} is outside years {}..{}",
-                                    column.name,
-                                    datetime::MIN_YEAR,
-                                    datetime::MAX_YEAR
-                                ),
-                            });
-                        }
-                        Field::DateTime(ms)
-                    }
+                    ColumnType::DateTime => Field::DateTime(accepted_datetime(
+                        table,
+                        row.try_get::<i32>(0).unwrap_or_default(),
+                        column.name,
+                        row.try_get::<Millis>(i)?.0,
+                    )?),
                 };
             }
             sink.row(&fields[..columns.len()])?;
@@ -392,8 +356,9 @@ impl PgStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
-        let client = self.client().await?;
-        let rows = client
+        retrying!(async {
+            let client = self.client().await?;
+            let rows = client
             .query(
                 &format!(
                     "SELECT {} FROM \"{}\" WHERE \"id\" > $1::int8 ORDER BY \"id\" LIMIT $2::int8",
@@ -403,56 +368,68 @@ impl PgStore {
                 &[&after_id, &i64::from(limit)],
             )
             .await?;
-        rows.iter()
-            .map(|r| {
-                let mut obj = serde_json::Map::new();
-                for (i, col) in table.columns().iter().enumerate() {
-                    let v = match col.ty {
-                        ColumnType::Integer => serde_json::Value::from(r.try_get::<_, i32>(i)?),
-                        ColumnType::String => serde_json::Value::from(r.try_get::<_, String>(i)?),
-                        ColumnType::DateTime => {
-                            serde_json::Value::from(datetime::format(r.try_get::<_, Millis>(i)?.0))
-                        }
-                    };
-                    obj.insert(col.name.to_owned(), v);
-                }
-                Ok(obj)
-            })
-            .collect()
+            rows.iter()
+                .map(|r| {
+                    let mut obj = serde_json::Map::new();
+                    for (i, col) in table.columns().iter().enumerate() {
+                        let v = match col.ty {
+                            ColumnType::Integer => serde_json::Value::from(r.try_get::<_, i32>(i)?),
+                            ColumnType::String => {
+                                serde_json::Value::from(r.try_get::<_, String>(i)?)
+                            }
+                            ColumnType::DateTime => {
+                                serde_json::Value::from(datetime::format(accepted_datetime(
+                                    table,
+                                    r.try_get::<_, i32>(0)?,
+                                    col.name,
+                                    r.try_get::<_, Millis>(i)?.0,
+                                )?))
+                            }
+                        };
+                        obj.insert(col.name.to_owned(), v);
+                    }
+                    Ok(obj)
+                })
+                .collect()
+        })
     }
 
     pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(REPORT_HIRES_BY_QUARTER, &[&year]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QuarterRow {
-                    department: r.try_get(0)?,
-                    job: r.try_get(1)?,
-                    q1: r.try_get(2)?,
-                    q2: r.try_get(3)?,
-                    q3: r.try_get(4)?,
-                    q4: r.try_get(5)?,
+        retrying!(async {
+            let client = self.client().await?;
+            let rows = client.query(REPORT_HIRES_BY_QUARTER, &[&year]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(QuarterRow {
+                        department: r.try_get(0)?,
+                        job: r.try_get(1)?,
+                        q1: r.try_get(2)?,
+                        q2: r.try_get(3)?,
+                        q3: r.try_get(4)?,
+                        q4: r.try_get(5)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn departments_above_mean(
         &self,
         year: i32,
     ) -> Result<Vec<DepartmentHires>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(REPORT_ABOVE_MEAN, &[&year]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DepartmentHires {
-                    id: i64::from(r.try_get::<_, i32>(0)?),
-                    department: r.try_get(1)?,
-                    hired: r.try_get(2)?,
+        retrying!(async {
+            let client = self.client().await?;
+            let rows = client.query(REPORT_ABOVE_MEAN, &[&year]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DepartmentHires {
+                        id: i64::from(r.try_get::<_, i32>(0)?),
+                        department: r.try_get(1)?,
+                        hired: r.try_get(2)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -467,12 +444,14 @@ impl PgStore {
     }
 
     pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let n: i64 = client
-            .query_one(&format!("SELECT COUNT(*) FROM \"{}\"", table.name()), &[])
-            .await?
-            .try_get(0)?;
-        Ok(n as u64)
+        retrying!(async {
+            let client = self.client().await?;
+            let n: i64 = client
+                .query_one(&format!("SELECT COUNT(*) FROM \"{}\"", table.name()), &[])
+                .await?
+                .try_get(0)?;
+            Ok(n as u64)
+        })
     }
 }
 
@@ -526,7 +505,8 @@ pub(super) fn transient(e: &tokio_postgres::Error) -> bool {
         ]
         .contains(code);
     }
-    // No SQLSTATE: the socket failed (refused, reset, timed out).
+    // No SQLSTATE: the socket failed (refused, reset, timed out: the
+    // connect timeout is an I/O error too).
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<std::io::Error>() {
@@ -534,7 +514,7 @@ pub(super) fn transient(e: &tokio_postgres::Error) -> bool {
         }
         source = s.source();
     }
-    e.to_string().contains("timeout") || e.to_string().contains("timed out")
+    false
 }
 
 /// A DATETIME: UTC milliseconds, sent and read as PostgreSQL's binary
@@ -599,6 +579,24 @@ impl<'a> FromSql<'a> for RawText<'a> {
     fn accepts(ty: &Type) -> bool {
         *ty == Type::VARCHAR || *ty == Type::TEXT
     }
+}
+
+/// A stored timestamp, if the dictionary accepts it: a server column may
+/// hold years (or `infinity`) that no backup or response may carry, and
+/// the canonical text could not spell them.
+fn accepted_datetime(table: Table, id: i32, column: &str, ms: i64) -> Result<i64, StoreError> {
+    if datetime::in_range(ms) {
+        return Ok(ms);
+    }
+    Err(StoreError::BadStoredValue {
+        table,
+        id: i64::from(id),
+        message: format!(
+            "{column} is outside years {}..{}",
+            datetime::MIN_YEAR,
+            datetime::MAX_YEAR
+        ),
+    })
 }
 
 fn pg_type(ty: ColumnType) -> Type {
@@ -783,25 +781,17 @@ async fn ingest_table(
         let found = existing(tx, parent, &ints(chunk, i)).await?;
         known.parents.entry(parent).or_default().extend(found);
     }
-    let mut chosen: Vec<&Candidate> = Vec::new();
+    let mut chosen: Vec<(&Candidate, &Row)> = Vec::new();
     let mut rejected: Vec<(&Candidate, Vec<FieldError>)> = Vec::new();
     for c in &chunk.rows {
-        match judge(table, c, &known) {
-            None => {
-                if let Ok(row) = &c.check {
-                    known.taken.insert(row.id());
-                }
-                chosen.push(c);
-            }
-            Some(errors) => rejected.push((c, errors)),
+        match judge(table, c, &mut known) {
+            Ok(row) => chosen.push((c, row)),
+            Err(errors) => rejected.push((c, errors)),
         }
     }
     let mut inserted = 0u64;
     if !chosen.is_empty() {
-        let rows: Vec<&Row> = chosen
-            .iter()
-            .filter_map(|c| c.check.as_ref().ok())
-            .collect();
+        let rows: Vec<&Row> = chosen.iter().map(|(_, row)| *row).collect();
         let arrays = column_arrays(table, &rows);
         let casts: Vec<String> = table
             .columns()
@@ -827,12 +817,11 @@ async fn ingest_table(
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
         // A row another writer inserted since the lookup is a duplicate.
-        for c in chosen {
-            let id = c.check.as_ref().map(Row::id).unwrap_or_default();
-            if won.contains(&id) {
+        for (c, row) in chosen {
+            if won.contains(&row.id()) {
                 inserted += 1;
             } else {
-                rejected.push((c, vec![duplicate_error(id)]));
+                rejected.push((c, vec![duplicate_error(row.id())]));
             }
         }
         rejected.sort_by_key(|(c, _)| c.position);
@@ -892,21 +881,11 @@ impl RejectionLog {
     }
 
     fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
-        self.positions.push(c.position as i64);
-        let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default());
+        let (position, text, json) = rejection_record(table, source, raw, c, errs);
+        self.positions.push(position);
         self.raws.push(storable(&text).into_owned());
         // JSONB refuses the escape `\u0000` as well.
-        let json = serde_json::to_string(errs).unwrap_or_else(|_| "[]".into());
         self.errors.push(json.replace("\\u0000", "\\ufffd"));
-        let codes: Vec<&str> = errs.iter().map(|e| e.code.as_str()).collect();
-        tracing::info!(
-            target: "hrmig::rejection",
-            table = table.name(),
-            source,
-            position = c.position,
-            codes = %codes.join(","),
-            "row rejected"
-        );
     }
 
     /// Writes what is waiting, in order, with one statement.
@@ -1023,20 +1002,16 @@ async fn load_file_tx(
             Some(Feed::Chunk(chunk)) => {
                 let mut rejected = Vec::new();
                 for c in &chunk.rows {
-                    match judge(table, c, &known) {
-                        None => {
-                            if let Ok(row) = &c.check {
-                                known.taken.insert(row.id());
-                                if copy.is_none() {
-                                    copy = Some(open_copy(&tx, table).await?);
-                                }
-                                if let Some(copy) = copy.as_mut() {
-                                    copy_row(copy, row).await?;
-                                }
-                                inserted += 1;
-                            }
+                    match judge(table, c, &mut known) {
+                        Ok(row) => {
+                            let open = match copy.as_mut() {
+                                Some(open) => open,
+                                None => copy.insert(open_copy(&tx, table).await?),
+                            };
+                            copy_row(open, row).await?;
+                            inserted += 1;
                         }
-                        Some(errors) => rejected.push((c, errors)),
+                        Err(errors) => rejected.push((c, errors)),
                     }
                 }
                 rejected_total += rejected.len() as u64;

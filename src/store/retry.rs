@@ -56,3 +56,20 @@ impl Backoff {
         }
     }
 }
+
+/// Runs `$attempt`, an expression that makes a new future of
+/// `Result<_, StoreError>` each time it is evaluated, until it succeeds or
+/// fails for good; a transient error that outlasts the tries is reported as
+/// [`StoreError::Unavailable`].
+macro_rules! retrying {
+    ($attempt:expr) => {{
+        let mut backoff = $crate::store::retry::Backoff::new();
+        loop {
+            match $attempt.await {
+                Err(e) if backoff.again(&e).await => continue,
+                other => break other.map_err($crate::store::retry::Backoff::give_up),
+            }
+        }
+    }};
+}
+pub(super) use retrying;
