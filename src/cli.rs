@@ -334,11 +334,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { listen } => {
-            let addr = match std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT")
-                .or_else(|_| std::env::var("FUNCTIONS_HTTPWORKER_PORT"))
-            {
-                Ok(port) => format!("127.0.0.1:{port}"),
-                Err(_) => listen.clone(),
+            // Under the Functions host: its port, loopback only, and the
+            // host's own routes.
+            let host_port = crate::http::functions::host_port();
+            let addr = match &host_port {
+                Some(port) => format!("127.0.0.1:{port}"),
+                None => listen.clone(),
             };
             let store = std::sync::Arc::new(open_store(&cli).await?);
             let state = crate::http::AppState {
@@ -346,11 +347,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 storage: Storage::open(&cli.storage)?,
                 keys: std::sync::Arc::new(crate::http::Keys::from_env()),
             };
+            let app = match host_port {
+                Some(_) => crate::http::functions_router(state),
+                None => crate::http::router(state),
+            };
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(address = %listener.local_addr()?, "listening");
-            crate::http::run(listener, state, crate::http::shutdown_signal()).await?;
+            crate::http::serve(listener, app, crate::http::shutdown_signal()).await?;
             store.close().await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -472,6 +472,15 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn serve_takes_the_functions_port_and_stops_on_sigterm() {
+    serve_on_the_port_of("FUNCTIONS_CUSTOMHANDLER_PORT");
+}
+
+#[test]
+fn serve_falls_back_to_the_older_port_variable() {
+    serve_on_the_port_of("FUNCTIONS_HTTPWORKER_PORT");
+}
+
+fn serve_on_the_port_of(variable: &str) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -481,7 +490,9 @@ fn serve_takes_the_functions_port_and_stops_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hrmig"))
         .current_dir(dir.path())
         .env("HRMIG_LOG", "warn")
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env_remove("FUNCTIONS_CUSTOMHANDLER_PORT")
+        .env_remove("FUNCTIONS_HTTPWORKER_PORT")
+        .env(variable, port.to_string())
         .args(["serve", "--listen", "127.0.0.1:1"])
         .spawn()
         .unwrap();
@@ -502,6 +513,9 @@ fn serve_takes_the_functions_port_and_stops_on_sigterm() {
         health.contains(r#"{"status":"ok","database":"ok"}"#),
         "{health}"
     );
+    // The host's readiness probe.
+    let probe = http_get(port, "/").unwrap();
+    assert!(probe.starts_with("HTTP/1.1 200"), "{probe}");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -20,7 +20,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: bad_request, unauthorized, forbidden, not_found, too_large,
     /// unsupported_media_type, idempotency_key_reused, conflict, backup_damaged,
-    /// database_unavailable, internal.
+    /// database_unavailable, storage_unavailable, internal.
     pub code: &'static str,
     /// What is wrong and where.
     pub message: String,
@@ -50,6 +50,9 @@ pub enum ApiError {
     Damaged(String),
     /// 503: the database cannot be reached.
     Unavailable,
+    /// 503: the storage (blob service or disk) failed or cannot be reached;
+    /// nothing was changed. The cause goes to the log only.
+    StorageUnavailable(String),
     /// 500; the cause goes to the log only.
     Internal(String),
 }
@@ -87,6 +90,14 @@ impl IntoResponse for ApiError {
                 "database_unavailable",
                 "the database is unavailable; retry later".to_owned(),
             ),
+            ApiError::StorageUnavailable(cause) => {
+                tracing::warn!(%cause, "storage unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the storage is unavailable; nothing was changed; retry later".to_owned(),
+                )
+            }
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (
@@ -160,8 +171,14 @@ impl From<LoadError> for ApiError {
             LoadError::Storage(crate::storage::StorageError::BadUrl(_)) => {
                 ApiError::BadRequest(e.to_string())
             }
+            LoadError::Storage(s) => s.into(),
+            LoadError::Read { source, location } => {
+                match crate::storage::StorageError::from_io(source) {
+                    Ok(s) => s.into(),
+                    Err(source) => ApiError::Internal(format!("{location}: {source}")),
+                }
+            }
             LoadError::Store { source, .. } => source.into(),
-            other => ApiError::Internal(other.to_string()),
         }
     }
 }
@@ -174,6 +191,19 @@ impl From<BackupError> for ApiError {
             BackupError::Damaged { .. } => ApiError::Damaged(e.to_string()),
             BackupError::Refused { .. } => ApiError::Conflict(e.to_string()),
             BackupError::Store(s) => s.into(),
+            BackupError::Storage(s) => s.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(e: crate::storage::StorageError) -> Self {
+        use crate::storage::StorageError;
+        match e {
+            StorageError::Exists(_) | StorageError::Changed(_) => ApiError::Conflict(e.to_string()),
+            StorageError::BadUrl(_) => ApiError::BadRequest(e.to_string()),
+            e if e.is_service() => ApiError::StorageUnavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod error;
+pub mod functions;
 pub mod openapi;
 mod routes;
 
@@ -40,6 +41,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
+/// The router of a custom handler under the Azure Functions host: the API
+/// plus the host's own routes ([`functions`]).
+pub fn functions_router(state: AppState) -> Router {
+    functions::router(state.clone()).merge(router(state))
+}
+
 /// Serves `router(state)` on `listener` until `shutdown` completes; requests
 /// in flight finish, new connections are refused.
 pub async fn run(
@@ -47,7 +54,16 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve(listener, router(state), shutdown).await
+}
+
+/// Serves `app` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

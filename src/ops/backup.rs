@@ -17,7 +17,7 @@ use crate::store::{Field, Replacement, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Version of the backup layout and manifest written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -425,7 +425,10 @@ pub async fn backup(
     // Blocks are compressed and written on a thread of their own while the
     // snapshot is read and encoded.
     let writer = tokio::task::spawn_blocking(move || -> Result<_, BackupError> {
-        let io = |e: std::io::Error| BackupError::Write(e.to_string());
+        let io = |e: std::io::Error| match StorageError::from_io(e) {
+            Ok(storage) => BackupError::Storage(storage),
+            Err(e) => BackupError::Write(e.to_string()),
+        };
         upload.write_all(&head).map_err(io)?;
         let mut frame = Vec::with_capacity(32);
         loop {
@@ -498,17 +501,7 @@ pub async fn backup(
     };
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Write(e.to_string()))?;
-    let path = manifest_path(table, &name);
-    let storage = storage.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), BackupError> {
-        let mut upload = storage.create(&path)?;
-        upload
-            .write_all(&text)
-            .map_err(|e| BackupError::Write(e.to_string()))?;
-        Ok(upload.commit()?)
-    })
-    .await
-    .map_err(|e| BackupError::Write(e.to_string()))??;
+    storage.put_new(&manifest_path(table, &name), text).await?;
     Ok(manifest)
 }
 
@@ -517,7 +510,7 @@ pub async fn backup(
 pub async fn list(storage: &Storage, table: Table) -> Result<Vec<Manifest>, BackupError> {
     let mut out = Vec::new();
     for name in manifest_names(storage, table).await? {
-        out.extend(complete(storage, table, &name).await);
+        out.extend(complete(storage, table, &name).await?);
     }
     Ok(out)
 }
@@ -536,11 +529,19 @@ async fn manifest_names(storage: &Storage, table: Table) -> Result<Vec<String>, 
 }
 
 /// The manifest of a complete backup: readable and describing that backup.
-async fn complete(storage: &Storage, table: Table, name: &str) -> Option<Manifest> {
-    read_manifest(storage, table, name)
-        .await
-        .ok()
-        .filter(|m| m.table == table && m.backup == name)
+/// `None` for a damaged or missing manifest; an error when the storage
+/// itself fails (a backup must not vanish from a listing because the
+/// storage was briefly unreachable).
+async fn complete(
+    storage: &Storage,
+    table: Table,
+    name: &str,
+) -> Result<Option<Manifest>, BackupError> {
+    match read_manifest(storage, table, name).await {
+        Ok(m) => Ok(Some(m).filter(|m| m.table == table && m.backup == name)),
+        Err(BackupError::Storage(e)) if e.is_service() => Err(BackupError::Storage(e)),
+        Err(_) => Ok(None),
+    }
 }
 
 async fn read_manifest(
@@ -590,7 +591,7 @@ async fn choose(
             // The newest complete one: manifests are read newest first, and
             // only until one is readable.
             for name in manifest_names(storage, table).await?.into_iter().rev() {
-                if complete(storage, table, &name).await.is_some() {
+                if complete(storage, table, &name).await?.is_some() {
                     return Ok(name);
                 }
             }
@@ -784,6 +785,53 @@ fn to_row(table: Table, value: apache_avro::types::Value) -> Result<Row, String>
     Ok(Row(row))
 }
 
+/// A reader that remembers a storage failure, so that a blob service
+/// going away mid-read is reported as such, not as a damaged backup.
+struct Watched {
+    inner: Box<dyn Read + Send>,
+    failure: Arc<Mutex<Option<StorageError>>>,
+}
+
+/// The failure a [`Watched`] reader saw, if any.
+struct Failure(Arc<Mutex<Option<StorageError>>>);
+
+impl Watched {
+    fn new(inner: Box<dyn Read + Send>) -> (Watched, Failure) {
+        let failure = Arc::new(Mutex::new(None));
+        let watched = Watched {
+            inner,
+            failure: failure.clone(),
+        };
+        (watched, Failure(failure))
+    }
+}
+
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner
+            .read(buf)
+            .map_err(|e| match StorageError::from_io(e) {
+                Ok(storage) => {
+                    let message = storage.to_string();
+                    if let Ok(mut slot) = self.failure.lock() {
+                        slot.get_or_insert(storage);
+                    }
+                    std::io::Error::other(message)
+                }
+                Err(e) => e,
+            })
+    }
+}
+
+impl Failure {
+    fn check(self) -> Result<(), BackupError> {
+        match self.0.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(e) => Err(BackupError::Storage(e)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Verifies a backup (the newest when `name` is `None`) without touching
 /// the database.
 #[tracing::instrument(skip(storage))]
@@ -822,11 +870,13 @@ pub async fn verify(
     };
     let name = backup.clone();
     let bar = progress.then(|| progress_bar(format!("verify {table}"), object.size, true));
+    let (reader, failure) = Watched::new(object.reader);
     let (rows, problems) = tokio::task::spawn_blocking(move || {
-        read_backup(table, &name, &manifest, object.reader, bar, |_| true)
+        read_backup(table, &name, &manifest, Box::new(reader), bar, |_| true)
     })
     .await
     .map_err(|e| BackupError::Write(e.to_string()))?;
+    failure.check()?;
     Ok(Verification {
         table,
         ok: problems.is_empty(),
@@ -867,10 +917,12 @@ pub async fn restore(
     let (rows, replacement) = std::sync::mpsc::sync_channel::<Replacement>(4);
     let name = backup.clone();
     let bar = progress.then(|| progress_bar(format!("restore {table}"), object.size, true));
+    let (source, failure) = Watched::new(object.reader);
     let reader = tokio::task::spawn_blocking(move || {
-        let (read, problems) = read_backup(table, &name, &manifest, object.reader, bar, |chunk| {
-            rows.send(Replacement::Rows(chunk)).is_ok()
-        });
+        let (read, problems) =
+            read_backup(table, &name, &manifest, Box::new(source), bar, |chunk| {
+                rows.send(Replacement::Rows(chunk)).is_ok()
+            });
         // `End` only for a file read whole and unchanged: otherwise the
         // sender is dropped and the store rolls back.
         if problems.is_empty() {
@@ -882,6 +934,9 @@ pub async fn restore(
     let problems = reader
         .await
         .map_err(|e| BackupError::Write(e.to_string()))?;
+    // A storage that failed midway is not a damaged backup: the table was
+    // left as it was, and running the restore again may work.
+    failure.check()?;
     let rows = match replaced {
         Ok(rows) if problems.is_empty() => rows,
         // The file's problem is why the store saw the rows stop.

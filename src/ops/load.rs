@@ -147,7 +147,11 @@ async fn load_file(
     let name = file_name(table);
     let object = req.from.open_read(&name).await?;
     let location = object.location.clone();
-    let source = format!("file:{location}");
+    // Local files are named file:PATH; blobs by their az:// URL.
+    let source = match location.contains("://") {
+        true => location.clone(),
+        false => format!("file:{location}"),
+    };
     let report = |status, rows_read, inserted, rejected, blank, message| LoadReport {
         table,
         source: source.clone(),
@@ -159,12 +163,18 @@ async fn load_file(
         seconds: started.elapsed().as_secs_f64(),
         message,
     };
-    let read_err = |source| LoadError::Read {
-        location: location.clone(),
-        source,
+    // A blob read that failed midway carries the storage's own error.
+    let read_err = |source| match StorageError::from_io(source) {
+        Ok(storage) => LoadError::Storage(storage),
+        Err(source) => LoadError::Read {
+            location: location.clone(),
+            source,
+        },
     };
 
     // Hash first: a file already loaded is skipped without parsing it.
+    // The second read must see the bytes that were hashed.
+    let version = object.version.clone();
     let sha256 = tokio::task::spawn_blocking(move || sha256_of(object.reader))
         .await
         .map_err(|e| read_err(io::Error::other(e)))?
@@ -183,7 +193,7 @@ async fn load_file(
         return Ok(report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None));
     }
 
-    let object = req.from.open_read(&name).await?;
+    let object = req.from.open_same(&name, version).await?;
     let bar = req
         .progress
         .then(|| progress_bar(table.name().to_owned(), object.size, true));
