@@ -130,6 +130,18 @@ impl Azurite {
             .collect()
     }
 
+    /// Uploads `<landing>/<table>.csv` to `landing/<table>.csv` under
+    /// `root` (`CONTAINER[/PREFIX]`).
+    fn upload_landing(&self, root: &str, landing: &Path, tables: &[&str]) {
+        let (container, prefix) = root.split_once('/').unwrap_or((root, ""));
+        for t in tables {
+            let file = landing.join(format!("{t}.csv"));
+            let blob = format!("{prefix}/landing/{t}.csv");
+            let blob = blob.trim_start_matches('/');
+            self.client(&["upload", container, blob, file.to_str().unwrap()]);
+        }
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -236,15 +248,7 @@ fn historic_load_backup_list_verify_restore_through_blobs() {
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 3000, false);
     azurite.client(&["create", "hrdata"]);
-    for t in TABLES {
-        let file = landing.join(format!("{t}.csv"));
-        azurite.client(&[
-            "upload",
-            "hrdata",
-            &format!("raw/landing/{t}.csv"),
-            file.to_str().unwrap(),
-        ]);
-    }
+    azurite.upload_landing("hrdata/raw", &landing, &TABLES);
 
     // The reference: the same files loaded from the local disk.
     let local = tempfile::tempdir().unwrap();
@@ -391,13 +395,7 @@ fn emulator_settings_and_bad_storage_urls() {
     azurite.client(&["create", "emu"]);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 200, true);
-    let file = landing.join("departments.csv");
-    azurite.client(&[
-        "upload",
-        "emu",
-        "landing/departments.csv",
-        file.to_str().unwrap(),
-    ]);
+    azurite.upload_landing("emu", &landing, &["departments"]);
     let address = format!("http://127.0.0.1:{}", azurite.port);
 
     // AZURE_STORAGE_USE_EMULATOR, and UseDevelopmentStorage=true: both are
@@ -462,6 +460,8 @@ struct Relay {
     cut_down_after: Arc<AtomicU64>,
     /// Set once the download was cut.
     cut: Arc<AtomicBool>,
+    /// Connections to drop as soon as they are accepted (a flaky network).
+    drop_next: Arc<AtomicU64>,
     closed: Arc<AtomicBool>,
 }
 
@@ -487,8 +487,10 @@ impl Relay {
             stall_up_after: never(),
             cut_down_after: never(),
             cut: Arc::default(),
+            drop_next: Arc::default(),
             closed: Arc::default(),
         };
+        let drop_next = relay.drop_next.clone();
         let up = Pipe {
             count: relay.up.clone(),
             stall: relay.stall_up_after.clone(),
@@ -513,6 +515,12 @@ impl Relay {
                 };
                 if up.cut.load(Ordering::Relaxed) {
                     drop(client); // refused, as a stopped service would
+                    continue;
+                }
+                let flaky = drop_next
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                if flaky.is_ok() {
+                    drop(client);
                     continue;
                 }
                 client.set_nonblocking(false).unwrap();
@@ -606,6 +614,44 @@ fn wait_for(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
     }
 }
 
+#[test]
+fn dropped_connections_are_retried() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    azurite.client(&["create", "flaky"]);
+    let work = tempfile::tempdir().unwrap();
+    let landing = generate(work.path(), 200, true);
+    azurite.upload_landing("flaky", &landing, &["departments", "jobs"]);
+    let relay = Relay::start(azurite.port);
+    let conn = connection_string(relay.port);
+    // Each operation meets two dropped connections first, and gets through.
+    relay.drop_next.store(2, Ordering::Relaxed);
+    let loaded = reports(hrmig(
+        work.path(),
+        "az://flaky",
+        &conn,
+        &["load", "departments", "jobs", "--json"],
+    ));
+    assert_eq!(loaded[0]["inserted"], 12, "{loaded:?}");
+    assert_eq!(
+        relay.drop_next.load(Ordering::Relaxed),
+        0,
+        "no connection was dropped"
+    );
+    relay.drop_next.store(2, Ordering::Relaxed);
+    ok(hrmig(work.path(), "az://flaky", &conn, &["backup", "jobs"]));
+    assert_eq!(relay.drop_next.load(Ordering::Relaxed), 0);
+    relay.drop_next.store(2, Ordering::Relaxed);
+    ok(hrmig(work.path(), "az://flaky", &conn, &["verify", "jobs"]));
+    assert_eq!(
+        azurite.blobs("flaky").len(),
+        2 + 2,
+        "{:?}",
+        azurite.blobs("flaky")
+    );
+}
+
 /// Employees enough for an Avro file of several upload blocks (8 MiB each).
 const MANY: u32 = 450_000;
 
@@ -673,6 +719,24 @@ fn a_backup_killed_midway_leaves_no_committed_blob() {
     assert_eq!(azurite.blobs("hrdata").len(), 2);
 }
 
+/// Runs `hrmig args…` on `az://hrdata` through a relay that cuts the
+/// download after `after` bytes, then stops Azurite; returns the stderr of
+/// the run, which must have failed with exit 1.
+fn cut_off(db: &Path, azurite: &mut Azurite, after: u64, args: &[&str]) -> String {
+    let relay = Relay::start(azurite.port);
+    relay.cut_down_after.store(after, Ordering::Relaxed);
+    let mut child = command(db, "az://hrdata", &connection_string(relay.port))
+        .args(args)
+        .spawn()
+        .unwrap();
+    wait_for(&mut child, args[0], || relay.cut.load(Ordering::Relaxed));
+    azurite.stop();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    err
+}
+
 #[test]
 fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
     let Some(mut azurite) = Azurite::start() else {
@@ -712,17 +776,7 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
         &["load", "--from", extra.to_str().unwrap(), "hired_employees"],
     ));
     let before = fingerprint(&db.join("hr.db"));
-    let relay = Relay::start(azurite.port);
-    relay.cut_down_after.store(2 << 20, Ordering::Relaxed);
-    let mut child = command(&db, "az://hrdata", &connection_string(relay.port))
-        .args(["restore", "hired_employees"])
-        .spawn()
-        .unwrap();
-    wait_for(&mut child, "restore", || relay.cut.load(Ordering::Relaxed));
-    azurite.stop();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = cut_off(&db, &mut azurite, 2 << 20, &["restore", "hired_employees"]);
     assert!(
         err.contains("az://hrdata/backups/hired_employees/"),
         "{err}"
@@ -742,12 +796,7 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
     azurite.client(&["create", "hrdata"]);
     let csv = landing.join("hired_employees.csv");
     let size = std::fs::metadata(&csv).unwrap().len();
-    azurite.client(&[
-        "upload",
-        "hrdata",
-        "landing/hired_employees.csv",
-        csv.to_str().unwrap(),
-    ]);
+    azurite.upload_landing("hrdata", &landing, &["hired_employees"]);
     // Into a database with the parents only: a load that went through
     // would add every employee.
     let db = work.path().join("db2");
@@ -761,20 +810,13 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
     ];
     ok(hrmig(&db, "az://hrdata", "", &parents));
     let before = fingerprint(&db.join("hr.db"));
-    let relay = Relay::start(azurite.port);
     let mut azurite = azurite;
-    relay
-        .cut_down_after
-        .store(size + (2 << 20), Ordering::Relaxed);
-    let mut child = command(&db, "az://hrdata", &connection_string(relay.port))
-        .args(["load", "hired_employees"])
-        .spawn()
-        .unwrap();
-    wait_for(&mut child, "load", || relay.cut.load(Ordering::Relaxed));
-    azurite.stop();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = cut_off(
+        &db,
+        &mut azurite,
+        size + (2 << 20),
+        &["load", "hired_employees"],
+    );
     assert!(
         err.contains("az://hrdata/landing/hired_employees.csv"),
         "{err}"
@@ -1005,6 +1047,7 @@ fn forward(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
          User-Agent: Azure-Functions-Host/4.1037.1.1\r\n\
          X-Azure-Functions-HostVersion: 4.1037.1.1\r\n\
          X-Azure-Functions-InvocationId: {invocation}\r\n\
+         x-functions-key: a-function-key\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -1150,15 +1193,7 @@ fn the_packaged_handler_serves_every_function_as_the_host_calls_it() {
 
     // Landing files for the load, put there by another client.
     let landing = generate(work.path(), 500, false);
-    for t in TABLES {
-        let file = landing.join(format!("{t}.csv"));
-        azurite.client(&[
-            "upload",
-            &container,
-            &format!("landing/{t}.csv"),
-            file.to_str().unwrap(),
-        ]);
-    }
+    azurite.upload_landing(&container, &landing, &TABLES);
 
     // Every HTTP function, in an order where each finds what it needs.
     let employee = r#"{"id":900001,"name":"Ada","datetime":"2021-05-01T00:00:00Z","department_id":1,"job_id":1}"#;
@@ -1236,6 +1271,9 @@ fn the_packaged_handler_serves_every_function_as_the_host_calls_it() {
         if name.starts_with("Report") {
             path.push_str("?year=2021");
         }
+        // The function key the caller gave travels on with the request.
+        path.push_str(if path.contains('?') { "&" } else { "?" });
+        path.push_str("code=a-function-key");
         let (status, text) = forward(port, &m, &path, body);
         assert_eq!(status, 200, "{name}: {m} {path}: {text}");
         assert!(text.contains(expect), "{name}: {expect:?} not in {text}");
