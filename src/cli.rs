@@ -49,7 +49,7 @@ enum Command {
     /// Write sample CSVs in the historic format (with a share of rule-breaking rows).
     Gen {
         /// Folder to write departments.csv, jobs.csv and hired_employees.csv into.
-        #[arg(long)]
+        #[arg(long, value_parser = local_dir)]
         out: PathBuf,
         /// Number of employee rows.
         #[arg(long, default_value_t = 2000)]
@@ -179,6 +179,19 @@ enum Format {
     Table,
     Csv,
     Json,
+}
+
+/// A local folder: sample files are written to disk (upload them to a blob
+/// container with any client), so a URL here is a mistake, not a folder
+/// named `az:`.
+fn local_dir(s: &str) -> Result<PathBuf, String> {
+    match s.contains("://") {
+        true => Err(format!(
+            "{s:?} is a URL: gen writes to a local folder (upload the files to blob storage \
+             with any client, e.g. `az storage blob upload-batch`)"
+        )),
+        false => Ok(PathBuf::from(s)),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -49,6 +49,7 @@ fn usage_errors_exit_2() {
         &["load", "employees"][..],
         &["gen"],
         &["gen", "--out", "x", "--invalid-rate", "2"],
+        &["gen", "--out", "az://hrdata/landing"],
         &["schema", "--dialect", "oracle"],
         &["rejections", "--format", "xml"],
         &["frobnicate"],

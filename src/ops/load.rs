@@ -127,7 +127,7 @@ pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, L
     tables.sort();
     tables.dedup();
     for &table in &tables {
-        drop(req.from.open_read(&file_name(table)).await?);
+        req.from.size(&file_name(table)).await?;
     }
     let mut reports = Vec::with_capacity(tables.len());
     for table in tables {

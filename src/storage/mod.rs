@@ -542,6 +542,22 @@ impl Storage {
             .collect())
     }
 
+    /// Checks that `name` exists, without reading it (one HEAD request for
+    /// a blob); returns its size.
+    pub async fn size(&self, name: &str) -> Result<u64, StorageError> {
+        match self.store.head(&self.path(name)).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => Err(StorageError::NotFound {
+                root: self.root.to_string(),
+                path: self.path(name).to_string(),
+            }),
+            Err(error) => Err(StorageError::Backend {
+                location: self.describe(name),
+                error,
+            }),
+        }
+    }
+
     /// Reads a small object whole (at most `limit` bytes, else an error).
     pub async fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>, StorageError> {
         let object = self.open_read(name).await?;
