@@ -1361,3 +1361,157 @@ fn the_packaged_handler_serves_every_function_as_the_host_calls_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// One request seen by [`FakeAzure`]: method, target, lowercased headers.
+type Seen = (String, String, Vec<(String, String)>);
+
+/// A stand-in for two Azure endpoints on loopback: App Service's managed
+/// identity endpoint (`/msi/token`) and a blob service (`/blob/…`) whose
+/// containers are all empty. It records every request.
+struct FakeAzure {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl FakeAzure {
+    fn start() -> FakeAzure {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let fake = FakeAzure {
+            port: listener.local_addr().unwrap().port(),
+            seen: Arc::default(),
+            closed: Arc::default(),
+        };
+        let (seen, closed) = (fake.seen.clone(), fake.closed.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !closed.load(Ordering::Relaxed) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let seen = seen.clone();
+                        std::thread::spawn(move || serve_fake(conn, seen));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        fake
+    }
+}
+
+impl Drop for FakeAzure {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Answers the requests of one keep-alive connection (bodiless ones: GET
+/// and HEAD are all this fake expects).
+fn serve_fake(conn: TcpStream, seen: Arc<std::sync::Mutex<Vec<Seen>>>) {
+    use std::io::BufRead;
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.trim_end().split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+            }
+        }
+        seen.lock().unwrap().push((method, target.clone(), headers));
+        let (kind, body) = if target.starts_with("/msi/token") {
+            let expires = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            let token = format!(
+                r#"{{"access_token":"mi-token","expires_on":"{expires}","resource":"https://storage.azure.com","token_type":"Bearer"}}"#
+            );
+            ("application/json", token)
+        } else {
+            let list = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults>\
+                        <Blobs></Blobs><NextMarker></NextMarker></EnumerationResults>";
+            ("application/xml", list.to_owned())
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn managed_identity_as_app_service_provides_it() {
+    let fake = FakeAzure::start();
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{}", fake.port);
+    // What a function app with a user-assigned identity has: the identity
+    // endpoint and header that the platform sets, an account name and the
+    // identity's client id as app settings, and no key.
+    let out = command(dir.path(), "az://hrdata", "")
+        .env("AZURE_STORAGE_ACCOUNT_NAME", "hrdataacct")
+        .env("AZURE_STORAGE_ENDPOINT", format!("{base}/blob"))
+        .env("AZURE_ALLOW_HTTP", "true")
+        .env("IDENTITY_ENDPOINT", format!("{base}/msi/token"))
+        .env("IDENTITY_HEADER", "platform-secret")
+        .env("AZURE_CLIENT_ID", "user-assigned-id")
+        .args(["backups", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(out), serde_json::json!([]));
+
+    let seen = fake.seen.lock().unwrap().clone();
+    let header = |h: &[(String, String)], name: &str| {
+        h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    let tokens: Vec<&Seen> = seen
+        .iter()
+        .filter(|r| r.1.starts_with("/msi/token"))
+        .collect();
+    assert!(!tokens.is_empty(), "no token was asked for: {seen:?}");
+    let (method, target, headers) = tokens[0];
+    assert_eq!(method, "GET");
+    for part in [
+        "api-version=2019-08-01",
+        "resource=https%3A%2F%2Fstorage.azure.com",
+        "client_id=user-assigned-id",
+    ] {
+        assert!(target.contains(part), "{part} not in {target}");
+    }
+    assert_eq!(
+        header(headers, "x-identity-header").as_deref(),
+        Some("platform-secret")
+    );
+    // Every blob request carries the token, one listing a table.
+    let lists: Vec<&Seen> = seen
+        .iter()
+        .filter(|r| r.1.starts_with("/blob/hrdata"))
+        .collect();
+    assert_eq!(lists.len(), 3, "{seen:?}");
+    for (_, target, headers) in lists {
+        assert_eq!(
+            header(headers, "authorization").as_deref(),
+            Some("Bearer mi-token"),
+            "{target}"
+        );
+    }
+}
