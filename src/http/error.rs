@@ -172,12 +172,8 @@ impl From<LoadError> for ApiError {
                 ApiError::BadRequest(e.to_string())
             }
             LoadError::Storage(s) => s.into(),
-            LoadError::Read { source, location } => {
-                match crate::storage::StorageError::from_io(source) {
-                    Ok(s) => s.into(),
-                    Err(source) => ApiError::Internal(format!("{location}: {source}")),
-                }
-            }
+            // A storage failure mid-read is `LoadError::Storage` already.
+            LoadError::Read { .. } => ApiError::Internal(e.to_string()),
             LoadError::Store { source, .. } => source.into(),
         }
     }

@@ -136,11 +136,7 @@ impl StorageError {
     /// The storage error carried inside an I/O error (a failed read or
     /// write of a streamed object), if there is one.
     pub fn from_io(e: std::io::Error) -> Result<StorageError, std::io::Error> {
-        if e.get_ref().is_some_and(|inner| inner.is::<StorageError>()) {
-            let inner = e.into_inner().expect("checked above");
-            return Ok(*inner.downcast::<StorageError>().expect("checked above"));
-        }
-        Err(e)
+        e.downcast::<StorageError>()
     }
 }
 

@@ -2,7 +2,7 @@
 //! known, by the server backends: the same rules, in the same order, as
 //! the SQLite writer applies row by row.
 
-use super::{Candidate, Chunk, duplicate_error, foreign_key_error, sort_errors};
+use super::{Candidate, Chunk, TableOutcome, duplicate_error, foreign_key_error, sort_errors};
 use crate::dictionary::{FieldError, Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -132,6 +132,71 @@ impl Known for BatchKnown {
     }
     fn has_parent(&self, parent: Table, id: i32) -> bool {
         self.parents.get(&parent).is_some_and(|s| s.contains(&id))
+    }
+}
+
+/// One table of an API batch sorted by the admission rules, before its
+/// insert: the rows to insert and the rows rejected so far.
+pub(super) struct Sorted<'a> {
+    pub(super) chosen: Vec<(&'a Candidate, &'a Row)>,
+    rejected: Vec<(&'a Candidate, Vec<FieldError>)>,
+}
+
+/// Rejected rows of a batch, in input order, with their errors.
+pub(super) type Rejected<'a> = Vec<(&'a Candidate, Vec<FieldError>)>;
+
+impl<'a> Sorted<'a> {
+    /// Judges every row of `chunk` against the ids looked up for it.
+    pub(super) fn new(table: Table, chunk: &'a Chunk, mut known: BatchKnown) -> Sorted<'a> {
+        let mut sorted = Sorted {
+            chosen: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for c in &chunk.rows {
+            match judge(table, c, &mut known) {
+                Ok(row) => sorted.chosen.push((c, row)),
+                Err(errors) => sorted.rejected.push((c, errors)),
+            }
+        }
+        sorted
+    }
+
+    /// After the insert: a chosen row whose id is not in `won` was inserted
+    /// by another writer since the lookup, and is a duplicate. Returns the
+    /// rows inserted and every rejection, in input order.
+    pub(super) fn settle(self, won: &HashSet<i32>) -> (u64, Rejected<'a>) {
+        let Sorted {
+            chosen,
+            mut rejected,
+        } = self;
+        let mut inserted = 0;
+        for (c, row) in chosen {
+            if won.contains(&row.id()) {
+                inserted += 1;
+            } else {
+                rejected.push((c, vec![duplicate_error(row.id())]));
+            }
+        }
+        rejected.sort_by_key(|(c, _)| c.position);
+        (inserted, rejected)
+    }
+}
+
+/// What one table of a batch came to.
+pub(super) fn outcome(
+    table: Table,
+    chunk: &Chunk,
+    inserted: u64,
+    rejected: Rejected<'_>,
+) -> TableOutcome {
+    TableOutcome {
+        table,
+        received: chunk.rows.len() as u64,
+        inserted,
+        rejected: rejected
+            .into_iter()
+            .map(|(c, errors)| (c.position, errors))
+            .collect(),
     }
 }
 

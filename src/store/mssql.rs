@@ -8,12 +8,14 @@
 //! HOLDLOCK))` settles races with other writers. Connections come from a
 //! bb8 pool whose manager follows Azure's redirect to the database's node.
 
-use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge, rejection_record};
+use super::checks::{
+    BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
+};
 use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
-    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
@@ -974,16 +976,12 @@ async fn ingest_table(
         let found = existing(conn, parent, &ints(chunk, i)).await?;
         known.parents.entry(parent).or_default().extend(found);
     }
-    let mut chosen: Vec<(&Candidate, &Row)> = Vec::new();
-    let mut rejected: Vec<(&Candidate, Vec<FieldError>)> = Vec::new();
-    for c in &chunk.rows {
-        match judge(table, c, &mut known) {
-            Ok(row) => chosen.push((c, row)),
-            Err(errors) => rejected.push((c, errors)),
-        }
-    }
+    let sorted = Sorted::new(table, chunk, known);
     let mut won = HashSet::new();
-    for group in chosen.chunks(rows_per_statement(table.columns().len())) {
+    for group in sorted
+        .chosen
+        .chunks(rows_per_statement(table.columns().len()))
+    {
         let params: Vec<Box<dyn ToSql + '_>> = group
             .iter()
             .flat_map(|(_, row)| row.0.iter().map(param))
@@ -992,29 +990,13 @@ async fn ingest_table(
             won.insert(int_at::<i32>(&r, 0)?);
         }
     }
-    let mut inserted = 0u64;
-    for (c, row) in &chosen {
-        if won.contains(&row.id()) {
-            inserted += 1;
-        } else {
-            rejected.push((c, vec![duplicate_error(row.id())]));
-        }
-    }
-    rejected.sort_by_key(|(c, _)| c.position);
+    let (inserted, rejected) = sorted.settle(&won);
     let mut log = RejectionLog::default();
     for (c, errors) in &rejected {
         log.add(table, source, &chunk.raw, c, errors);
     }
     log.flush(conn, table, source).await?;
-    Ok(TableOutcome {
-        table,
-        received: chunk.rows.len() as u64,
-        inserted,
-        rejected: rejected
-            .into_iter()
-            .map(|(c, errors)| (c.position, errors))
-            .collect(),
-    })
+    Ok(outcome(table, chunk, inserted, rejected))
 }
 
 /// Inserts rows with plain multi-row statements (the table is locked).

@@ -9,12 +9,14 @@
 //! one statement per 4096. Transient failures (a dropped connection, a
 //! server restarting, a deadlock) make the whole transaction run again.
 
-use super::checks::{BatchKnown, IdBitmap, LoadKnown, ints, judge, rejection_record};
+use super::checks::{
+    BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
+};
 use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
-    RowSink, StoreError, TableBatch, TableOutcome, ddl, duplicate_error,
+    RowSink, StoreError, TableBatch, TableOutcome, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
@@ -781,17 +783,10 @@ async fn ingest_table(
         let found = existing(tx, parent, &ints(chunk, i)).await?;
         known.parents.entry(parent).or_default().extend(found);
     }
-    let mut chosen: Vec<(&Candidate, &Row)> = Vec::new();
-    let mut rejected: Vec<(&Candidate, Vec<FieldError>)> = Vec::new();
-    for c in &chunk.rows {
-        match judge(table, c, &mut known) {
-            Ok(row) => chosen.push((c, row)),
-            Err(errors) => rejected.push((c, errors)),
-        }
-    }
-    let mut inserted = 0u64;
-    if !chosen.is_empty() {
-        let rows: Vec<&Row> = chosen.iter().map(|(_, row)| *row).collect();
+    let sorted = Sorted::new(table, chunk, known);
+    let mut won = HashSet::new();
+    if !sorted.chosen.is_empty() {
+        let rows: Vec<&Row> = sorted.chosen.iter().map(|(_, row)| *row).collect();
         let arrays = column_arrays(table, &rows);
         let casts: Vec<String> = table
             .columns()
@@ -801,7 +796,7 @@ async fn ingest_table(
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        let won: HashSet<i32> = tx
+        won = tx
             .query(
                 &format!(
                     "INSERT INTO \"{t}\" ({cols}) SELECT * FROM unnest({casts})
@@ -816,26 +811,10 @@ async fn ingest_table(
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?;
-        // A row another writer inserted since the lookup is a duplicate.
-        for (c, row) in chosen {
-            if won.contains(&row.id()) {
-                inserted += 1;
-            } else {
-                rejected.push((c, vec![duplicate_error(row.id())]));
-            }
-        }
-        rejected.sort_by_key(|(c, _)| c.position);
     }
+    let (inserted, rejected) = sorted.settle(&won);
     log_rejections(tx, table, source, &chunk.raw, &rejected).await?;
-    Ok(TableOutcome {
-        table,
-        received: chunk.rows.len() as u64,
-        inserted,
-        rejected: rejected
-            .into_iter()
-            .map(|(c, errors)| (c.position, errors))
-            .collect(),
-    })
+    Ok(outcome(table, chunk, inserted, rejected))
 }
 
 /// Text PostgreSQL can hold: its text type has no NUL character, so one
