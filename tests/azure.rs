@@ -78,6 +78,13 @@ struct Azurite {
 }
 
 impl Azurite {
+    /// Started, with `container` created in it.
+    fn with_container(container: &str) -> Option<Azurite> {
+        let azurite = Azurite::start()?;
+        azurite.client(&["create", container]);
+        Some(azurite)
+    }
+
     fn start() -> Option<Azurite> {
         let (azurite, python) = tools()?;
         let port = free_port();
@@ -241,13 +248,12 @@ const TABLES: [&str; 3] = ["departments", "jobs", "hired_employees"];
 
 #[test]
 fn historic_load_backup_list_verify_restore_through_blobs() {
-    let Some(azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
         return;
     };
     let conn = connection_string(azurite.port);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 3000, false);
-    azurite.client(&["create", "hrdata"]);
     azurite.upload_landing("hrdata/raw", &landing, &TABLES);
 
     // The reference: the same files loaded from the local disk.
@@ -389,10 +395,9 @@ fn historic_load_backup_list_verify_restore_through_blobs() {
 
 #[test]
 fn emulator_settings_and_bad_storage_urls() {
-    let Some(azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::with_container("emu") else {
         return;
     };
-    azurite.client(&["create", "emu"]);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 200, true);
     azurite.upload_landing("emu", &landing, &["departments"]);
@@ -616,10 +621,9 @@ fn wait_for(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
 
 #[test]
 fn dropped_connections_are_retried() {
-    let Some(azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::with_container("flaky") else {
         return;
     };
-    azurite.client(&["create", "flaky"]);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 200, true);
     azurite.upload_landing("flaky", &landing, &["departments", "jobs"]);
@@ -657,10 +661,9 @@ const MANY: u32 = 450_000;
 
 #[test]
 fn a_backup_killed_midway_leaves_no_committed_blob() {
-    let Some(azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
         return;
     };
-    azurite.client(&["create", "hrdata"]);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), MANY, true);
     let db = work.path();
@@ -739,10 +742,9 @@ fn cut_off(db: &Path, azurite: &mut Azurite, after: u64, args: &[&str]) -> Strin
 
 #[test]
 fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
-    let Some(mut azurite) = Azurite::start() else {
+    let Some(mut azurite) = Azurite::with_container("hrdata") else {
         return;
     };
-    azurite.client(&["create", "hrdata"]);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), MANY, true);
     let db = work.path().join("db");
@@ -790,10 +792,9 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
 
     // A load reading a CSV blob when Azurite stops (after the whole file
     // was hashed, while rows are going in).
-    let Some(azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
         return;
     };
-    azurite.client(&["create", "hrdata"]);
     let csv = landing.join("hired_employees.csv");
     let size = std::fs::metadata(&csv).unwrap().len();
     azurite.upload_landing("hrdata", &landing, &["hired_employees"]);
@@ -1040,7 +1041,7 @@ async fn every_function_route_is_served_and_every_api_route_has_a_function() {
 fn forward(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let invocation = format!("{:032x}", rand_id());
+    let invocation = uuid::Uuid::new_v4();
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
@@ -1060,13 +1061,6 @@ fn forward(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-fn rand_id() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    u128::from(h.finish())
 }
 
 /// Unzips `zip` into `dir` with the file modes it records (Python's
