@@ -829,8 +829,12 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
 // ---------------------------------------------------------------------------
 // The Azure Functions custom handler, with this test playing the host.
 
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 fn functions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("functions")
+    repo_root().join("functions")
 }
 
 /// One function: its folder name and bindings.
@@ -910,7 +914,7 @@ fn concrete(route: &str, table: &str) -> String {
 #[test]
 fn host_json_and_settings_are_what_the_host_needs() {
     let host: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(functions_dir().join("host.json")).unwrap())
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("host.json")).unwrap())
             .unwrap();
     assert_eq!(host["version"], "2.0");
     let handler = &host["customHandler"];
@@ -925,7 +929,7 @@ fn host_json_and_settings_are_what_the_host_needs() {
     assert!(host.get("extensionBundle").is_none());
 
     let settings: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(functions_dir().join("local.settings.json")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("local.settings.json")).unwrap(),
     )
     .unwrap();
     let values = settings["Values"].as_object().unwrap();
@@ -1079,6 +1083,107 @@ fn unzip(zip: &Path, dir: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// The files below `dir`, as paths relative to it, sorted.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_checkout_has_the_design_cards_layout() {
+    let root = repo_root();
+    for top in [
+        "Cargo.toml",
+        "host.json",
+        "local.settings.json",
+        "functions",
+        "src",
+        "migrations",
+        "tests",
+        "README.md",
+    ] {
+        assert!(root.join(top).exists(), "{top} missing at the root");
+    }
+    // functions/ holds one folder per function and nothing else.
+    let mut expected: Vec<String> = functions()
+        .iter()
+        .map(|f| format!("{}/function.json", f.name))
+        .collect();
+    expected.sort();
+    assert_eq!(files_below(&functions_dir()), expected);
+    assert!(expected.len() > 10, "{expected:?}");
+}
+
+#[test]
+fn a_function_app_folder_is_laid_out_for_core_tools() {
+    let work = tempfile::tempdir().unwrap();
+    let app = work.path().join("app");
+    let package = |dir: &Path| {
+        Command::new(repo_root().join("scripts/package"))
+            .args(["--binary", env!("CARGO_BIN_EXE_hrmig"), "--dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
+    };
+    let o = package(&app);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut expected = vec![
+        ".hrmig-app".to_owned(),
+        "host.json".to_owned(),
+        "hrmig".to_owned(),
+        "local.settings.json".to_owned(),
+    ];
+    expected.extend(
+        functions()
+            .iter()
+            .map(|f| format!("{}/function.json", f.name)),
+    );
+    expected.sort();
+    assert_eq!(files_below(&app), expected);
+    for name in ["host.json", "local.settings.json"] {
+        assert_eq!(
+            std::fs::read(app.join(name)).unwrap(),
+            std::fs::read(repo_root().join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let version = Command::new(app.join("hrmig"))
+        .arg("--version")
+        .current_dir(&app)
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+
+    // Laid out again over its own folder: replaced; over any other: refused.
+    std::fs::write(app.join("stale.txt"), "x").unwrap();
+    assert!(package(&app).status.success());
+    assert!(!app.join("stale.txt").exists());
+    let other = work.path().join("mine");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("keep.txt"), "x").unwrap();
+    let o = package(&other);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("was not laid out by scripts/package"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(other.join("keep.txt").exists());
+}
+
 #[test]
 fn the_packaged_handler_serves_every_function_as_the_host_calls_it() {
     let Some(mut azurite) = Azurite::start() else {
@@ -1131,7 +1236,7 @@ fn the_packaged_handler_serves_every_function_as_the_host_calls_it() {
         serde_json::from_str(&std::fs::read_to_string(app.join("host.json")).unwrap()).unwrap();
     let description = &host["customHandler"]["description"];
     let settings: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(functions_dir().join("local.settings.json")).unwrap(),
+        &std::fs::read_to_string(repo_root().join("local.settings.json")).unwrap(),
     )
     .unwrap();
     let values = settings["Values"].as_object().unwrap();

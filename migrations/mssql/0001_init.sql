@@ -2,18 +2,23 @@
 -- (`hrmig schema --dialect mssql`); every statement is idempotent.
 
 IF OBJECT_ID(N'dbo.departments', N'U') IS NULL
+BEGIN
     CREATE TABLE [departments] (
     [id] INT NOT NULL PRIMARY KEY,
     [department] NVARCHAR(255) NOT NULL
 );
+END;
 
 IF OBJECT_ID(N'dbo.jobs', N'U') IS NULL
+BEGIN
     CREATE TABLE [jobs] (
     [id] INT NOT NULL PRIMARY KEY,
     [job] NVARCHAR(255) NOT NULL
 );
+END;
 
 IF OBJECT_ID(N'dbo.hired_employees', N'U') IS NULL
+BEGIN
     CREATE TABLE [hired_employees] (
     [id] INT NOT NULL PRIMARY KEY,
     [name] NVARCHAR(255) NOT NULL,
@@ -21,14 +26,12 @@ IF OBJECT_ID(N'dbo.hired_employees', N'U') IS NULL
     [department_id] INT NOT NULL REFERENCES [departments] ([id]),
     [job_id] INT NOT NULL REFERENCES [jobs] ([id])
 );
-
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hired_employees_department_id')
     CREATE INDEX [hired_employees_department_id] ON [hired_employees] ([department_id]);
-
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hired_employees_job_id')
     CREATE INDEX [hired_employees_job_id] ON [hired_employees] ([job_id]);
+END;
 
 IF OBJECT_ID(N'dbo.hrmig_rejections', N'U') IS NULL
+BEGIN
     CREATE TABLE [hrmig_rejections] (
     [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
     [table_name] NVARCHAR(255) NOT NULL,
@@ -38,11 +41,11 @@ IF OBJECT_ID(N'dbo.hrmig_rejections', N'U') IS NULL
     [errors] NVARCHAR(MAX) NOT NULL,
     [rejected_at] DATETIME2(3) NOT NULL
 );
-
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_rejections_table_name_id')
     CREATE INDEX [hrmig_rejections_table_name_id] ON [hrmig_rejections] ([table_name], [id]);
+END;
 
 IF OBJECT_ID(N'dbo.hrmig_loads', N'U') IS NULL
+BEGIN
     CREATE TABLE [hrmig_loads] (
     [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
     [table_name] NVARCHAR(255) NOT NULL,
@@ -57,11 +60,11 @@ IF OBJECT_ID(N'dbo.hrmig_loads', N'U') IS NULL
     [started_at] DATETIME2(3) NOT NULL,
     [finished_at] DATETIME2(3) NOT NULL
 );
-
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_loads_table_name_sha256')
     CREATE INDEX [hrmig_loads_table_name_sha256] ON [hrmig_loads] ([table_name], [sha256]);
+END;
 
 IF OBJECT_ID(N'dbo.hrmig_idempotency', N'U') IS NULL
+BEGIN
     CREATE TABLE [hrmig_idempotency] (
     [id] BIGINT IDENTITY(1,1) PRIMARY KEY,
     [key] NVARCHAR(255) NOT NULL,
@@ -69,7 +72,6 @@ IF OBJECT_ID(N'dbo.hrmig_idempotency', N'U') IS NULL
     [response] NVARCHAR(MAX) NOT NULL,
     [created_at] DATETIME2(3) NOT NULL
 );
-
-IF NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'hrmig_idempotency_key')
     CREATE UNIQUE INDEX [hrmig_idempotency_key] ON [hrmig_idempotency] ([key]);
+END;
 

@@ -131,7 +131,24 @@ pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, L
     }
     let mut reports = Vec::with_capacity(tables.len());
     for table in tables {
-        reports.push(load_file(store, req, table).await?);
+        let report = match load_file(store, req, table).await {
+            // The store has switched to plain inserts; the file's transaction
+            // was rolled back, so loading it again from the start is safe.
+            Err(LoadError::Store {
+                location,
+                source: StoreError::BulkCopyFailed(e),
+            }) => {
+                tracing::warn!(
+                    table = table.name(),
+                    %location,
+                    error = %e,
+                    "bulk copy failed; loading the file again with INSERT statements"
+                );
+                load_file(store, req, table).await?
+            }
+            other => other?,
+        };
+        reports.push(report);
     }
     Ok(reports)
 }

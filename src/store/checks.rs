@@ -94,6 +94,15 @@ pub(super) fn judge<'c>(
     Err(errors)
 }
 
+/// Text every server database can hold: PostgreSQL's text types have no
+/// NUL character, and SQL Server implementations differ on it (Babelfish
+/// refuses code point 0), so one in a rejected row's raw input is kept as
+/// U+FFFD, the character a lossy UTF-8 decoding already puts in place of
+/// bytes that are not text.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
 /// A rejection as the log keeps it: position, the raw input as text, and
 /// the errors as JSON. Each one is also traced (codes only, no payload).
 pub(super) fn rejection_record(
@@ -103,7 +112,9 @@ pub(super) fn rejection_record(
     c: &Candidate,
     errors: &[FieldError],
 ) -> (i64, String, String) {
-    let text = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default()).into_owned();
+    let text = storable(&String::from_utf8_lossy(
+        raw.get(c.raw.clone()).unwrap_or_default(),
+    ));
     let json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
     let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
     tracing::info!(
@@ -248,5 +259,29 @@ mod tests {
         }
         assert!(!ids.contains(2));
         assert!(!ids.contains(-2));
+    }
+
+    #[test]
+    fn a_nul_in_raw_text_is_logged_as_the_replacement_character() {
+        use crate::dictionary::{ErrorCode, FieldError, check::Checked};
+        let raw = b"7,Ann\0e,x\xff";
+        let errors = vec![FieldError {
+            column: None,
+            code: ErrorCode::Columns,
+            message: "3 fields".into(),
+        }];
+        let c = Candidate {
+            position: 4,
+            raw: 0..raw.len(),
+            check: Err(Checked {
+                values: Vec::new(),
+                errors: errors.clone(),
+            }),
+        };
+        let (position, text, json) =
+            rejection_record(Table::Departments, "api:x", raw, &c, &errors);
+        assert_eq!(position, 4);
+        assert_eq!(text, "7,Ann\u{FFFD}e,x\u{FFFD}");
+        assert!(json.contains("\"columns\""), "{json}");
     }
 }

@@ -63,7 +63,8 @@ const IDEMPOTENCY_COLUMNS: &[(&str, Sys, bool)] = &[
     ("created_at", Sys::Timestamp, true),
 ];
 
-fn column_type(d: Dialect, ty: ColumnType) -> &'static str {
+/// The column type of a dictionary type in one dialect.
+pub(super) fn column_type(d: Dialect, ty: ColumnType) -> &'static str {
     match (d, ty) {
         (Dialect::Sqlite, ColumnType::Integer) => "INTEGER",
         (Dialect::Sqlite, ColumnType::String | ColumnType::DateTime) => "TEXT",
@@ -95,30 +96,59 @@ fn sys_type(d: Dialect, ty: Sys) -> &'static str {
     }
 }
 
-/// Wraps a statement so that it only runs when `object` does not exist yet.
-fn create(d: Dialect, out: &mut String, kind: &str, object: &str, body: &str) {
-    let q = d.quote(object);
-    match d {
-        Dialect::Sqlite | Dialect::Postgres => {
-            let _ = writeln!(out, "CREATE {kind} IF NOT EXISTS {q}{body};\n");
+/// An index of a table, created with it.
+struct Index {
+    name: String,
+    unique: bool,
+    /// ` ON [table] ([column], …)`
+    on: String,
+}
+
+impl Index {
+    fn new(d: Dialect, table: &str, columns: &[&str], unique: bool) -> Index {
+        let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
+        Index {
+            name: format!("{table}_{}", columns.join("_")),
+            unique,
+            on: format!(" ON {} ({})", d.quote(table), cols.join(", ")),
         }
-        Dialect::Mssql => {
-            let exists = if kind == "TABLE" || kind == "VIEW" {
-                format!("OBJECT_ID(N'dbo.{object}', N'U') IS NULL")
-            } else {
-                format!("NOT EXISTS (SELECT 1 FROM sys.indexes WHERE name = N'{object}')")
-            };
-            let _ = writeln!(out, "IF {exists}\n    CREATE {kind} {q}{body};\n");
-        }
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.unique { "UNIQUE INDEX" } else { "INDEX" }
     }
 }
 
-fn index(d: Dialect, out: &mut String, table: &str, columns: &[&str], unique: bool) {
-    let name = format!("{table}_{}", columns.join("_"));
-    let cols: Vec<String> = columns.iter().map(|c| d.quote(c)).collect();
-    let kind = if unique { "UNIQUE INDEX" } else { "INDEX" };
-    let on = format!(" ON {} ({})", d.quote(table), cols.join(", "));
-    create(d, out, kind, &name, &on);
+/// Creates `table` and its indexes, each only when it does not exist yet.
+///
+/// On SQL Server the indexes are created in the same block as their table,
+/// under the one `OBJECT_ID` check: index names are not a portable test of
+/// existence there (Babelfish, for one, stores them under other names in
+/// `sys.indexes`, so a name check fails every start after the first).
+fn create_table(d: Dialect, out: &mut String, table: &str, body: &str, indexes: &[Index]) {
+    let q = d.quote(table);
+    match d {
+        Dialect::Sqlite | Dialect::Postgres => {
+            let _ = writeln!(out, "CREATE TABLE IF NOT EXISTS {q}{body};\n");
+            for i in indexes {
+                let _ = writeln!(
+                    out,
+                    "CREATE {} IF NOT EXISTS {}{};\n",
+                    i.kind(),
+                    d.quote(&i.name),
+                    i.on
+                );
+            }
+        }
+        Dialect::Mssql => {
+            let _ = writeln!(out, "IF OBJECT_ID(N'dbo.{table}', N'U') IS NULL\nBEGIN");
+            let _ = writeln!(out, "    CREATE TABLE {q}{body};");
+            for i in indexes {
+                let _ = writeln!(out, "    CREATE {} {}{};", i.kind(), d.quote(&i.name), i.on);
+            }
+            let _ = writeln!(out, "END;\n");
+        }
+    }
 }
 
 /// The complete initial schema of `dialect`.
@@ -157,18 +187,21 @@ pub fn init(d: Dialect) -> String {
             }
             body.push_str(if i + 1 < cols.len() { ",\n" } else { "\n)" });
         }
-        create(d, &mut out, "TABLE", table.name(), &body);
         // Foreign-key columns are indexed on server databases, where parent
         // deletes and restores check them. Not on SQLite: there every write
         // to a child goes through hrmig, which checks parents itself, and
         // each index costs a scattered page write per row (measured: API
         // batches 3x slower, historic loads 2x); the reports scan the table
         // whatever the indexes.
-        if d != Dialect::Sqlite {
-            for (_, col, _) in table.foreign_keys() {
-                index(d, &mut out, table.name(), &[col.name], false);
-            }
-        }
+        let indexes: Vec<Index> = if d == Dialect::Sqlite {
+            Vec::new()
+        } else {
+            table
+                .foreign_keys()
+                .map(|(_, col, _)| Index::new(d, table.name(), &[col.name], false))
+                .collect()
+        };
+        create_table(d, &mut out, table.name(), &body, &indexes);
     }
     for (name, columns, idx, unique) in [
         (
@@ -188,8 +221,13 @@ pub fn init(d: Dialect) -> String {
             }
             body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
         }
-        create(d, &mut out, "TABLE", name, &body);
-        index(d, &mut out, name, idx, unique);
+        create_table(
+            d,
+            &mut out,
+            name,
+            &body,
+            &[Index::new(d, name, idx, unique)],
+        );
     }
     out
 }
@@ -312,5 +350,24 @@ mod tests {
         assert!(
             init(Dialect::Postgres).contains("\"datetime\" TIMESTAMP(3) WITH TIME ZONE NOT NULL")
         );
+    }
+
+    #[test]
+    fn sql_server_creates_indexes_with_their_table_not_by_name() {
+        let ddl = init(Dialect::Mssql);
+        assert!(!ddl.contains("sys.indexes"));
+        // Each block: its table's existence check, the table, its indexes.
+        let blocks: Vec<&str> = ddl.split("IF OBJECT_ID(").skip(1).collect();
+        assert_eq!(blocks.len(), 6);
+        let mut indexes = 0;
+        for block in blocks {
+            let table = block.split('\'').nth(1).unwrap().trim_start_matches("dbo.");
+            let body = block.split("END;").next().unwrap();
+            for line in body.lines().filter(|l| l.contains("INDEX")) {
+                assert!(line.contains(&format!("ON [{table}]")), "{line}");
+                indexes += 1;
+            }
+        }
+        assert_eq!(indexes, 5);
     }
 }

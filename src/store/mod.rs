@@ -74,6 +74,11 @@ pub enum StoreError {
     /// SQL Server / Azure SQL failed.
     #[error("SQL Server: {0}")]
     Mssql(#[from] tiberius::error::Error),
+    /// SQL Server's bulk-copy protocol failed during a file load (a TDS
+    /// server that implements it differently); the load was rolled back and
+    /// the store loads with plain `INSERT`s from then on.
+    #[error("SQL Server bulk copy failed: {0}")]
+    BulkCopyFailed(tiberius::error::Error),
     /// The database could not be reached, or kept failing for a transient
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]

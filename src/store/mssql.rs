@@ -21,6 +21,7 @@ use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, FieldError, Row, Table, Value, datetime};
 use futures::TryStreamExt;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tiberius::{Client, ColumnData, Config, EncryptionLevel, ToSql};
 use tokio::net::TcpStream;
@@ -50,8 +51,8 @@ const TRANSIENT: [u32; 16] = [
 pub struct MssqlStore {
     pool: bb8::Pool<Manager>,
     /// Loads use the bulk-copy protocol (`bulk=false` in the URL: multi-row
-    /// `INSERT`s instead).
-    bulk: bool,
+    /// `INSERT`s instead). Switched off for good when a bulk copy fails.
+    bulk: AtomicBool,
 }
 
 /// Makes connections for the pool, following Azure's redirect.
@@ -240,11 +241,12 @@ pub(super) fn values(rows: usize, width: usize, first: usize) -> String {
     tuples.join(", ")
 }
 
-/// A plain multi-row insert of `rows` rows into `table`.
-pub(super) fn insert_sql(table: Table, rows: usize) -> String {
+/// A plain multi-row insert of `rows` rows of `table` into `target` (the
+/// table itself, or a restore's staging table).
+pub(super) fn insert_sql(target: &str, table: Table, rows: usize) -> String {
     format!(
         "INSERT INTO {} ({}) VALUES {}",
-        q(table.name()),
+        target,
         column_list(table),
         values(rows, table.columns().len(), 1)
     )
@@ -290,27 +292,99 @@ pub(super) fn rejection_insert_sql(rows: usize) -> String {
     )
 }
 
-/// Switches the foreign keys of `child` off (`NOCHECK`), or on again
-/// `WITH CHECK`, which validates every row and leaves them trusted.
-pub(super) fn constraints_sql(child: Table, on: bool) -> String {
-    let t = q(child.name());
-    if on {
-        format!("ALTER TABLE {t} WITH CHECK CHECK CONSTRAINT ALL")
-    } else {
-        format!("ALTER TABLE {t} NOCHECK CONSTRAINT ALL")
-    }
+/// The temporary table a restore of a referenced table is staged in.
+pub(super) const STAGE: &str = "#hrmig_restore";
+
+/// Creates [`STAGE`] with `table`'s columns and primary key, so a repeated
+/// id in a backup is refused as it is staged.
+pub(super) fn stage_sql(table: Table) -> String {
+    let cols: Vec<String> = table
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = if i == Table::PRIMARY_KEY {
+                " PRIMARY KEY"
+            } else {
+                ""
+            };
+            let ty = ddl::column_type(super::Dialect::Mssql, c.ty);
+            format!("{} {ty} NOT NULL{key}", q(c.name))
+        })
+        .collect();
+    format!("CREATE TABLE {STAGE} ({})", cols.join(", "))
 }
 
-/// Rows of `child` whose `column` names no row of `parent`: how many, and
-/// one example.
-pub(super) fn orphans_sql(child: Table, column: &str, parent: Table) -> String {
+/// Makes `table` hold exactly the rows of [`STAGE`] with every foreign key
+/// left on: the rows not staged are deleted, the others updated in place,
+/// the new ones inserted. (Switching the children's keys off with `NOCHECK`
+/// would be shorter, but not every TDS server has it, and a key switched
+/// off is one more thing a failure could leave behind.)
+pub(super) fn apply_stage_sql(table: Table) -> [String; 3] {
+    let t = q(table.name());
+    let id = q("id");
+    let sets: Vec<String> = table
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != Table::PRIMARY_KEY)
+        .map(|(_, c)| format!("{n} = s.{n}", n = q(c.name)))
+        .collect();
+    let from: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| format!("s.{}", q(c.name)))
+        .collect();
+    [
+        format!(
+            "DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.{id} = {t}.{id})"
+        ),
+        format!(
+            "UPDATE {t} SET {} FROM {t} JOIN {STAGE} s ON s.{id} = {t}.{id}",
+            sets.join(", ")
+        ),
+        format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM {STAGE} s \
+             WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = s.{id})",
+            column_list(table),
+            from.join(", ")
+        ),
+    ]
+}
+
+/// Rows of `child` whose `column` names no row of `parent` (a table name,
+/// quoted, or [`STAGE`]): how many, and one example.
+pub(super) fn orphans_sql(child: Table, column: &str, parent: &str) -> String {
     format!(
         "SELECT COUNT_BIG(*), MIN(c.{col}) FROM {child} c WHERE NOT EXISTS \
-         (SELECT 1 FROM {p} p WHERE p.[id] = c.{col})",
+         (SELECT 1 FROM {parent} p WHERE p.[id] = c.{col})",
         col = q(column),
         child = q(child.name()),
-        p = q(parent.name())
     )
+}
+
+/// The rejection log, filtered by [`rejection_filter`]'s parameters: an
+/// empty table or source means any.
+pub(super) fn rejections_sql() -> String {
+    format!(
+        "SELECT TOP (@P4) [id], [table_name], [source], [position], [raw], [errors], [rejected_at]
+         FROM {} WHERE (@P1 = N'' OR [table_name] = @P1) AND (@P2 = N'' OR [source] = @P2)
+           AND [id] > @P3 ORDER BY [id]",
+        q(ddl::REJECTIONS)
+    )
+}
+
+/// The parameters of [`rejections_sql`]. No filter is an empty string, not a
+/// NULL: tiberius sends a `None` string as the untyped TDS NULLTYPE (0x1F),
+/// which SQL Server accepts and other TDS servers refuse (Babelfish: error
+/// 8009, "Data type 0x1F is unknown").
+fn rejection_filter(filter: &RejectionFilter) -> Vec<Box<dyn ToSql + '_>> {
+    vec![
+        Box::new(filter.table.map_or("", Table::name)),
+        Box::new(filter.source.as_deref().unwrap_or("")),
+        Box::new(filter.after.unwrap_or(0)),
+        Box::new(i64::from(filter.limit)),
+    ]
 }
 
 /// Hires per department and job by quarter for one year; `BIN2` orders by
@@ -417,7 +491,10 @@ impl MssqlStore {
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(30))
             .build_unchecked(Manager { config });
-        let store = MssqlStore { pool, bulk };
+        let store = MssqlStore {
+            pool,
+            bulk: AtomicBool::new(bulk),
+        };
         retrying!(store.migrate()).map(|()| store)
     }
 
@@ -469,11 +546,19 @@ impl MssqlStore {
         mut feed: mpsc::Receiver<Feed>,
     ) -> Result<FileLoadOutcome, StoreError> {
         let mut conn = self.conn().await?;
-        let bulk = self.bulk;
-        in_transaction(&mut conn, async |c| {
+        let bulk = self.bulk.load(Ordering::Relaxed);
+        let result = in_transaction(&mut conn, async |c| {
             load_file_tx(c, bulk, &load, &mut feed).await
         })
-        .await
+        .await;
+        if let Err(StoreError::BulkCopyFailed(e)) = &result {
+            tracing::warn!(
+                error = %e,
+                "the server refused a bulk copy: loads use INSERT statements from now on"
+            );
+            self.bulk.store(false, Ordering::Relaxed);
+        }
+        result
     }
 
     pub async fn record_aborted(
@@ -501,19 +586,7 @@ impl MssqlStore {
     pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
         retrying!(async {
             let mut conn = self.conn().await?;
-            let sql = format!(
-            "SELECT TOP (@P4) [id], [table_name], [source], [position], [raw], [errors], [rejected_at]
-             FROM {} WHERE (@P1 IS NULL OR [table_name] = @P1) AND (@P2 IS NULL OR [source] = @P2)
-               AND [id] > @P3 ORDER BY [id]",
-            q(ddl::REJECTIONS)
-        );
-            let params: Vec<Box<dyn ToSql>> = vec![
-                Box::new(filter.table.map(Table::name)),
-                Box::new(filter.source.clone()),
-                Box::new(filter.after.unwrap_or(0)),
-                Box::new(i64::from(filter.limit)),
-            ];
-            rows_of(&mut conn, &sql, &params)
+            rows_of(&mut conn, &rejections_sql(), &rejection_filter(&filter))
                 .await?
                 .iter()
                 .map(|r| {
@@ -818,13 +891,31 @@ async fn insert_history(
 ) -> Result<(), StoreError> {
     let started =
         datetime::parse(&load.started_at).unwrap_or_else(|_| chrono::Utc::now().timestamp_millis());
+    // No message is an empty string turned into NULL by the server: an
+    // untyped NULL parameter is refused by some TDS servers (see
+    // `rejection_filter`).
     let sql = format!(
         "INSERT INTO {} ([table_name], [source], [sha256], [status], [rows_read], [inserted],
                          [rejected], [blank], [message], [started_at], [finished_at])
-         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, @P9, @P10, @P11)",
+         VALUES (@P1, @P2, @P3, @P4, @P5, @P6, @P7, @P8, NULLIF(@P9, N''), @P10, @P11)",
         q(ddl::LOADS)
     );
-    let params: Vec<Box<dyn ToSql>> = vec![
+    let params = history_params(load, summary, status, inserted, rejected, message, started);
+    rows_of(conn, &sql, &params).await?;
+    Ok(())
+}
+
+/// The parameters of a load history entry, none of them NULL.
+fn history_params<'a>(
+    load: &'a FileLoad,
+    summary: &'a FeedSummary,
+    status: &'a str,
+    inserted: u64,
+    rejected: u64,
+    message: Option<&'a str>,
+    started: i64,
+) -> Vec<Box<dyn ToSql + 'a>> {
+    vec![
         Box::new(load.table.name()),
         Box::new(load.source.as_str()),
         Box::new(summary.sha256.as_str()),
@@ -833,12 +924,10 @@ async fn insert_history(
         Box::new(inserted as i64),
         Box::new(rejected as i64),
         Box::new(summary.blank as i64),
-        Box::new(message),
+        Box::new(message.unwrap_or("")),
         Box::new(Dt2(started)),
         Box::new(Dt2(chrono::Utc::now().timestamp_millis())),
-    ];
-    rows_of(conn, &sql, &params).await?;
-    Ok(())
+    ]
 }
 
 /// Ids of `table` among `ids`.
@@ -999,14 +1088,20 @@ async fn ingest_table(
     Ok(outcome(table, chunk, inserted, rejected))
 }
 
-/// Inserts rows with plain multi-row statements (the table is locked).
-async fn insert_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<(), StoreError> {
+/// Inserts rows of `table` into `target` with plain multi-row statements
+/// (the table is locked).
+async fn insert_rows(
+    conn: &mut Conn,
+    target: &str,
+    table: Table,
+    rows: &[&Row],
+) -> Result<(), StoreError> {
     for group in rows.chunks(rows_per_statement(table.columns().len())) {
         let params: Vec<Box<dyn ToSql + '_>> = group
             .iter()
             .flat_map(|row| row.0.iter().map(param))
             .collect();
-        rows_of(conn, &insert_sql(table, group.len()), &params).await?;
+        rows_of(conn, &insert_sql(target, table, group.len()), &params).await?;
     }
     Ok(())
 }
@@ -1014,10 +1109,43 @@ async fn insert_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<(),
 /// Sends rows with the bulk-copy protocol (`INSERT BULK`), the fastest way
 /// in; `CHECK_CONSTRAINTS` keeps the foreign keys trusted (without it SQL
 /// Server marks them unchecked after a bulk copy).
+///
+/// A failure of the protocol itself is [`StoreError::BulkCopyFailed`]:
+/// some TDS servers break off a stream SQL Server takes (Babelfish 4.3 did
+/// on a 200 000-row load that loads with `INSERT`s), and the load then runs
+/// again without bulk copy. A constraint the server enforces, or a lost
+/// connection, stays what it is.
 async fn bulk_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
     }
+    send_bulk(conn, table, rows).await.map_err(|e| {
+        if bulk_protocol_failure(&e) {
+            StoreError::BulkCopyFailed(e)
+        } else {
+            StoreError::Mssql(e)
+        }
+    })
+}
+
+/// Whether a bulk copy failed in the protocol rather than on the data or
+/// the connection: constraint violations (547, 2627, 2601), transient
+/// errors and I/O are not protocol failures.
+pub(super) fn bulk_protocol_failure(e: &tiberius::error::Error) -> bool {
+    match e {
+        tiberius::error::Error::Server(t) => protocol_error_code(t.code()),
+        tiberius::error::Error::Protocol(_) | tiberius::error::Error::BulkInput(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether a server error number is neither a constraint violation nor
+/// transient.
+fn protocol_error_code(code: u32) -> bool {
+    ![547, 2627, 2601].contains(&code) && !TRANSIENT.contains(&code)
+}
+
+async fn send_bulk(conn: &mut Conn, table: Table, rows: &[&Row]) -> tiberius::Result<()> {
     let columns: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
     let mut request = conn
         .bulk_insert_with_options(
@@ -1092,7 +1220,7 @@ async fn load_file_tx(
                 if bulk {
                     bulk_rows(conn, table, &valid).await?;
                 } else {
-                    insert_rows(conn, table, &valid).await?;
+                    insert_rows(conn, &q(table.name()), table, &valid).await?;
                 }
                 inserted += valid.len() as u64;
                 log.flush(conn, table, &load.source).await?;
@@ -1121,10 +1249,11 @@ async fn load_file_tx(
     }
 }
 
-/// Replaces a table's rows: the foreign keys of the tables that reference
-/// it are switched off (`NOCHECK`) while it is emptied and filled again,
-/// checked by a query that names the offending rows, then switched on
-/// `WITH CHECK`, which validates every row again, all in one transaction.
+/// Replaces a table's rows in one transaction, with every foreign key left
+/// on. A table nothing references is emptied and filled again. A table
+/// that others reference is filled into [`STAGE`] first; the children are
+/// checked against it by a query that names the offending rows, and only
+/// then is the table made equal to it ([`apply_stage_sql`]).
 async fn replace_tx(
     conn: &mut Conn,
     table: Table,
@@ -1144,19 +1273,19 @@ async fn replace_tx(
         }
     }
     let children: Vec<Table> = table.children().collect();
-    for child in &children {
-        conn.simple_query(format!(
-            "ALTER TABLE {} NOCHECK CONSTRAINT ALL",
-            q(child.name())
-        ))
-        .await?
-        .into_results()
-        .await?;
-    }
-    conn.simple_query(format!("DELETE FROM {}", q(table.name())))
-        .await?
-        .into_results()
-        .await?;
+    let target = if children.is_empty() {
+        conn.simple_query(format!("DELETE FROM {}", q(table.name())))
+            .await?
+            .into_results()
+            .await?;
+        q(table.name())
+    } else {
+        conn.simple_query(stage_sql(table))
+            .await?
+            .into_results()
+            .await?;
+        STAGE.to_owned()
+    };
     let mut written = 0u64;
     loop {
         match rows.recv().await {
@@ -1175,7 +1304,7 @@ async fn replace_tx(
                     }
                 }
                 let refs: Vec<&Row> = batch.iter().collect();
-                match insert_rows(conn, table, &refs).await {
+                match insert_rows(conn, &target, table, &refs).await {
                     Err(StoreError::Mssql(tiberius::error::Error::Server(e)))
                         if e.code() == 2627 || e.code() == 2601 =>
                     {
@@ -1196,10 +1325,12 @@ async fn replace_tx(
             None => return Err(StoreError::FeedInterrupted),
         }
     }
+    if children.is_empty() {
+        return Ok(Done::Commit(written));
+    }
     for child in &children {
         for (_, column, _) in child.foreign_keys().filter(|(_, _, p)| *p == table) {
-            let sql = orphans_sql(*child, column.name, table);
-            let found = rows_of(conn, &sql, &[]).await?;
+            let found = rows_of(conn, &orphans_sql(*child, column.name, STAGE), &[]).await?;
             let row = found
                 .first()
                 .ok_or_else(|| StoreError::Task("COUNT returned no row".into()))?;
@@ -1213,17 +1344,103 @@ async fn replace_tx(
                 )));
             }
         }
-        conn.simple_query(constraints_sql(*child, true))
-            .await?
-            .into_results()
-            .await?;
     }
+    for sql in apply_stage_sql(table) {
+        match conn.simple_query(sql).await {
+            Ok(stream) => stream.into_results().await.map(drop),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| match e {
+            // A child row written after the check above by a session that
+            // had read the parent before this one locked it.
+            tiberius::error::Error::Server(t) if t.code() == 547 => StoreError::Refused(format!(
+                "rows of {} that reference {table} were written during the restore; \
+                 nothing was changed, run it again",
+                children
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            other => StoreError::Mssql(other),
+        })?;
+    }
+    conn.simple_query(format!("DROP TABLE {STAGE}"))
+        .await?
+        .into_results()
+        .await?;
     Ok(Done::Commit(written))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether tiberius sends this value as the untyped NULLTYPE (0x1F):
+    /// every `None` but those of the fixed-size types, which it sends typed.
+    fn untyped_null(p: &dyn ToSql) -> bool {
+        match p.to_sql() {
+            ColumnData::Bit(_)
+            | ColumnData::U8(_)
+            | ColumnData::I16(_)
+            | ColumnData::I32(_)
+            | ColumnData::I64(_)
+            | ColumnData::F32(_)
+            | ColumnData::F64(_)
+            | ColumnData::Guid(_) => false,
+            ColumnData::String(v) => v.is_none(),
+            ColumnData::Binary(v) => v.is_none(),
+            ColumnData::Numeric(v) => v.is_none(),
+            ColumnData::Xml(v) => v.is_none(),
+            ColumnData::DateTime(v) => v.is_none(),
+            ColumnData::SmallDateTime(v) => v.is_none(),
+            ColumnData::Date(v) => v.is_none(),
+            ColumnData::Time(v) => v.is_none(),
+            ColumnData::DateTime2(v) => v.is_none(),
+            ColumnData::DateTimeOffset(v) => v.is_none(),
+        }
+    }
+
+    #[test]
+    fn no_parameter_is_an_untyped_null() {
+        assert!(untyped_null(&Option::<&str>::None), "the check can fail");
+        let unfiltered = RejectionFilter {
+            table: None,
+            source: None,
+            after: None,
+            limit: 10,
+        };
+        let filtered = RejectionFilter {
+            table: Some(Table::Jobs),
+            source: Some("api:x".into()),
+            after: Some(3),
+            limit: 10,
+        };
+        for filter in [&unfiltered, &filtered] {
+            let params = rejection_filter(filter);
+            assert_eq!(params.len(), 4);
+            assert!(params.iter().all(|p| !untyped_null(&**p)));
+        }
+        assert!(rejections_sql().contains("@P1 = N''"));
+        let load = FileLoad {
+            table: Table::Jobs,
+            source: "file:jobs.csv".into(),
+            force: false,
+            max_rejects: None,
+            started_at: "2021-01-01T00:00:00Z".into(),
+            bytes: None,
+        };
+        let summary = FeedSummary {
+            rows_read: 3,
+            blank: 0,
+            sha256: "ab".into(),
+        };
+        for message in [None, Some("aborted")] {
+            let params = history_params(&load, &summary, "loaded", 1, 2, message, 0);
+            assert_eq!(params.len(), 11);
+            assert!(params.iter().all(|p| !untyped_null(&**p)));
+        }
+    }
 
     #[test]
     fn statements_stay_under_the_parameter_and_row_limits() {
@@ -1249,7 +1466,7 @@ mod tests {
         assert_eq!(values(2, 3, 1), "(@P1, @P2, @P3), (@P4, @P5, @P6)");
         assert_eq!(values(1, 2, 5), "(@P5, @P6)");
         assert_eq!(
-            insert_sql(Table::Jobs, 2),
+            insert_sql("[jobs]", Table::Jobs, 2),
             "INSERT INTO [jobs] ([id], [job]) VALUES (@P1, @P2), (@P3, @P4)"
         );
     }
@@ -1272,24 +1489,38 @@ mod tests {
     }
 
     #[test]
-    fn restores_switch_foreign_keys_off_and_back_on_with_a_check() {
+    fn restores_of_a_referenced_table_are_staged_and_merged_with_keys_on() {
         assert_eq!(
-            constraints_sql(Table::HiredEmployees, false),
-            "ALTER TABLE [hired_employees] NOCHECK CONSTRAINT ALL"
+            stage_sql(Table::Departments),
+            "CREATE TABLE #hrmig_restore ([id] INT NOT NULL PRIMARY KEY, \
+             [department] NVARCHAR(255) NOT NULL)"
         );
         assert_eq!(
-            constraints_sql(Table::HiredEmployees, true),
-            "ALTER TABLE [hired_employees] WITH CHECK CHECK CONSTRAINT ALL"
+            apply_stage_sql(Table::Departments),
+            [
+                "DELETE FROM [departments] WHERE NOT EXISTS \
+                 (SELECT 1 FROM #hrmig_restore s WHERE s.[id] = [departments].[id])",
+                "UPDATE [departments] SET [department] = s.[department] \
+                 FROM [departments] JOIN #hrmig_restore s ON s.[id] = [departments].[id]",
+                "INSERT INTO [departments] ([id], [department]) SELECT s.[id], s.[department] \
+                 FROM #hrmig_restore s WHERE NOT EXISTS \
+                 (SELECT 1 FROM [departments] WHERE [departments].[id] = s.[id])",
+            ]
         );
         assert_eq!(
-            orphans_sql(Table::HiredEmployees, "department_id", Table::Departments),
+            orphans_sql(Table::HiredEmployees, "department_id", STAGE),
             "SELECT COUNT_BIG(*), MIN(c.[department_id]) FROM [hired_employees] c WHERE NOT EXISTS \
-             (SELECT 1 FROM [departments] p WHERE p.[id] = c.[department_id])"
+             (SELECT 1 FROM #hrmig_restore p WHERE p.[id] = c.[department_id])"
         );
         assert_eq!(
             Table::Departments.children().collect::<Vec<_>>(),
             [Table::HiredEmployees]
         );
+        for table in Table::ALL {
+            for sql in apply_stage_sql(table) {
+                assert!(!sql.contains("NOCHECK"), "{sql}");
+            }
+        }
     }
 
     #[test]
@@ -1375,5 +1606,23 @@ mod tests {
         }
         // Constraint violations (2627 primary key, 547 foreign key) are not.
         assert!(!TRANSIENT.contains(&2627) && !TRANSIENT.contains(&547));
+    }
+
+    #[test]
+    fn only_protocol_failures_of_a_bulk_copy_switch_it_off() {
+        use tiberius::error::Error;
+        assert!(bulk_protocol_failure(&Error::Protocol(
+            "unexpected token".into()
+        )));
+        assert!(bulk_protocol_failure(&Error::BulkInput("bad row".into())));
+        assert!(!bulk_protocol_failure(&Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into()
+        }));
+        // 4002: the TDS stream is incorrect; 4804: premature end of message.
+        assert!(protocol_error_code(4002) && protocol_error_code(4804));
+        for code in [547, 2627, 2601, 1205, 40613] {
+            assert!(!protocol_error_code(code), "{code}");
+        }
     }
 }

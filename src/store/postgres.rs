@@ -817,16 +817,6 @@ async fn ingest_table(
     Ok(outcome(table, chunk, inserted, rejected))
 }
 
-/// Text PostgreSQL can hold: its text type has no NUL character, so one
-/// in a rejected row's raw input is kept as U+FFFD.
-fn storable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}").into()
-    } else {
-        text.into()
-    }
-}
-
 /// Writes rejections to the log with one statement, in the given order.
 async fn log_rejections(
     tx: &Transaction<'_>,
@@ -862,7 +852,7 @@ impl RejectionLog {
     fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
         let (position, text, json) = rejection_record(table, source, raw, c, errs);
         self.positions.push(position);
-        self.raws.push(storable(&text).into_owned());
+        self.raws.push(text);
         // JSONB refuses the escape `\u0000` as well.
         self.errors.push(json.replace("\\u0000", "\\ufffd"));
     }

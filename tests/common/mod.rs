@@ -238,6 +238,11 @@ pub async fn mssql_client(
 pub async fn fresh_mssql_database() -> String {
     let base = std::env::var("HRMIG_TEST_MSSQL_URL")
         .expect("HRMIG_TEST_DATABASE=mssql needs HRMIG_TEST_MSSQL_URL");
+    // One CREATE DATABASE at a time: concurrent ones fail on some TDS
+    // servers (Babelfish: "tuple concurrently updated"). The test binaries
+    // of one run go one after another, so a lock per process is enough.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = CREATING.lock().await;
     let mut client = mssql_client(&base).await;
     let name = format!("hrmig_test_{}", uuid::Uuid::new_v4().simple());
     client
@@ -311,9 +316,12 @@ pub async fn query_i64(url: &str, sql: &str) -> i64 {
             .await
             .unwrap()
             .unwrap();
-        row.get::<i64, _>(0)
-            .or_else(|| row.get::<i32, _>(0).map(i64::from))
-            .unwrap()
+        // COUNT(*) is an INT on SQL Server; `get` of the wrong type panics,
+        // `try_get` says so.
+        match row.try_get::<i64, _>(0) {
+            Ok(Some(n)) => n,
+            _ => i64::from(row.try_get::<i32, _>(0).unwrap().unwrap()),
+        }
     } else {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
