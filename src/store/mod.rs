@@ -12,6 +12,7 @@
 mod checks;
 pub mod ddl;
 mod mssql;
+mod pg_tls;
 mod postgres;
 mod retry;
 mod sqlite;
@@ -71,6 +72,11 @@ pub enum StoreError {
     /// PostgreSQL failed.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL TLS settings cannot be used, or the server's
+    /// certificate did not verify; not transient: trying again meets the
+    /// same settings and the same certificate.
+    #[error("PostgreSQL: {0}")]
+    Tls(#[from] pg_tls::TlsError),
     /// SQL Server / Azure SQL failed.
     #[error("SQL Server: {0}")]
     Mssql(#[from] tiberius::error::Error),
@@ -439,6 +445,9 @@ impl Store {
         }
         if mssql::is_mssql_url(url) {
             return Ok(Store::Mssql(mssql::MssqlStore::open(url).await?));
+        }
+        if pg_tls::is_keyword_form(url) {
+            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
         }
         Err(StoreError::BadUrl(redact(url)))
     }
