@@ -75,8 +75,10 @@ pub enum StoreError {
     /// The PostgreSQL TLS settings cannot be used, or the server's
     /// certificate did not verify; not transient: trying again meets the
     /// same settings and the same certificate.
+    // Not a `#[source]`: the message is whole, and a chain printer would
+    // say it twice.
     #[error("PostgreSQL: {0}")]
-    Tls(#[from] pg_tls::TlsError),
+    Tls(pg_tls::TlsError),
     /// SQL Server / Azure SQL failed.
     #[error("SQL Server: {0}")]
     Mssql(#[from] tiberius::error::Error),
@@ -111,6 +113,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<pg_tls::TlsError> for StoreError {
+    fn from(e: pg_tls::TlsError) -> StoreError {
+        StoreError::Tls(e)
+    }
 }
 
 /// Rows per chunk of rows handed between threads.

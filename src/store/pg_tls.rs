@@ -26,7 +26,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -74,9 +76,7 @@ impl SslMode {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// `sslmode` has a value libpq does not define.
-    #[error(
-        "unknown sslmode {0:?}: use disable, prefer, require, verify-ca or verify-full"
-    )]
+    #[error("unknown sslmode {0:?}: use disable, prefer, require, verify-ca or verify-full")]
     UnknownMode(String),
     /// The `sslrootcert` file cannot be read or holds no certificate.
     #[error("sslrootcert={path}: {reason}")]
@@ -204,15 +204,13 @@ impl TlsSettings {
             Check::Nothing => Arc::new(AnyCertificate(provider.clone())),
             check => {
                 let roots = file_roots.unwrap_or_else(default_roots);
-                let webpki = WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider.clone(),
-                )
-                .build()
-                .map_err(|e| TlsError::RootCert {
-                    path: self.roots_path(),
-                    reason: e.to_string(),
-                })?;
+                let webpki =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| TlsError::RootCert {
+                            path: self.roots_path(),
+                            reason: e.to_string(),
+                        })?;
                 if check == Check::Chain {
                     Arc::new(ChainOnly(webpki))
                 } else {
@@ -244,21 +242,25 @@ impl TlsSettings {
 
 /// The `host:port` pairs of a configuration, for messages.
 pub fn server_names(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
     let ports = config.get_ports();
-    config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    // The certificate is checked against `host`; `hostaddr` only says
+    // where to connect, so it names the server only when `host` is absent.
+    let names: Vec<String> = if config.get_hosts().is_empty() {
+        (config.get_hostaddrs().iter().enumerate())
+            .map(|(i, addr)| format!("{addr}:{}", port(i)))
+            .collect()
+    } else {
+        (config.get_hosts().iter().enumerate())
+            .map(|(i, host)| match host {
+                Host::Tcp(h) => format!("{h}:{}", port(i)),
                 #[cfg(unix)]
-                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+                Host::Unix(p) => p.display().to_string(),
+            })
+            .collect()
+    };
+    names.join(", ")
 }
 
 /// The TLS failure behind a failed connection to `server`, if that is why
@@ -364,7 +366,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -373,7 +380,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -512,7 +524,10 @@ fn take_from_keywords(conninfo: &str) -> (String, Vec<(Param, String)>) {
     for (key, value) in pairs {
         match Param::of(&key) {
             Some(param) => taken.push((param, value)),
-            None => kept.push(format!("{key}='{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))),
+            None => kept.push(format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )),
         }
     }
     (kept.join(" "), taken)
@@ -582,8 +597,18 @@ mod tests {
             ("disable", SslMode::Disable, Driver::Disable, Check::Nothing),
             ("prefer", SslMode::Prefer, Driver::Prefer, Check::Nothing),
             ("require", SslMode::Require, Driver::Require, Check::Nothing),
-            ("verify-ca", SslMode::VerifyCa, Driver::Require, Check::Chain),
-            ("verify-full", SslMode::VerifyFull, Driver::Require, Check::ChainAndName),
+            (
+                "verify-ca",
+                SslMode::VerifyCa,
+                Driver::Require,
+                Check::Chain,
+            ),
+            (
+                "verify-full",
+                SslMode::VerifyFull,
+                Driver::Require,
+                Check::ChainAndName,
+            ),
         ] {
             let (rest, s) = settings(&format!("{base}?sslmode={value}")).unwrap();
             assert_eq!(rest, base);
@@ -607,7 +632,10 @@ mod tests {
             "postgres://u@h/db?application_name=x&sslrootcert=%2Ftmp%2Fmy%20ca.pem&sslmode=verify-ca&connect_timeout=3",
         )
         .unwrap();
-        assert_eq!(rest, "postgres://u@h/db?application_name=x&connect_timeout=3");
+        assert_eq!(
+            rest,
+            "postgres://u@h/db?application_name=x&connect_timeout=3"
+        );
         assert_eq!(s.roots, Roots::File(PathBuf::from("/tmp/my ca.pem")));
         rest.parse::<tokio_postgres::Config>().unwrap();
     }
@@ -616,7 +644,10 @@ mod tests {
     fn an_unknown_sslmode_is_named() {
         for conninfo in ["postgres://h/db?sslmode=bogus", "host=h sslmode=bogus"] {
             let e = settings(conninfo).unwrap_err();
-            assert!(matches!(&e, TlsError::UnknownMode(m) if m == "bogus"), "{e}");
+            assert!(
+                matches!(&e, TlsError::UnknownMode(m) if m == "bogus"),
+                "{e}"
+            );
             assert!(e.to_string().contains("verify-full"), "{e}");
         }
         // Case matters to libpq too.
@@ -654,7 +685,10 @@ mod tests {
     #[test]
     fn sslrootcert_system_means_verify_full() {
         let (_, s) = settings("postgres://h/db?sslrootcert=system").unwrap();
-        assert_eq!((s.mode, s.roots.clone()), (SslMode::VerifyFull, Roots::System));
+        assert_eq!(
+            (s.mode, s.roots.clone()),
+            (SslMode::VerifyFull, Roots::System)
+        );
         assert!(matches!(
             settings("postgres://h/db?sslrootcert=system&sslmode=require"),
             Err(TlsError::WeakModeWithSystemRoots("require"))
@@ -674,11 +708,17 @@ mod tests {
             (empty, "no PEM certificate"),
         ] {
             for mode in ["prefer", "require", "verify-full"] {
-                let url = format!("postgres://h/db?sslmode={mode}&sslrootcert={}", path.display());
+                let url = format!(
+                    "postgres://h/db?sslmode={mode}&sslrootcert={}",
+                    path.display()
+                );
                 let (_, s) = settings(&url).unwrap();
                 let e = s.connector().err().unwrap();
                 let text = e.to_string();
-                assert!(text.starts_with(&format!("sslrootcert={}", path.display())), "{text}");
+                assert!(
+                    text.starts_with(&format!("sslrootcert={}", path.display())),
+                    "{text}"
+                );
                 assert!(text.contains(says), "{text}");
             }
         }
@@ -702,7 +742,10 @@ mod tests {
         );
         let e = tls_failure(&Driver(io), "db.example.com:5432").unwrap();
         let text = e.to_string();
-        assert!(text.contains("certificate of db.example.com:5432"), "{text}");
+        assert!(
+            text.contains("certificate of db.example.com:5432"),
+            "{text}"
+        );
         assert!(text.contains("sslrootcert"), "{text}");
 
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");

@@ -12,8 +12,8 @@
 use super::checks::{
     BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
 };
-use super::retry::retrying;
 use super::pg_tls;
+use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
     IngestOutcome, LoadRecord, Pieces, QuarterRow, Rejection, RejectionFilter, Render, Replacement,
@@ -107,7 +107,8 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => match pg_tls::tls_failure(&e, &self.server) {
+            deadpool_postgres::PoolError::Backend(e) => match pg_tls::tls_failure(&e, &self.server)
+            {
                 Some(tls) => StoreError::Tls(tls),
                 None => StoreError::Postgres(e),
             },
