@@ -4,7 +4,8 @@
 //!
 //! Each test starts a private server (initdb + pg_ctl) with `ssl=on`, a
 //! certificate from a CA made in the test, and a `pg_hba.conf` that rejects
-//! TCP connections without TLS. Where no server can start the tests say so
+//! TCP connections without TLS (one test starts a server without TLS, for
+//! `prefer`'s fallback). Where no server can start the tests say so
 //! and pass, except under `CI=true`, where they fail.
 
 mod common;
@@ -362,4 +363,30 @@ async fn bad_tls_settings_are_named_and_change_nothing() {
         assert!(!err.contains("panicked"), "{query}: {err}");
         assert_eq!(tables(&server, "postgres").await, 0, "{query}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_server_without_tls_prefer_falls_back_and_require_fails() {
+    let Some(server) = or_skip(PrivateServer::start()) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    for mode in ["require", "verify-full"] {
+        let o = hrmig(
+            work.path(),
+            &url(&server, "localhost", "postgres", &format!("sslmode={mode}")),
+            &["rejections"],
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{mode}: {err}");
+        assert!(err.contains("server does not support TLS"), "{mode}: {err}");
+        assert_eq!(tables(&server, "postgres").await, 0, "{mode}");
+    }
+    let o = hrmig(
+        work.path(),
+        &url(&server, "localhost", "postgres", "sslmode=prefer"),
+        &["rejections"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tables(&server, "postgres").await > 0);
 }
