@@ -100,6 +100,10 @@ pub enum TlsError {
         /// What to change.
         hint: &'static str,
     },
+    /// The crypto provider offers no TLS version rustls accepts (a build
+    /// problem, not a setting).
+    #[error("TLS cannot be set up: {0}")]
+    Provider(String),
     /// The TLS handshake failed for another reason than the certificate.
     #[error("TLS with {server} failed: {reason}")]
     Handshake {
@@ -220,10 +224,7 @@ impl TlsSettings {
         };
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Handshake {
-                server: String::new(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| TlsError::Provider(e.to_string()))?
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
