@@ -20,7 +20,7 @@ use std::process::ExitCode;
     about = "Moves HR data into SQL databases, validated, logged and backed up"
 )]
 struct Cli {
-    /// Database URL: sqlite://PATH, postgres://USER@HOST[:PORT]/DB, mssql://USER:PASSWORD@HOST/DB or an ADO.NET string.
+    /// Database URL: sqlite://PATH, postgres://USER@HOST[:PORT]/DB[?sslmode=verify-full] (or libpq's host=… keyword form), mssql://USER:PASSWORD@HOST/DB or an ADO.NET string.
     #[arg(
         long,
         global = true,

@@ -9,8 +9,10 @@
 
 mod common;
 
+use common::pg_server::{free_port, private_server};
+
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,14 +33,6 @@ async fn server_available() -> bool {
             false
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// An `hrmig serve` process, killed when dropped.
@@ -227,133 +221,6 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await;
-}
-
-/// A PostgreSQL server of the test's own, in a temporary directory.
-struct PrivateServer {
-    bin: PathBuf,
-    data: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivateServer {
-    /// Initialises and starts a server, or says why it cannot (no server
-    /// binaries, or root without a `postgres` user to run them as).
-    fn start() -> Result<PrivateServer, String> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .map_err(|e| format!("no /usr/lib/postgresql: {e}"))?
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|p| p.join("initdb").exists())
-            .max()
-            .ok_or("no initdb under /usr/lib/postgresql")?;
-        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(data.path())
-                .status()
-                .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err("cannot hand the data directory to the postgres user".into());
-            }
-        }
-        let server = PrivateServer {
-            bin,
-            data,
-            port: free_port(),
-        };
-        server.run(
-            "initdb",
-            &["-D", &server.pgdata(), "-A", "trust", "-U", "postgres"],
-        )?;
-        server.pg_ctl("start")?;
-        Ok(server)
-    }
-
-    fn pgdata(&self) -> String {
-        self.data.path().join("db").display().to_string()
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
-        let exe = self.bin.join(program);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let out = cmd
-            .args(args)
-            .current_dir(self.data.path())
-            .output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{program} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn pg_ctl(&self, action: &str) -> Result<(), String> {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.data.path().display()
-        );
-        let log = self.data.path().join("log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.pgdata(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-m",
-                "fast",
-                "-w",
-                action,
-            ],
-        )
-    }
-}
-
-impl Drop for PrivateServer {
-    fn drop(&mut self) {
-        let _ = self.pg_ctl("stop");
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// A private server, or `None` (said loudly) when this machine cannot run
-/// one; under CI that is a failure.
-fn private_server() -> Option<PrivateServer> {
-    match PrivateServer::start() {
-        Ok(s) => Some(s),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true and a private PostgreSQL server cannot start: {e}")
-        }
-        Err(e) => {
-            eprintln!("\n*** SKIPPED: cannot start a private PostgreSQL server: {e}\n");
-            None
-        }
-    }
 }
 
 /// The router on a loopback port, over `url`.

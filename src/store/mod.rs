@@ -12,6 +12,7 @@
 mod checks;
 pub mod ddl;
 mod mssql;
+mod pg_tls;
 mod postgres;
 mod retry;
 mod sqlite;
@@ -71,6 +72,13 @@ pub enum StoreError {
     /// PostgreSQL failed.
     #[error("PostgreSQL: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// The PostgreSQL TLS settings cannot be used, or the server's
+    /// certificate did not verify; not transient: trying again meets the
+    /// same settings and the same certificate.
+    // Not a `#[source]`: the message is whole, and a chain printer would
+    // say it twice.
+    #[error("PostgreSQL: {0}")]
+    Tls(pg_tls::TlsError),
     /// SQL Server / Azure SQL failed.
     #[error("SQL Server: {0}")]
     Mssql(#[from] tiberius::error::Error),
@@ -110,6 +118,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<pg_tls::TlsError> for StoreError {
+    fn from(e: pg_tls::TlsError) -> StoreError {
+        StoreError::Tls(e)
+    }
 }
 
 /// Rows per chunk of rows handed between threads.
@@ -444,6 +458,9 @@ impl Store {
         }
         if mssql::is_mssql_url(url) {
             return Ok(Store::Mssql(mssql::MssqlStore::open(url).await?));
+        }
+        if pg_tls::is_keyword_form(url) {
+            return Ok(Store::Postgres(postgres::PgStore::open(url).await?));
         }
         Err(StoreError::BadUrl(redact(url)))
     }

@@ -12,6 +12,7 @@
 use super::checks::{
     BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
 };
+use super::pg_tls;
 use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{GenericClient, IsolationLevel, NoTls, Transaction};
+use tokio_postgres::{GenericClient, IsolationLevel, Transaction};
 
 /// A pooled connection's transaction.
 type PooledTx<'a> = deadpool_postgres::Transaction<'a>;
@@ -41,17 +42,25 @@ const MIGRATION_LOCK: i64 = 0x6872_6d69_6700;
 
 pub struct PgStore {
     pool: Pool,
+    /// `host:port` for messages about the server's certificate.
+    server: String,
 }
 
 impl PgStore {
     /// Connects and brings the schema up to date. `pool_size=N` in the
     /// URL's query sets the pool size (it is not a libpq parameter, so it is
-    /// taken out before the URL is parsed).
+    /// taken out before the URL is parsed); `sslmode` and `sslrootcert`
+    /// are libpq's (see [`pg_tls`]). `url` may also be a libpq keyword
+    /// string (`host=… dbname=…`).
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
         let (url, pool_size) = take_pool_size(url)?;
+        let (url, tls) = pg_tls::TlsSettings::take(&url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|_| StoreError::BadUrl(super::redact(&url)))?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = tls.connector()?;
+        let server = pg_tls::server_names(&config);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -60,7 +69,7 @@ impl PgStore {
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -72,7 +81,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        let store = PgStore { pool };
+        let store = PgStore { pool, server };
         retrying!(store.migrate()).map(|()| store)
     }
 
@@ -98,7 +107,11 @@ impl PgStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
-            deadpool_postgres::PoolError::Backend(e) => StoreError::Postgres(e),
+            deadpool_postgres::PoolError::Backend(e) => match pg_tls::tls_failure(&e, &self.server)
+            {
+                Some(tls) => StoreError::Tls(tls),
+                None => StoreError::Postgres(e),
+            },
             other => StoreError::Unavailable(other.to_string()),
         })
     }

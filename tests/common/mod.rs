@@ -10,6 +10,8 @@
 //! (`mssql://USER:PASSWORD@HOST[:PORT]/master[?trust_server_certificate=true]`).
 #![allow(dead_code)]
 
+pub mod pg_server;
+
 use hrmig::dictionary::{ErrorCode, Table};
 use hrmig::ops::load::{self, LoadReport, LoadRequest};
 use hrmig::storage::Storage;
