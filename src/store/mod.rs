@@ -9,8 +9,10 @@
 //! parent that does not exist) inside the same transaction as the insert, and
 //! writes each rejected row to the rejection log in that transaction too.
 
+mod ado;
 mod checks;
 pub mod ddl;
+pub mod entra;
 mod mssql;
 mod postgres;
 mod retry;
@@ -74,6 +76,10 @@ pub enum StoreError {
     /// SQL Server / Azure SQL failed.
     #[error("SQL Server: {0}")]
     Mssql(#[from] tiberius::error::Error),
+    /// No Microsoft Entra ID token for an Azure SQL login: the credential
+    /// is not set up, refused, or did not answer. Nothing was written.
+    #[error("Microsoft Entra ID: {0}")]
+    Entra(#[from] entra::EntraError),
     /// The database could not be reached, or kept failing for a transient
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]
@@ -685,7 +691,13 @@ pub fn redact(url: &str) -> String {
             u.to_string()
         }
         Ok(_) => url.to_owned(),
-        Err(_) if url.to_ascii_lowercase().contains("password") => "<connection string>".into(),
+        Err(_)
+            if ["password", "pwd"]
+                .iter()
+                .any(|k| url.to_ascii_lowercase().contains(k)) =>
+        {
+            "<connection string>".into()
+        }
         Err(_) => url.to_owned(),
     }
 }
