@@ -519,25 +519,37 @@ fn http_status(e: &azure_core::Error) -> Option<u16> {
     None
 }
 
-/// The first line of an error, without the credential's own name (the
-/// message names it already) and at most 300 characters: the credentials
-/// append troubleshooting links and whole response bodies.
+/// What a credential's error says, in one line of at most 400 characters:
+/// the first line of each error in the chain that adds something (the
+/// credentials wrap the pipeline's errors, append troubleshooting links and
+/// whole response bodies), without the credential's own name, which the
+/// message gives already.
 fn first_line(e: &azure_core::Error) -> String {
-    let text = e.to_string();
-    let line = text.lines().next().unwrap_or_default().trim();
-    let line = line
-        .split_once(" authentication failed. ")
-        .map_or(line, |(_, rest)| rest);
-    let mut line = line.to_owned();
-    if line.len() > 300 {
-        let mut cut = 300;
-        while !line.is_char_boundary(cut) {
+    let mut text = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        let full = err.to_string();
+        let line = full.lines().next().unwrap_or_default().trim();
+        let line = line
+            .split_once(" authentication failed.")
+            .map_or(line, |(_, rest)| rest.trim_start());
+        if !line.is_empty() && !text.contains(line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(line);
+        }
+        next = err.source();
+    }
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
             cut -= 1;
         }
-        line.truncate(cut);
-        line.push('…');
+        text.truncate(cut);
+        text.push('…');
     }
-    line
+    text
 }
 
 #[cfg(test)]

@@ -78,8 +78,10 @@ pub enum StoreError {
     Mssql(#[from] tiberius::error::Error),
     /// No Microsoft Entra ID token for an Azure SQL login: the credential
     /// is not set up, refused, or did not answer. Nothing was written.
+    // Not a `source`: the message already holds it, and error chains would
+    // print it twice.
     #[error("Microsoft Entra ID: {0}")]
-    Entra(#[from] entra::EntraError),
+    Entra(entra::EntraError),
     /// The database could not be reached, or kept failing for a transient
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]
@@ -111,6 +113,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<entra::EntraError> for StoreError {
+    fn from(e: entra::EntraError) -> StoreError {
+        StoreError::Entra(e)
+    }
 }
 
 /// Rows per chunk of rows handed between threads.
