@@ -368,7 +368,6 @@ impl Plan {
                 ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                     user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
                     client_options: client_options(),
-                    ..Default::default()
                 }))
                 .map_err(setup)?
             }
