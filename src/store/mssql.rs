@@ -1516,6 +1516,12 @@ mod tests {
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+        // A refused ADO.NET string is not echoed when it holds a password.
+        let message = parse_url("Server=tcp:h,1433;UID=u;PWD=s3cret;Max Pool Size=0")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!message.contains("s3cret"), "{message}");
         assert!(is_mssql_url("Server=tcp:x,1433;Database=y"));
         assert!(is_mssql_url("mssql://h/db") && is_mssql_url("sqlserver://h/db"));
         assert!(!is_mssql_url("postgres://h/db") && !is_mssql_url("sqlite://x.db"));
