@@ -135,7 +135,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
-            StoreError::WriterGone | StoreError::Unavailable(_) => {
+            // The credential's name and the fix go to the log; the token
+            // never is in the error.
+            StoreError::WriterGone | StoreError::Unavailable(_) | StoreError::Entra(_) => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }

@@ -9,8 +9,10 @@
 //! parent that does not exist) inside the same transaction as the insert, and
 //! writes each rejected row to the rejection log in that transaction too.
 
+mod ado;
 mod checks;
 pub mod ddl;
+pub mod entra;
 mod mssql;
 mod pg_tls;
 mod postgres;
@@ -87,6 +89,12 @@ pub enum StoreError {
     /// the store loads with plain `INSERT`s from then on.
     #[error("SQL Server bulk copy failed: {0}")]
     BulkCopyFailed(tiberius::error::Error),
+    /// No Microsoft Entra ID token for an Azure SQL login: the credential
+    /// is not set up, refused, or did not answer. Nothing was written.
+    // Not a `source`: the message already holds it, and error chains would
+    // print it twice.
+    #[error("Microsoft Entra ID: {0}")]
+    Entra(entra::EntraError),
     /// The database could not be reached, or kept failing for a transient
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]
@@ -123,6 +131,12 @@ pub enum StoreError {
 impl From<pg_tls::TlsError> for StoreError {
     fn from(e: pg_tls::TlsError) -> StoreError {
         StoreError::Tls(e)
+    }
+}
+
+impl From<entra::EntraError> for StoreError {
+    fn from(e: entra::EntraError) -> StoreError {
+        StoreError::Entra(e)
     }
 }
 
@@ -707,7 +721,13 @@ pub fn redact(url: &str) -> String {
             u.to_string()
         }
         Ok(_) => url.to_owned(),
-        Err(_) if url.to_ascii_lowercase().contains("password") => "<connection string>".into(),
+        Err(_)
+            if ["password", "pwd"]
+                .iter()
+                .any(|k| url.to_ascii_lowercase().contains(k)) =>
+        {
+            "<connection string>".into()
+        }
         Err(_) => url.to_owned(),
     }
 }
