@@ -533,3 +533,25 @@ fn serve_on_the_port_of(variable: &str) {
     assert!(status.success(), "{status:?}");
     assert!(http_get(port, "/api/health").is_none());
 }
+
+#[test]
+fn a_sql_server_that_refuses_connections_is_named_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the bound socket is dropped at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("mssql://hrmig:s3cret@127.0.0.1:{port}/hr");
+    let started = Instant::now();
+    let out = hrmig(dir.path(), &["--database", &url, "rejections"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    // The retries of a transient failure (about 6 s), not the pool's
+    // timeout per try, and the cause rather than "timed out".
+    assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+    assert!(err.contains("Connection refused"), "{err}");
+    assert!(err.contains("database is unavailable"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}

@@ -34,6 +34,8 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 type Conn = Client<Compat<TcpStream>>;
 type Pooled<'a> = bb8::PooledConnection<'a, Manager>;
 
+/// The longest wait for the server to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per process unless the URL says otherwise: an Azure SQL
 /// Basic database allows 30 concurrent workers for every instance together.
 const DEFAULT_POOL: u32 = 10;
@@ -154,7 +156,19 @@ impl bb8::ErrorSink<ConnectError> for LogConnectErrors {
 /// that holds the database (`Error::Routing`).
 async fn connect(mut config: Config) -> Result<Conn, tiberius::error::Error> {
     for _ in 0..3 {
-        let tcp = TcpStream::connect(config.get_addr()).await?;
+        // An address that drops packets would otherwise hold the connect
+        // for the operating system's SYN timeout (minutes).
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(config.get_addr()))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no answer from {} within {CONNECT_TIMEOUT:?}",
+                        config.get_addr()
+                    ),
+                )
+            })??;
         tcp.set_nodelay(true)?;
         match Client::connect(config.clone(), tcp.compat_write()).await {
             Err(tiberius::error::Error::Routing { host, port }) => {
@@ -671,11 +685,21 @@ impl MssqlStore {
             }
             None => None,
         };
+        let manager = Manager { config, tokens };
+        // One connection outside the pool first: bb8 only ever reports a
+        // timeout, while this says why the server cannot be reached (and
+        // transient failures are retried as usual).
+        retrying!(async {
+            bb8::ManageConnection::connect(&manager)
+                .await
+                .map(drop)
+                .map_err(StoreError::from)
+        })?;
         let pool = bb8::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(30))
             .error_sink(Box::new(LogConnectErrors))
-            .build_unchecked(Manager { config, tokens });
+            .build_unchecked(manager);
         let store = MssqlStore {
             pool,
             bulk: AtomicBool::new(bulk),
