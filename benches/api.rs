@@ -107,6 +107,8 @@ async fn main() {
         None => Some(
             std::process::Command::new(bin)
                 .current_dir(dir.path())
+                // Its storage is its folder's, where the sample files are.
+                .env_remove("HRMIG_STORAGE_URL")
                 .env("HRMIG_LOG", "warn")
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .spawn()
