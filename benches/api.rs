@@ -134,6 +134,24 @@ async fn main() {
         .await
         .unwrap();
     assert!(r.status().is_success());
+    // A load job: the parents are in once it is done.
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    loop {
+        let job: serde_json::Value = client
+            .get(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match job["status"].as_str() {
+            Some("done") => break,
+            Some("queued" | "running") => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => panic!("the parents' load failed: {job}"),
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(60), "{job}");
+    }
     // The server's database: HRMIG_DATABASE_URL when set (it inherits the
     // environment), else a fresh SQLite file in its folder.
     let database = match std::env::var("HRMIG_DATABASE_URL") {

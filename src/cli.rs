@@ -283,11 +283,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let store = open_store(&cli).await?;
             let req = LoadRequest {
-                from,
-                tables: tables.clone(),
                 force: *force,
                 max_rejects: *max_rejects,
                 progress: true,
+                ..LoadRequest::new(from, tables.clone())
             };
             let reports = load::load(&store, &req).await?;
             store.close().await?;
@@ -323,11 +322,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let store = open_store(&cli).await?;
             let req = LoadRequest {
-                from: landing,
-                tables: Vec::new(),
-                force: false,
-                max_rejects: None,
                 progress: true,
+                ..LoadRequest::new(landing, Vec::new())
             };
             let reports = load::load(&store, &req).await?;
             store.close().await?;
@@ -355,11 +351,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 None => listen.clone(),
             };
             let store = std::sync::Arc::new(open_store(&cli).await?);
-            let state = crate::http::AppState {
-                store: store.clone(),
-                storage: Storage::open(&cli.storage)?,
-                keys: std::sync::Arc::new(crate::http::Keys::from_env()),
-            };
+            let mut state = crate::http::AppState::new(
+                store.clone(),
+                Storage::open(&cli.storage)?,
+                std::sync::Arc::new(crate::http::Keys::from_env()),
+            );
+            state.jobs = crate::ops::jobs::JobSettings::from_env().map_err(anyhow::Error::msg)?;
+            if host_port.is_some() {
+                // Under the Functions host a load job runs in a
+                // queue-triggered invocation, which the host keeps alive.
+                state.runner = crate::http::Runner::Queue;
+            }
             let app = match host_port {
                 Some(_) => crate::http::functions_router(state),
                 None => crate::http::router(state),

@@ -9,11 +9,11 @@
 
 mod common;
 
-use common::pg_server::{free_port, private_server};
+use common::pg_server::private_server;
+use common::serve::Serve;
 
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,43 +32,6 @@ async fn server_available() -> bool {
             );
             false
         }
-    }
-}
-
-/// An `hrmig serve` process, killed when dropped.
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    async fn start(database: &str, storage: &Path) -> Serve {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hrmig"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("HRMIG_DATABASE_URL", database)
-            .env("HRMIG_STORAGE_URL", storage)
-            .env("HRMIG_LOG", "warn")
-            .env_remove("HRMIG_API_KEY")
-            .env_remove("FUNCTIONS_CUSTOMHANDLER_PORT")
-            .env_remove("FUNCTIONS_HTTPWORKER_PORT")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{base}/api/health")).await.is_err() {
-            assert!(Instant::now() < deadline, "hrmig serve did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Serve { child, base }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -226,11 +189,11 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
 /// The router on a loopback port, over `url`.
 async fn spawn_api(url: &str, storage: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
     let store = hrmig::store::Store::open(url).await.unwrap();
-    let state = hrmig::http::AppState {
-        store: Arc::new(store),
-        storage: hrmig::storage::Storage::open(storage.to_str().unwrap()).unwrap(),
-        keys: Arc::new(hrmig::http::Keys::default()),
-    };
+    let state = hrmig::http::AppState::new(
+        Arc::new(store),
+        hrmig::storage::Storage::open(storage.to_str().unwrap()).unwrap(),
+        Arc::new(hrmig::http::Keys::default()),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -75,3 +75,18 @@ BEGIN
     CREATE UNIQUE INDEX [hrmig_idempotency_key] ON [hrmig_idempotency] ([key]);
 END;
 
+IF OBJECT_ID(N'dbo.hrmig_jobs', N'U') IS NULL
+BEGIN
+    CREATE TABLE [hrmig_jobs] (
+    [id] NVARCHAR(64) NOT NULL PRIMARY KEY,
+    [status] NVARCHAR(255) NOT NULL,
+    [request] NVARCHAR(MAX) NOT NULL,
+    [tables] NVARCHAR(MAX) NOT NULL,
+    [progress] NVARCHAR(MAX) NOT NULL,
+    [error] NVARCHAR(MAX) NULL,
+    [created_ms] BIGINT NOT NULL,
+    [heartbeat_ms] BIGINT NOT NULL
+);
+    CREATE INDEX [hrmig_jobs_created_ms] ON [hrmig_jobs] ([created_ms]);
+END;
+

@@ -62,3 +62,16 @@ CREATE TABLE IF NOT EXISTS "hrmig_idempotency" (
 
 CREATE UNIQUE INDEX IF NOT EXISTS "hrmig_idempotency_key" ON "hrmig_idempotency" ("key");
 
+CREATE TABLE IF NOT EXISTS "hrmig_jobs" (
+    "id" VARCHAR(64) NOT NULL PRIMARY KEY,
+    "status" VARCHAR(255) NOT NULL,
+    "request" TEXT NOT NULL,
+    "tables" TEXT NOT NULL,
+    "progress" TEXT NOT NULL,
+    "error" TEXT NULL,
+    "created_ms" BIGINT NOT NULL,
+    "heartbeat_ms" BIGINT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS "hrmig_jobs_created_ms" ON "hrmig_jobs" ("created_ms");
+

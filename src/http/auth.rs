@@ -59,7 +59,10 @@ fn presented(req: &Request) -> Option<[u8; 32]> {
 /// Routes that need the admin key when one is set.
 fn is_admin(method: &Method, path: &str) -> bool {
     method == Method::POST
-        && (path == "/api/loads" || path == "/api/backups" || path.ends_with("/restore"))
+        && (path == "/api/loads"
+            || path == "/api/backups"
+            || path.ends_with("/restore")
+            || (path.starts_with("/api/loads/") && path.ends_with("/run")))
 }
 
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {

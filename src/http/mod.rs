@@ -6,9 +6,11 @@
 mod auth;
 pub mod error;
 pub mod functions;
+mod loads;
 pub mod openapi;
 mod routes;
 
+use crate::ops::jobs::JobSettings;
 use crate::storage::Storage;
 use crate::store::Store;
 use axum::Router;
@@ -28,6 +30,39 @@ pub struct AppState {
     pub storage: Storage,
     /// API and admin keys.
     pub keys: Arc<Keys>,
+    /// The load jobs' heartbeat.
+    pub jobs: JobSettings,
+    /// Who runs the load jobs the API records.
+    pub runner: Runner,
+}
+
+/// Who runs a load job once the API has recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runner {
+    /// This process, on a task of its own (the standalone server).
+    InProcess,
+    /// A queue-triggered invocation of the Functions host: the response
+    /// carries the job to put on the queue ([`QueuedJob`]).
+    Queue,
+}
+
+/// A response extension: the id of a job the Functions host should put on
+/// the load queue (see [`functions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob(pub String);
+
+impl AppState {
+    /// The state of a standalone server: jobs run in this process, with the
+    /// default heartbeat.
+    pub fn new(store: Arc<Store>, storage: Storage, keys: Arc<Keys>) -> AppState {
+        AppState {
+            store,
+            storage,
+            keys,
+            jobs: JobSettings::default(),
+            runner: Runner::InProcess,
+        }
+    }
 }
 
 /// The full router: every route under `/api`.

@@ -2,7 +2,7 @@
 //! annotations, row schemas from the data dictionary.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::routes;
+use super::{loads, routes};
 use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
 use utoipa::OpenApi;
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -25,8 +25,10 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
         routes::post_rows,
         routes::get_rows,
         routes::post_batches,
-        routes::post_loads,
-        routes::get_loads,
+        loads::post_loads,
+        loads::get_load,
+        loads::run_load,
+        loads::get_loads,
         routes::rejections,
         routes::hires_by_quarter,
         routes::departments_above_mean,

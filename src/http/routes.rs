@@ -7,11 +7,7 @@ use crate::dictionary::Table;
 use crate::ops::backup::{self, Codec, Manifest, Restored, Verification};
 use crate::ops::ingest::{self, Shape};
 use crate::ops::ingest::{BatchesResult, TableResult};
-use crate::ops::load::LoadReport;
-use crate::ops::load::{self, LoadRequest};
-use crate::store::{
-    DepartmentHires, Idempotency, LoadRecord, QuarterRow, Rejection, RejectionFilter,
-};
+use crate::store::{DepartmentHires, Idempotency, QuarterRow, Rejection, RejectionFilter};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -23,11 +19,11 @@ use serde::Deserialize;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(super::loads::router())
         .route("/api/health", get(health))
         .route("/api/tables", get(tables))
         .route("/api/tables/{table}/rows", post(post_rows).get(get_rows))
         .route("/api/batches", post(post_batches))
-        .route("/api/loads", post(post_loads).get(get_loads))
         .route("/api/rejections", get(rejections))
         .route("/api/backups", post(post_backups).get(get_backups))
         .route("/api/tables/{table}/restore", post(restore))
@@ -294,20 +290,6 @@ async fn get_rows(
     Ok(axum::Json(rows).into_response())
 }
 
-/// Body of `POST /api/loads`.
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoadBody {
-    /// Folder under the storage root holding `<table>.csv` (default `landing`).
-    from: Option<String>,
-    /// Tables to load (default all, parents first).
-    tables: Option<Vec<String>>,
-    /// Load again content already loaded.
-    force: Option<bool>,
-    /// Abort a file once more rows than this are rejected.
-    max_rejects: Option<u64>,
-}
-
 /// Health of the service.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -329,7 +311,7 @@ pub struct TableInfo {
 }
 
 /// A folder under the storage root: relative, no `..`, no URL.
-fn folder_under_root(from: &str) -> Result<&str, ApiError> {
+pub(super) fn folder_under_root(from: &str) -> Result<&str, ApiError> {
     let bad = from.starts_with('/')
         || from.starts_with('\\')
         || from.contains("://")
@@ -347,46 +329,6 @@ fn folder_under_root(from: &str) -> Result<&str, ApiError> {
     } else {
         Ok(from)
     }
-}
-
-/// Load historic CSV files from a folder under the storage root (admin).
-#[utoipa::path(post, path = "/api/loads", tag = "loads",
-    request_body(content = LoadBody, description = "All fields optional; `from` defaults to `landing`"),
-    responses(
-        (status = 200, description = "One report per table", body = Vec<LoadReport>),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-        (status = 403, description = "Needs the admin key", body = ErrorBody),
-        (status = 404, description = "A file is missing (nothing was loaded)", body = ErrorBody)
-    )
-)]
-async fn post_loads(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: LoadBody = optional_body(&body)?;
-    let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?;
-    let tables = tables_in_body(req.tables.as_deref())?;
-    let request = LoadRequest {
-        from: state
-            .storage
-            .child(from)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        tables,
-        force: req.force.unwrap_or(false),
-        max_rejects: req.max_rejects,
-        progress: false,
-    };
-    let reports = load::load(&state.store, &request).await?;
-    Ok(axum::Json(reports).into_response())
-}
-
-/// Load history, newest first.
-#[utoipa::path(get, path = "/api/loads", tag = "loads",
-    responses((status = 200, description = "History", body = Vec<LoadRecord>), (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody))
-)]
-async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(axum::Json(state.store.loads(1000).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -523,7 +465,7 @@ pub struct BackupChoice {
 
 /// The tables a request body names (none: an empty list); an unknown name
 /// is the client's error (400), not a missing route.
-fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, ApiError> {
+pub(super) fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, ApiError> {
     names
         .unwrap_or_default()
         .iter()
@@ -532,7 +474,9 @@ fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, ApiError> {
 }
 
 /// An optional JSON body: empty means the defaults.
-fn optional_body<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         Ok(T::default())
     } else {

@@ -15,9 +15,11 @@ use crate::storage::{Storage, StorageError};
 use crate::store::{
     Candidate, Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, Store, StoreError,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::mpsc;
 
@@ -38,10 +40,54 @@ pub struct LoadRequest {
     pub max_rejects: Option<u64>,
     /// Draw progress bars on a terminal.
     pub progress: bool,
+    /// File names other than `<table>.csv`, by table.
+    pub names: BTreeMap<Table, String>,
+    /// Where to say how far the file being read has got, for a watcher on
+    /// another task (a load job's heartbeat).
+    pub watch: Option<Arc<LoadProgress>>,
+}
+
+impl LoadRequest {
+    /// A request for `tables` from `from` with every option at its default.
+    pub fn new(from: Storage, tables: Vec<Table>) -> LoadRequest {
+        LoadRequest {
+            from,
+            tables,
+            force: false,
+            max_rejects: None,
+            progress: false,
+            names: BTreeMap::new(),
+            watch: None,
+        }
+    }
+
+    /// The file that holds `table`'s rows.
+    pub fn file_name(&self, table: Table) -> String {
+        self.names
+            .get(&table)
+            .cloned()
+            .unwrap_or_else(|| file_name(table))
+    }
+}
+
+/// The table whose file is being read and the records read so far,
+/// updated once per chunk of records.
+#[derive(Debug, Default)]
+pub struct LoadProgress(Mutex<Option<(Table, u64)>>);
+
+impl LoadProgress {
+    /// The file being read, and how many records so far; `None` between files.
+    pub fn get(&self) -> Option<(Table, u64)> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, now: Option<(Table, u64)>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
 }
 
 /// How a file's load ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadStatus {
     /// Valid rows inserted, rejected rows logged, all committed.
@@ -64,7 +110,7 @@ impl LoadStatus {
 }
 
 /// The outcome of one file.
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct LoadReport {
     /// Target table.
     pub table: Table,
@@ -120,6 +166,12 @@ pub fn file_name(table: Table) -> String {
 /// before any is loaded, so a missing file changes nothing.
 #[tracing::instrument(skip_all, fields(from = req.from.location()))]
 pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, LoadError> {
+    load_reporting(store, req, |_| {}).await
+}
+
+/// The tables `req` loads, parents first, once every one's file is found
+/// to exist.
+pub async fn check_files(req: &LoadRequest) -> Result<Vec<Table>, LoadError> {
     let mut tables = req.tables.clone();
     if tables.is_empty() {
         tables = Table::ALL.to_vec();
@@ -127,8 +179,18 @@ pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, L
     tables.sort();
     tables.dedup();
     for &table in &tables {
-        req.from.size(&file_name(table)).await?;
+        req.from.size(&req.file_name(table)).await?;
     }
+    Ok(tables)
+}
+
+/// [`load`], handing each file's report to `done` as soon as it is known.
+pub async fn load_reporting(
+    store: &Store,
+    req: &LoadRequest,
+    mut done: impl FnMut(&LoadReport),
+) -> Result<Vec<LoadReport>, LoadError> {
+    let tables = check_files(req).await?;
     let mut reports = Vec::with_capacity(tables.len());
     for table in tables {
         let report = match load_file(store, req, table).await {
@@ -148,6 +210,7 @@ pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, L
             }
             other => other?,
         };
+        done(&report);
         reports.push(report);
     }
     Ok(reports)
@@ -161,7 +224,7 @@ async fn load_file(
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let started_at = datetime::now_text();
-    let name = file_name(table);
+    let name = req.file_name(table);
     let object = req.from.open_read(&name).await?;
     let location = object.location.clone();
     // Local files are named file:PATH; blobs by their az:// URL.
@@ -219,7 +282,8 @@ async fn load_file(
         inner: object.reader,
         bar: bar.clone(),
     };
-    let parser = tokio::task::spawn_blocking(move || parse(table, reader, tx));
+    let watch = req.watch.clone();
+    let parser = tokio::task::spawn_blocking(move || parse(table, reader, tx, watch.as_deref()));
     let file_load = FileLoad {
         table,
         source: source.clone(),
@@ -230,6 +294,9 @@ async fn load_file(
     };
     let outcome = store.load_file(file_load.clone(), rx).await;
     let parsed = parser.await.map_err(|e| read_err(io::Error::other(e)))?;
+    if let Some(watch) = &req.watch {
+        watch.set(None);
+    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -362,7 +429,11 @@ fn parse(
     table: Table,
     reader: impl Read,
     tx: mpsc::Sender<Feed>,
+    watch: Option<&LoadProgress>,
 ) -> Result<FeedSummary, ParseStop> {
+    if let Some(watch) = watch {
+        watch.set(Some((table, 0)));
+    }
     let mut records = CsvRecords::new(Hashing::new(reader));
     let mut chunk = Chunk::default();
     let mut rows_read = 0u64;
@@ -403,6 +474,9 @@ fn parse(
             );
             if tx.blocking_send(Feed::Chunk(full)).is_err() {
                 return Err(ParseStop::Receiver(summary(&records, rows_read)));
+            }
+            if let Some(watch) = watch {
+                watch.set(Some((table, rows_read)));
             }
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod ingest;
+pub mod jobs;
 pub mod load;
 pub mod sample;
 

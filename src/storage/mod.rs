@@ -421,6 +421,21 @@ impl Storage {
         })
     }
 
+    /// The path below this storage of blob `blob` in Azure container
+    /// `container` (as a storage event names it); `None` when the blob is
+    /// not below this storage, or this storage is not a container.
+    pub fn blob_below_root(&self, container: &str, blob: &str) -> Option<String> {
+        if self.root.strip_prefix("az://")? != container {
+            return None;
+        }
+        let prefix = self.prefix.as_ref();
+        let rest = match prefix.is_empty() {
+            true => blob,
+            false => blob.strip_prefix(prefix)?.strip_prefix('/')?,
+        };
+        (!rest.is_empty()).then(|| rest.to_owned())
+    }
+
     /// Where this storage points, for people.
     pub fn location(&self) -> &str {
         &self.display

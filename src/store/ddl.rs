@@ -15,6 +15,8 @@ pub const REJECTIONS: &str = "hrmig_rejections";
 pub const LOADS: &str = "hrmig_loads";
 /// Name of the table of idempotency keys and their stored responses.
 pub const IDEMPOTENCY: &str = "hrmig_idempotency";
+/// Name of the table of load jobs (loads that outlive their request).
+pub const JOBS: &str = "hrmig_jobs";
 
 /// Column types of the bookkeeping tables, which are not part of the HR
 /// data dictionary.
@@ -22,6 +24,8 @@ pub const IDEMPOTENCY: &str = "hrmig_idempotency";
 enum Sys {
     /// Generated 64-bit key.
     Serial,
+    /// A key chosen by hrmig: short text.
+    Key,
     Text,
     /// Short text (a name, a code, a digest): indexable everywhere.
     Name,
@@ -55,6 +59,19 @@ const LOAD_COLUMNS: &[(&str, Sys, bool)] = &[
     ("finished_at", Sys::Timestamp, true),
 ];
 
+/// Times are UTC milliseconds: compared with a parameter in the one SQL
+/// text every dialect shares.
+const JOB_COLUMNS: &[(&str, Sys, bool)] = &[
+    ("id", Sys::Key, true),
+    ("status", Sys::Name, true),
+    ("request", Sys::Text, true),
+    ("tables", Sys::Text, true),
+    ("progress", Sys::Text, true),
+    ("error", Sys::Text, false),
+    ("created_ms", Sys::BigInt, true),
+    ("heartbeat_ms", Sys::BigInt, true),
+];
+
 const IDEMPOTENCY_COLUMNS: &[(&str, Sys, bool)] = &[
     ("id", Sys::Serial, true),
     ("key", Sys::Name, true),
@@ -80,15 +97,18 @@ pub(super) fn column_type(d: Dialect, ty: ColumnType) -> &'static str {
 fn sys_type(d: Dialect, ty: Sys) -> &'static str {
     match (d, ty) {
         (Dialect::Sqlite, Sys::Serial) => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        (Dialect::Sqlite, Sys::Key) => "TEXT NOT NULL PRIMARY KEY",
         (Dialect::Sqlite, Sys::Text | Sys::Name | Sys::Json | Sys::Timestamp) => "TEXT",
         (Dialect::Sqlite, Sys::BigInt) => "INTEGER",
         (Dialect::Postgres, Sys::Serial) => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        (Dialect::Postgres, Sys::Key) => "VARCHAR(64) NOT NULL PRIMARY KEY",
         (Dialect::Postgres, Sys::Text) => "TEXT",
         (Dialect::Postgres, Sys::Name) => "VARCHAR(255)",
         (Dialect::Postgres, Sys::BigInt) => "BIGINT",
         (Dialect::Postgres, Sys::Json) => "JSONB",
         (Dialect::Postgres, Sys::Timestamp) => "TIMESTAMP(3) WITH TIME ZONE",
         (Dialect::Mssql, Sys::Serial) => "BIGINT IDENTITY(1,1) PRIMARY KEY",
+        (Dialect::Mssql, Sys::Key) => "NVARCHAR(64) NOT NULL PRIMARY KEY",
         (Dialect::Mssql, Sys::Text | Sys::Json) => "NVARCHAR(MAX)",
         (Dialect::Mssql, Sys::Name) => "NVARCHAR(255)",
         (Dialect::Mssql, Sys::BigInt) => "BIGINT",
@@ -212,24 +232,50 @@ pub fn init(d: Dialect) -> String {
         ),
         (LOADS, LOAD_COLUMNS, &["table_name", "sha256"][..], false),
         (IDEMPOTENCY, IDEMPOTENCY_COLUMNS, &["key"][..], true),
+        (JOBS, JOB_COLUMNS, &["created_ms"][..], false),
     ] {
-        let mut body = String::from(" (\n");
-        for (i, (col, ty, required)) in columns.iter().enumerate() {
-            let _ = write!(body, "    {} {}", d.quote(col), sys_type(d, *ty));
-            if !matches!(ty, Sys::Serial) {
-                body.push_str(if *required { " NOT NULL" } else { " NULL" });
-            }
-            body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
+        // SQLite keeps its jobs in a database file of their own (see
+        // `jobs_sqlite`).
+        if name != JOBS || d != Dialect::Sqlite {
+            bookkeeping_table(d, &mut out, name, columns, idx, unique);
         }
-        create_table(
-            d,
-            &mut out,
-            name,
-            &body,
-            &[Index::new(d, name, idx, unique)],
-        );
     }
     out
+}
+
+/// The jobs table of SQLite, which lives in a file beside the database:
+/// a job's heartbeat must not wait behind the load it reports on, and
+/// SQLite has one writer per file.
+pub fn jobs_sqlite() -> String {
+    let mut out = String::new();
+    bookkeeping_table(
+        Dialect::Sqlite,
+        &mut out,
+        JOBS,
+        JOB_COLUMNS,
+        &["created_ms"],
+        false,
+    );
+    out
+}
+
+fn bookkeeping_table(
+    d: Dialect,
+    out: &mut String,
+    name: &str,
+    columns: &[(&str, Sys, bool)],
+    idx: &[&str],
+    unique: bool,
+) {
+    let mut body = String::from(" (\n");
+    for (i, (col, ty, required)) in columns.iter().enumerate() {
+        let _ = write!(body, "    {} {}", d.quote(col), sys_type(d, *ty));
+        if !matches!(ty, Sys::Serial | Sys::Key) {
+            body.push_str(if *required { " NOT NULL" } else { " NULL" });
+        }
+        body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
+    }
+    create_table(d, out, name, &body, &[Index::new(d, name, idx, unique)]);
 }
 
 /// Migration 0002: the gold-zone report views, for BI tools (Power BI
@@ -344,7 +390,15 @@ mod tests {
                 assert!(ddl.contains(&d.quote(table.name())), "{}", d.name());
             }
             assert_eq!(ddl.matches("REFERENCES").count(), 2);
-            assert_eq!(ddl.matches(" NOT NULL PRIMARY KEY").count(), 3);
+            // The three tables of the dictionary, and the jobs' (SQLite
+            // keeps those in a file of their own).
+            let keys = if d == Dialect::Sqlite { 3 } else { 4 };
+            assert_eq!(
+                ddl.matches(" NOT NULL PRIMARY KEY").count(),
+                keys,
+                "{}",
+                d.name()
+            );
         }
         assert!(init(Dialect::Mssql).contains("[hired_employees]"));
         assert!(
@@ -353,12 +407,21 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_keeps_its_jobs_in_a_file_of_their_own() {
+        assert!(!init(Dialect::Sqlite).contains(JOBS));
+        assert!(jobs_sqlite().contains("CREATE TABLE IF NOT EXISTS \"hrmig_jobs\""));
+        for d in [Dialect::Postgres, Dialect::Mssql] {
+            assert!(init(d).contains(&d.quote(JOBS)), "{}", d.name());
+        }
+    }
+
+    #[test]
     fn sql_server_creates_indexes_with_their_table_not_by_name() {
         let ddl = init(Dialect::Mssql);
         assert!(!ddl.contains("sys.indexes"));
         // Each block: its table's existence check, the table, its indexes.
         let blocks: Vec<&str> = ddl.split("IF OBJECT_ID(").skip(1).collect();
-        assert_eq!(blocks.len(), 6);
+        assert_eq!(blocks.len(), 7);
         let mut indexes = 0;
         for block in blocks {
             let table = block.split('\'').nth(1).unwrap().trim_start_matches("dbo.");
@@ -368,6 +431,6 @@ mod tests {
                 indexes += 1;
             }
         }
-        assert_eq!(indexes, 5);
+        assert_eq!(indexes, 6);
     }
 }

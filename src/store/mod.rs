@@ -13,6 +13,7 @@ mod ado;
 mod checks;
 pub mod ddl;
 pub mod entra;
+pub mod jobs;
 mod mssql;
 mod pg_tls;
 mod postgres;
@@ -538,6 +539,71 @@ impl Store {
     }
 
     /// Reads the load history, newest first.
+    /// Records a new load job, `queued`.
+    pub async fn create_job(&self, id: &str, request: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.job_exec(jobs::insert(self.dialect(), id, request, now_ms))
+            .await
+            .map(drop)
+    }
+
+    /// Takes a job to run (see [`jobs::claim`]); false when it is not this
+    /// caller's to run.
+    pub async fn claim_job(
+        &self,
+        id: &str,
+        now_ms: i64,
+        stale_before_ms: i64,
+        failed_too: bool,
+    ) -> Result<bool, StoreError> {
+        let statement = jobs::claim(self.dialect(), id, now_ms, stale_before_ms, failed_too);
+        Ok(self.job_exec(statement).await? == 1)
+    }
+
+    /// A running job's heartbeat, with its reports and progress so far.
+    pub async fn beat_job(
+        &self,
+        id: &str,
+        tables: &str,
+        progress: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.job_exec(jobs::beat(self.dialect(), id, tables, progress, now_ms))
+            .await
+            .map(drop)
+    }
+
+    /// Ends a job, `done` or `failed`.
+    pub async fn finish_job(
+        &self,
+        id: &str,
+        status: &str,
+        tables: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let statement = jobs::finish(self.dialect(), id, status, tables, error, now_ms);
+        self.job_exec(statement).await.map(drop)
+    }
+
+    /// A job's row, if there is one with this id.
+    pub async fn job(&self, id: &str) -> Result<Option<jobs::JobRecord>, StoreError> {
+        let statement = jobs::select(self.dialect(), id);
+        match self {
+            Store::Sqlite(s) => s.job_query(statement).await,
+            Store::Postgres(s) => s.job_query(statement).await,
+            Store::Mssql(s) => s.job_query(statement).await,
+        }
+    }
+
+    /// Runs a job statement; the number of rows it changed.
+    async fn job_exec(&self, statement: jobs::JobStatement) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.job_exec(statement).await,
+            Store::Postgres(s) => s.job_exec(statement).await,
+            Store::Mssql(s) => s.job_exec(statement).await,
+        }
+    }
+
     pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
         match self {
             Store::Sqlite(s) => s.loads(limit).await,

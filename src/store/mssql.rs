@@ -11,6 +11,7 @@
 use super::checks::{
     BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
 };
+use super::jobs::{JobParam, JobRecord, JobStatement};
 use super::retry::retrying;
 use super::{
     Candidate, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome, Idempotency,
@@ -650,6 +651,19 @@ fn param(v: &Value) -> Box<dyn ToSql + '_> {
     }
 }
 
+/// Job parameters as the driver takes them (none is NULL).
+fn job_params(params: &[JobParam]) -> Vec<Box<dyn ToSql + '_>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + '_> {
+            match p {
+                JobParam::Text(s) => Box::new(s.as_str()),
+                JobParam::Int(n) => Box::new(*n),
+            }
+        })
+        .collect()
+}
+
 /// Runs one statement with boxed parameters and returns its rows.
 async fn rows_of(
     conn: &mut Conn,
@@ -810,6 +824,40 @@ impl MssqlStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// Runs a job statement; the rows it changed.
+    pub async fn job_exec(&self, (sql, params): JobStatement) -> Result<u64, StoreError> {
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let params = job_params(&params);
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| &**p as &dyn ToSql).collect();
+            Ok(conn.execute(sql.as_str(), &refs).await?.total())
+        })
+    }
+
+    /// Runs a job query; its first row.
+    pub async fn job_query(
+        &self,
+        (sql, params): JobStatement,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            let rows = rows_of(&mut conn, &sql, &job_params(&params)).await?;
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            Ok(Some(JobRecord {
+                id: text_at(r, 0)?,
+                status: text_at(r, 1)?,
+                request: text_at(r, 2)?,
+                tables: text_at(r, 3)?,
+                progress: text_at(r, 4)?,
+                error: r.try_get::<&str, _>(5)?.map(str::to_owned),
+                created_ms: int_at(r, 6)?,
+                heartbeat_ms: int_at(r, 7)?,
+            }))
         })
     }
 

@@ -12,6 +12,7 @@
 use super::checks::{
     BatchKnown, IdBitmap, LoadKnown, Sorted, ints, judge, outcome, rejection_record,
 };
+use super::jobs::{JobParam, JobRecord, JobStatement};
 use super::pg_tls;
 use super::retry::retrying;
 use super::{
@@ -201,6 +202,39 @@ impl PgStore {
                     })
                 })
                 .collect()
+        })
+    }
+
+    /// Runs a job statement; the rows it changed.
+    pub async fn job_exec(&self, (sql, params): JobStatement) -> Result<u64, StoreError> {
+        let params = job_params(&params);
+        retrying!(async {
+            let client = self.client().await?;
+            Ok(client.execute(sql.as_str(), &params).await?)
+        })
+    }
+
+    /// Runs a job query; its first row.
+    pub async fn job_query(
+        &self,
+        (sql, params): JobStatement,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let params = job_params(&params);
+        retrying!(async {
+            let client = self.client().await?;
+            let Some(r) = client.query_opt(sql.as_str(), &params).await? else {
+                return Ok(None);
+            };
+            Ok(Some(JobRecord {
+                id: r.try_get(0)?,
+                status: r.try_get(1)?,
+                request: r.try_get(2)?,
+                tables: r.try_get(3)?,
+                progress: r.try_get(4)?,
+                error: r.try_get(5)?,
+                created_ms: r.try_get(6)?,
+                heartbeat_ms: r.try_get(7)?,
+            }))
         })
     }
 
@@ -500,6 +534,17 @@ fn take_pool_size(url: &str) -> Result<(String, usize), StoreError> {
 /// Whether running the transaction again may succeed: the connection was
 /// lost or refused, the server is starting or stopping, or the transaction
 /// lost a deadlock or serialisation conflict. Constraint violations never are.
+/// Job parameters as the driver takes them.
+fn job_params(params: &[JobParam]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            JobParam::Text(s) => s as &(dyn ToSql + Sync),
+            JobParam::Int(n) => n as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
 pub(super) fn transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;

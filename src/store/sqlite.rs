@@ -5,6 +5,7 @@
 //! thread that owns the write connection; callers queue behind it. Readers
 //! use their own connections, which WAL lets run beside the writer.
 
+use super::jobs::{JobParam, JobRecord, JobStatement};
 use super::{
     Candidate, Chunk, DepartmentHires, Feed, FeedSummary, Field, FileLoad, FileLoadOutcome,
     Idempotency, IngestOutcome, LoadRecord, Piece, Pieces, QuarterRow, Rejection, RejectionFilter,
@@ -26,6 +27,8 @@ pub struct SqliteStore {
     /// Writes queued or running.
     pending: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     readers: std::sync::Arc<Mutex<Vec<Connection>>>,
+    /// The load jobs' database, beside the main one (see `ddl::jobs_sqlite`).
+    jobs: std::sync::Arc<Mutex<Connection>>,
     /// Dropped with the store, which stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
 }
@@ -42,6 +45,22 @@ fn checkpoints(path: &PathBuf, stopped: &std::sync::mpsc::Receiver<()>) {
     {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
+}
+
+/// The jobs' database of the database at `path`: `hrmig.db` → `hrmig.db-jobs`.
+fn jobs_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-jobs");
+    PathBuf::from(name)
+}
+
+impl rusqlite::ToSql for JobParam {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            JobParam::Text(s) => s.to_sql(),
+            JobParam::Int(n) => n.to_sql(),
         }
     }
 }
@@ -94,6 +113,8 @@ impl SqliteStore {
             .name("hrmig-sqlite-checkpoint".into())
             .spawn(move || checkpoints(&checkpoint_path, &stopped))
             .map_err(|e| StoreError::Task(e.to_string()))?;
+        let jobs = connect(&jobs_path(&path), 256)?;
+        jobs.execute_batch(&ddl::jobs_sqlite())?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hrmig-sqlite-writer".into())
@@ -108,6 +129,7 @@ impl SqliteStore {
             writer: tx,
             pending: Default::default(),
             readers: Default::default(),
+            jobs: std::sync::Arc::new(Mutex::new(jobs)),
             _checkpoints: stop,
         })
     }
@@ -157,6 +179,52 @@ impl SqliteStore {
             result
         })
         .await
+    }
+
+    /// Runs a job statement on the jobs' database; the rows it changed.
+    pub async fn job_exec(&self, (sql, params): JobStatement) -> Result<u64, StoreError> {
+        self.on_jobs(move |c| Ok(c.execute(&sql, rusqlite::params_from_iter(params))? as u64))
+            .await
+    }
+
+    /// Runs a job query on the jobs' database; its first row.
+    pub async fn job_query(
+        &self,
+        (sql, params): JobStatement,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.on_jobs(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            Ok(Some(JobRecord {
+                id: r.get(0)?,
+                status: r.get(1)?,
+                request: r.get(2)?,
+                tables: r.get(3)?,
+                progress: r.get(4)?,
+                error: r.get(5)?,
+                created_ms: r.get(6)?,
+                heartbeat_ms: r.get(7)?,
+            }))
+        })
+        .await
+    }
+
+    async fn on_jobs<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let jobs = self.jobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = jobs
+                .lock()
+                .map_err(|_| StoreError::Task("the jobs database lock is poisoned".into()))?;
+            f(&conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     pub fn writer_idle(&self) -> bool {

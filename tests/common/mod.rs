@@ -10,7 +10,9 @@
 //! (`mssql://USER:PASSWORD@HOST[:PORT]/master[?trust_server_certificate=true]`).
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod pg_server;
+pub mod serve;
 
 use hrmig::dictionary::{ErrorCode, Table};
 use hrmig::ops::load::{self, LoadReport, LoadRequest};
@@ -70,13 +72,7 @@ impl TestEnv {
     }
 
     pub fn request(&self, tables: &[Table]) -> LoadRequest {
-        LoadRequest {
-            from: self.landing.clone(),
-            tables: tables.to_vec(),
-            force: false,
-            max_rejects: None,
-            progress: false,
-        }
+        LoadRequest::new(self.landing.clone(), tables.to_vec())
     }
 
     pub async fn load(&self, tables: &[Table]) -> Vec<LoadReport> {

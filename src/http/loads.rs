@@ -1,0 +1,163 @@
+//! The loads resource: load jobs (`POST /api/loads`, `GET /api/loads/{id}`,
+//! `POST /api/loads/{id}/run`) and the history of file loads
+//! (`GET /api/loads`).
+//!
+//! A load over HTTP is a job: the request is checked (folder, tables, every
+//! file present), recorded, and answered `202 Accepted` at once with the job
+//! and its `Location`; the load runs after the response, so a load longer
+//! than a front end's request timeout (Azure's 230 s) is not lost to its
+//! caller. Who runs it is [`Runner`]'s choice.
+
+use super::error::{ApiError, ErrorBody};
+use super::routes::{folder_under_root, optional_body, tables_in_body};
+use super::{AppState, QueuedJob, Runner};
+use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
+use crate::store::LoadRecord;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/loads", post(post_loads).get(get_loads))
+        .route("/api/loads/{id}", get(get_load))
+        .route("/api/loads/{id}/run", post(run_load))
+}
+
+/// Body of `POST /api/loads`.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBody {
+    /// Folder under the storage root holding `<table>.csv` (default `landing`).
+    from: Option<String>,
+    /// Tables to load (default all, parents first).
+    tables: Option<Vec<String>>,
+    /// Load again content already loaded.
+    force: Option<bool>,
+    /// Abort a file once more rows than this are rejected.
+    max_rejects: Option<u64>,
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            JobError::Unreadable { .. } => ApiError::Internal(e.to_string()),
+            JobError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Start a load job: historic CSV files from a folder under the storage root (admin).
+#[utoipa::path(post, path = "/api/loads", tag = "loads",
+    request_body(content = LoadBody, description = "All fields optional; `from` defaults to `landing`"),
+    responses(
+        (status = 202, description = "The job, recorded; `Location` is its URL", body = Job),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin key", body = ErrorBody),
+        (status = 404, description = "A file is missing (no job was recorded)", body = ErrorBody),
+        (status = 503, description = "Database or storage unavailable", body = ErrorBody)
+    )
+)]
+pub(super) async fn post_loads(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: LoadBody = optional_body(&body)?;
+    let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?.to_owned();
+    let request = JobRequest {
+        from,
+        tables: tables_in_body(req.tables.as_deref())?,
+        force: req.force.unwrap_or(false),
+        max_rejects: req.max_rejects,
+        files: BTreeMap::new(),
+    };
+    let job = jobs::submit_checked(&state.store, &state.storage, request).await?;
+    Ok(accepted(&state, job))
+}
+
+/// Run a load job again: one that was interrupted or failed (admin).
+#[utoipa::path(post, path = "/api/loads/{id}/run", tag = "loads",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 202, description = "The job, to run again", body = Job),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 403, description = "Needs the admin key", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job is done, or running", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
+pub(super) async fn run_load(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.store, &id, state.jobs).await?;
+    match job.status {
+        JobStatus::Done => Err(ApiError::Conflict(format!(
+            "load job {id} is done; POST /api/loads starts a new one"
+        ))),
+        JobStatus::Running => Err(ApiError::Conflict(format!("load job {id} is running"))),
+        JobStatus::Queued | JobStatus::Failed | JobStatus::Interrupted => Ok(accepted(&state, job)),
+    }
+}
+
+/// `202 Accepted` with the job, after handing it to its runner.
+fn accepted(state: &AppState, job: Job) -> Response {
+    let location = format!("/api/loads/{}", job.id);
+    let mut response = (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        axum::Json(&job),
+    )
+        .into_response();
+    match state.runner {
+        Runner::InProcess => {
+            let (store, storage, settings) =
+                (state.store.clone(), state.storage.clone(), state.jobs);
+            tokio::spawn(async move {
+                if let Err(e) = jobs::run(&store, &storage, &job.id, settings, true).await {
+                    tracing::error!(job = job.id, error = %e, "load job could not run");
+                }
+            });
+        }
+        Runner::Queue => {
+            response.extensions_mut().insert(QueuedJob(job.id));
+        }
+    }
+    response
+}
+
+/// A load job: its status, the reports of the files done, the file being read.
+#[utoipa::path(get, path = "/api/loads/{id}", tag = "loads",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody)
+    )
+)]
+pub(super) async fn get_load(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = jobs::get(&state.store, &id, state.jobs).await?;
+    Ok(axum::Json(job).into_response())
+}
+
+/// The history of file loads, newest first.
+#[utoipa::path(get, path = "/api/loads", tag = "loads",
+    responses((status = 200, description = "History", body = Vec<LoadRecord>), (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody))
+)]
+pub(super) async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.store.loads(1000).await?).into_response())
+}

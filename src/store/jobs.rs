@@ -1,0 +1,206 @@
+//! Load jobs as the database keeps them: one row per job, written by the
+//! instance that runs it and read by every instance, so that a job started
+//! through one instance can be watched through another.
+//!
+//! The statements are written once and rendered for a dialect (its
+//! placeholders and quoting); a backend only runs them, through
+//! `job_exec` and `job_query`. Times are UTC milliseconds and every
+//! parameter is text or a number, never a NULL (see `mssql::rejection_filter`
+//! for why).
+
+use super::{Dialect, ddl};
+
+/// A job's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// The job's id.
+    pub id: String,
+    /// `queued`, `running`, `done` or `failed` (a `running` job whose
+    /// heartbeat stopped is reported `interrupted` by the operations).
+    pub status: String,
+    /// What to load (JSON, written by the operations).
+    pub request: String,
+    /// The reports of the files loaded so far (a JSON array).
+    pub tables: String,
+    /// The file being read and how far (JSON, or `null`).
+    pub progress: String,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// When it was created.
+    pub created_ms: i64,
+    /// When its runner last said it was alive.
+    pub heartbeat_ms: i64,
+}
+
+/// A parameter of a job statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobParam {
+    /// A text value.
+    Text(String),
+    /// A 64-bit integer.
+    Int(i64),
+}
+
+/// A statement and its parameters, in order.
+pub type JobStatement = (String, Vec<JobParam>);
+
+/// The `n`th placeholder (from 1) of a dialect.
+fn mark(d: Dialect, n: usize) -> String {
+    match d {
+        Dialect::Sqlite => format!("?{n}"),
+        Dialect::Postgres => format!("${n}"),
+        Dialect::Mssql => format!("@P{n}"),
+    }
+}
+
+fn text(s: &str) -> JobParam {
+    JobParam::Text(s.to_owned())
+}
+
+/// Records a new job, `queued`.
+pub fn insert(d: Dialect, id: &str, request: &str, now_ms: i64) -> JobStatement {
+    let sql = format!(
+        "INSERT INTO {} (id, status, request, tables, progress, error, created_ms, heartbeat_ms) \
+         VALUES ({}, 'queued', {}, '[]', 'null', NULL, {}, {})",
+        d.quote(ddl::JOBS),
+        mark(d, 1),
+        mark(d, 2),
+        mark(d, 3),
+        mark(d, 3),
+    );
+    (sql, vec![text(id), text(request), JobParam::Int(now_ms)])
+}
+
+/// Takes a job to run: one that is queued, or whose runner's heartbeat is
+/// older than `stale_before_ms` (its process died), or, when `failed_too`,
+/// one that failed. One statement, so two instances never both take it:
+/// the one whose update changed the row runs the job.
+pub fn claim(
+    d: Dialect,
+    id: &str,
+    now_ms: i64,
+    stale_before_ms: i64,
+    failed_too: bool,
+) -> JobStatement {
+    let failed = if failed_too {
+        " OR status = 'failed'"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE {} SET status = 'running', heartbeat_ms = {now}, error = NULL \
+         WHERE id = {id} AND (status = 'queued' OR (status = 'running' AND heartbeat_ms < {stale}){failed})",
+        d.quote(ddl::JOBS),
+        id = mark(d, 1),
+        now = mark(d, 2),
+        stale = mark(d, 3),
+    );
+    (
+        sql,
+        vec![
+            text(id),
+            JobParam::Int(now_ms),
+            JobParam::Int(stale_before_ms),
+        ],
+    )
+}
+
+/// The runner's heartbeat, with the job's reports and progress so far.
+/// Changes nothing once the job has ended.
+pub fn beat(d: Dialect, id: &str, tables: &str, progress: &str, now_ms: i64) -> JobStatement {
+    let sql = format!(
+        "UPDATE {} SET tables = {}, progress = {}, heartbeat_ms = {} \
+         WHERE id = {} AND status = 'running'",
+        d.quote(ddl::JOBS),
+        mark(d, 2),
+        mark(d, 3),
+        mark(d, 4),
+        mark(d, 1),
+    );
+    (
+        sql,
+        vec![
+            text(id),
+            text(tables),
+            text(progress),
+            JobParam::Int(now_ms),
+        ],
+    )
+}
+
+/// Ends a job: `done`, or `failed` with a message (an empty message is
+/// none).
+pub fn finish(
+    d: Dialect,
+    id: &str,
+    status: &str,
+    tables: &str,
+    error: &str,
+    now_ms: i64,
+) -> JobStatement {
+    let sql = format!(
+        "UPDATE {} SET status = {}, tables = {}, progress = 'null', error = NULLIF({}, ''), \
+         heartbeat_ms = {} WHERE id = {}",
+        d.quote(ddl::JOBS),
+        mark(d, 2),
+        mark(d, 3),
+        mark(d, 4),
+        mark(d, 5),
+        mark(d, 1),
+    );
+    (
+        sql,
+        vec![
+            text(id),
+            text(status),
+            text(tables),
+            text(error),
+            JobParam::Int(now_ms),
+        ],
+    )
+}
+
+/// One job's row, in [`JobRecord`]'s field order.
+pub fn select(d: Dialect, id: &str) -> JobStatement {
+    let sql = format!(
+        "SELECT id, status, request, tables, progress, error, created_ms, heartbeat_ms \
+         FROM {} WHERE id = {}",
+        d.quote(ddl::JOBS),
+        mark(d, 1),
+    );
+    (sql, vec![text(id)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dialect_numbers_its_parameters_in_order() {
+        for d in Dialect::ALL {
+            for (sql, params) in [
+                insert(d, "j", "{}", 1),
+                claim(d, "j", 2, 1, true),
+                beat(d, "j", "[]", "null", 3),
+                finish(d, "j", "done", "[]", "", 4),
+                select(d, "j"),
+            ] {
+                for n in 1..=params.len() {
+                    assert!(sql.contains(&mark(d, n)), "{} lacks {n}: {sql}", d.name());
+                }
+                assert!(!sql.contains(&mark(d, params.len() + 1)), "{sql}");
+            }
+        }
+        assert!(claim(Dialect::Postgres, "j", 2, 1, false).0.contains("$3"));
+        assert!(
+            !claim(Dialect::Mssql, "j", 2, 1, false)
+                .0
+                .contains("'failed'")
+        );
+        assert!(
+            claim(Dialect::Mssql, "j", 2, 1, true)
+                .0
+                .contains("'failed'")
+        );
+    }
+}
