@@ -388,6 +388,37 @@ async fn csv_bodies_use_the_historic_format() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_row_is_echoed_as_sent_and_json_numbers_are_read_exactly() {
+    let app = TestApp::spawn().await;
+    app.seed_parents().await;
+    // Keys out of order, a number written with a fraction, odd spacing.
+    let sent = r#"{"name": "Ann",  "job_id": 1.50, "id": 7, "department_id": 1, "datetime": "2021-01-01T00:00:00Z"}"#;
+    let body = format!(
+        r#"[{sent}, {{"id": -0, "name": "Zero", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1}},
+           {{"id": 99999999999999999999, "name": "Big", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1}}]"#
+    );
+    let r = app.post_raw(EMP, "application/json", body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let text = r.text().await.unwrap();
+    // The response carries the row's own text, byte for byte.
+    assert!(text.contains(&format!(r#""row":{sent}"#)), "{text}");
+    let b: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(b["inserted"], 1, "{b}");
+    let rejected = b["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{b}");
+    assert_eq!(rejected[0]["errors"][0]["column"], "job_id");
+    assert_eq!(rejected[0]["errors"][0]["code"], "type");
+    assert_eq!(rejected[1]["index"], 2);
+    assert_eq!(rejected[1]["errors"][0]["code"], "range", "{b}");
+    // -0 is the integer 0.
+    let rows = app
+        .get_json("/api/tables/hired_employees/rows?limit=10")
+        .await;
+    assert_eq!(rows[0]["id"], 0, "{rows}");
+    assert_eq!(rows[0]["name"], "Zero");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_replay_and_refuse() {
     let app = TestApp::spawn().await;
     let send = |body: Value| {

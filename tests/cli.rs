@@ -555,3 +555,14 @@ fn a_sql_server_that_refuses_connections_is_named_within_seconds() {
     assert!(err.contains("database is unavailable"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
 }
+
+#[test]
+fn a_driver_error_says_each_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "sqlite:///nonexistent-dir-of-hrmig/x.db";
+    let out = hrmig(dir.path(), &["--database", url, "rejections"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(err.contains("unable to open database file"), "{err}");
+}

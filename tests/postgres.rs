@@ -340,3 +340,22 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_error_names_its_sqlstate_once() {
+    if !server_available().await {
+        return;
+    }
+    let base = common::postgres_base_url();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{prefix}/hrmig_no_such_database");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .args(["--database", &url, "--log", "error", "rejections"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FATAL 3D000"), "{err}");
+    assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+    assert!(!err.contains("db error"), "{err}");
+}

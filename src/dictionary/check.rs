@@ -357,6 +357,17 @@ fn check_json_value(column: &Column, value: &JsonScalar<'_>) -> Result<Value, Fi
             .map(Value::Int)
             .map_err(|_| out_of_range(i)),
         (ColumnType::Integer, JsonScalar::UInt(u)) => Err(out_of_range(u)),
+        // JSON's `-0` is an integer the parser can only give as a float.
+        (ColumnType::Integer, JsonScalar::Float(f)) if *f == 0.0 && f.is_sign_negative() => {
+            Ok(Value::Int(0))
+        }
+        // An integer written with more digits than 64 bits hold comes as a
+        // float too; whatever its exact value, it is outside the range.
+        (ColumnType::Integer, JsonScalar::Float(f))
+            if f.is_finite() && f.fract() == 0.0 && f.abs() >= 9.2e18 =>
+        {
+            Err(out_of_range(f))
+        }
         (ColumnType::Integer, JsonScalar::Float(f)) => Err(FieldError::column(
             column.name,
             ErrorCode::Type,
@@ -664,6 +675,36 @@ mod tests {
             &entries(json!({"id": 18446744073709551615u64, "job": "x"})),
         );
         assert_eq!(codes(&c), vec![(Some("id"), ErrorCode::Range)]);
+    }
+
+    #[test]
+    fn json_minus_zero_is_zero_and_integers_past_64_bits_are_out_of_range() {
+        // As the parser gives them: from the text of a body.
+        let parse = |text: &str| -> Vec<(String, serde_json::Value)> {
+            entries(serde_json::from_str(text).unwrap())
+        };
+        let c = check_json(Table::Jobs, &parse(r#"{"id": -0, "job": "x"}"#));
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.int(0), Some(0));
+        for id in [
+            "99999999999999999999",
+            "-99999999999999999999",
+            "123456789012345678901234567890",
+        ] {
+            let c = check_json(
+                Table::Jobs,
+                &parse(&format!(r#"{{"id": {id}, "job": "x"}}"#)),
+            );
+            assert_eq!(codes(&c), vec![(Some("id"), ErrorCode::Range)], "{id}");
+        }
+        // A number with a fraction or an exponent is still not an integer.
+        for id in ["1.5", "5.0", "1e3", "-0.5"] {
+            let c = check_json(
+                Table::Jobs,
+                &parse(&format!(r#"{{"id": {id}, "job": "x"}}"#)),
+            );
+            assert_eq!(codes(&c), vec![(Some("id"), ErrorCode::Type)], "{id}");
+        }
     }
 
     #[test]

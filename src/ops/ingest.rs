@@ -133,8 +133,9 @@ fn check_depth(body: &[u8]) -> Result<(), IngestError> {
     Ok(())
 }
 
+/// serde_json's message already says where ("… at line 3 column 7").
 fn json_error(e: &serde_json::Error) -> IngestError {
-    IngestError::Json(format!("{e} (line {}, column {})", e.line(), e.column()))
+    IngestError::Json(e.to_string())
 }
 
 /// Parses a JSON array of row objects for `table`.
@@ -555,9 +556,10 @@ pub async fn ingest(
 pub struct RejectedRow {
     /// Index of the row in the request (from 0).
     pub index: u64,
-    /// The row as received: the JSON object, or the CSV line as a string.
+    /// The row as received, byte for byte: the JSON value as sent (keys in
+    /// their order, numbers as written), or the CSV line as a string.
     #[schema(value_type = Object)]
-    pub row: serde_json::Value,
+    pub row: Box<RawValue>,
     /// Every broken rule.
     pub errors: Vec<FieldError>,
 }
@@ -610,11 +612,18 @@ fn render(
                     .and_then(|c| chunk.raw.get(c.raw.clone()))
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default();
-                let row = if *is_json {
-                    serde_json::from_str(&text)
-                        .unwrap_or(serde_json::Value::String(text.into_owned()))
-                } else {
-                    serde_json::Value::String(text.into_owned())
+                let as_string = |text: &str| {
+                    let quoted = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
+                    RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
+                };
+                // A JSON row goes back as its own text when that text is
+                // JSON a client can read back (a lone surrogate escape, say,
+                // is not), else as a string; a CSV line as a string.
+                let readable = *is_json && serde_json::from_str::<serde_json::Value>(&text).is_ok();
+                let row = match readable {
+                    true => RawValue::from_string(text.trim().to_owned())
+                        .unwrap_or_else(|_| as_string(&text)),
+                    false => as_string(&text),
                 };
                 RejectedRow {
                     index: *index,

@@ -70,11 +70,13 @@ pub enum StoreError {
     )]
     BadUrl(String),
     /// SQLite failed.
-    #[error("SQLite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    // The driver errors are not `#[source]`s: their causes are in the
+    // message already (see `causes`), and a chain printer would repeat them.
+    #[error("SQLite: {}", causes(.0))]
+    Sqlite(rusqlite::Error),
     /// PostgreSQL failed.
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL: {}", pg_causes(.0))]
+    Postgres(tokio_postgres::Error),
     /// The PostgreSQL TLS settings cannot be used, or the server's
     /// certificate did not verify; not transient: trying again meets the
     /// same settings and the same certificate.
@@ -83,8 +85,8 @@ pub enum StoreError {
     #[error("PostgreSQL: {0}")]
     Tls(pg_tls::TlsError),
     /// SQL Server / Azure SQL failed.
-    #[error("SQL Server: {0}")]
-    Mssql(#[from] tiberius::error::Error),
+    #[error("SQL Server: {}", causes(.0))]
+    Mssql(tiberius::error::Error),
     /// SQL Server's bulk-copy protocol failed during a file load (a TDS
     /// server that implements it differently); the load was rolled back and
     /// the store loads with plain `INSERT`s from then on.
@@ -127,6 +129,58 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(e)
+    }
+}
+
+impl From<tiberius::error::Error> for StoreError {
+    fn from(e: tiberius::error::Error) -> StoreError {
+        StoreError::Mssql(e)
+    }
+}
+
+/// An error and its causes on one line, each said once: drivers wrap a
+/// cause and repeat its words ("directory … does not exist: directory …
+/// does not exist").
+pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A PostgreSQL error with the server's SQLSTATE and message when the
+/// server sent one ("FATAL 3D000: database \"x\" does not exist"), else
+/// the client's causes ("error connecting to server: Connection refused").
+fn pg_causes(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(" (");
+                text.push_str(detail);
+                text.push(')');
+            }
+            text
+        }
+        None => causes(e),
+    }
 }
 
 impl From<pg_tls::TlsError> for StoreError {
