@@ -278,7 +278,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let from = match from {
-                Some(dir) => Storage::open(dir)?,
+                Some(dir) => Storage::open_existing(dir)?,
                 None => Storage::open(&cli.storage)?.child("landing")?,
             };
             let store = open_store(&cli).await?;
@@ -597,6 +597,17 @@ fn print_load(reports: &[LoadReport], json: bool) -> Result<()> {
         if let Some(m) = &r.message {
             writeln!(out, "{}: {m}", r.table.name())?;
         }
+    }
+    // The rejected rows themselves are in the log table, not on the
+    // terminal: one line per file says how to list them.
+    for r in reports.iter().filter(|r| r.rejected > 0) {
+        writeln!(
+            out,
+            "{}: {} rows rejected, each with its reasons: hrmig rejections --table {}",
+            r.table.name(),
+            r.rejected,
+            r.table.name()
+        )?;
     }
     Ok(())
 }

@@ -1,6 +1,13 @@
 //! Logging: `tracing` to stderr, human-readable or one JSON object per line.
 
+use crate::dictionary::{FieldError, Table};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
+
+/// Whether logs are JSON lines, for machines: then every rejected row is an
+/// INFO event. In text logs, for people, it is a DEBUG one: a file with
+/// thousands of bad rows would bury the summary.
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
 
 /// Installs the global subscriber. `filter` is an `EnvFilter` directive
 /// (`info`, `hrmig=debug`, …); `json` selects one JSON object per line.
@@ -12,9 +19,22 @@ pub fn init(filter: &str, json: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
+    JSON_LOGS.store(json, Ordering::Relaxed);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.compact().try_init()
     };
+}
+
+/// The structured event of one rejected row (never its raw text): target
+/// `hrmig::rejection`, with table, source, position and the codes.
+pub fn rejected_row(table: Table, source: &str, position: u64, errors: &[FieldError]) {
+    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    let codes = codes.join(",");
+    if JSON_LOGS.load(Ordering::Relaxed) {
+        tracing::info!(target: "hrmig::rejection", table = table.name(), source, position, codes, "row rejected");
+    } else {
+        tracing::debug!(target: "hrmig::rejection", table = table.name(), source, position, codes, "row rejected");
+    }
 }

@@ -566,3 +566,44 @@ fn a_driver_error_says_each_cause_once() {
     assert_eq!(err.matches("does not exist").count(), 1, "{err}");
     assert!(err.contains("unable to open database file"), "{err}");
 }
+
+#[test]
+fn text_logs_summarise_rejections_per_file_instead_of_a_line_per_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hrmig(
+        dir.path(),
+        &["gen", "--out", "storage/landing", "--employees", "2000"],
+    );
+    assert!(out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir.path())
+        .env_remove("HRMIG_DATABASE_URL")
+        .env_remove("HRMIG_STORAGE_URL")
+        .env_remove("HRMIG_LOG_FORMAT")
+        .env("HRMIG_LOG", "info")
+        .args(["load"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rejected = count(&dir.path().join("hrmig.db"), "hrmig_rejections");
+    assert!(rejected > 10, "{rejected}");
+    assert!(!stderr(&out).contains("row rejected"), "{}", stderr(&out));
+    let summary = format!(
+        "hired_employees: {rejected} rows rejected, each with its reasons: hrmig rejections --table hired_employees"
+    );
+    assert!(stdout(&out).contains(&summary), "{}", stdout(&out));
+}
+
+#[test]
+fn a_missing_load_folder_is_named_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no/such/folder");
+    let out = hrmig(dir.path(), &["load", "--from", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}: no such folder", missing.display())),
+        "{err}"
+    );
+    assert!(!dir.path().join("no").exists(), "the folder was created");
+}

@@ -376,6 +376,29 @@ impl Storage {
         })
     }
 
+    /// Opens a storage root to read from: like [`Storage::open`], but a
+    /// local directory must exist (a mistyped `--from` is an error, not a
+    /// new empty folder).
+    pub fn open_existing(url: &str) -> Result<Storage, StorageError> {
+        let local = match url.strip_prefix("file://") {
+            Some(rest) => Some(rest),
+            None if !url.contains("://") => Some(url),
+            None => None,
+        };
+        if let Some(dir) = local
+            && !std::path::Path::new(dir).is_dir()
+        {
+            return Err(StorageError::Io(
+                dir.to_owned(),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such folder (give the folder that holds the CSV files)",
+                ),
+            ));
+        }
+        Storage::open(url)
+    }
+
     fn open_azure(url: &str, rest: &str) -> Result<Storage, StorageError> {
         let (container, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if !azure::valid_container(container) {

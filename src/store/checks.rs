@@ -116,15 +116,7 @@ pub(super) fn rejection_record(
         raw.get(c.raw.clone()).unwrap_or_default(),
     ));
     let json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
-    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
-    tracing::info!(
-        target: "hrmig::rejection",
-        table = table.name(),
-        source,
-        position = c.position,
-        codes = %codes.join(","),
-        "row rejected"
-    );
+    crate::telemetry::rejected_row(table, source, c.position, errors);
     (c.position as i64, text, json)
 }
 

@@ -1174,15 +1174,7 @@ impl<'t> RowWriter<'t> {
             self.rejected_at
         ])?;
         self.rejected += 1;
-        let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
-        tracing::info!(
-            target: "hrmig::rejection",
-            table = self.table.name(),
-            source = self.source,
-            position = c.position,
-            codes = %codes.join(","),
-            "row rejected"
-        );
+        crate::telemetry::rejected_row(self.table, self.source, c.position, &errors);
         Ok(errors)
     }
 }
