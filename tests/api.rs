@@ -388,6 +388,40 @@ async fn csv_bodies_use_the_historic_format() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_bodies_with_stray_quotes_are_rejected_not_repaired() {
+    let app = TestApp::spawn().await;
+    app.seed_parents().await;
+    let body = concat!(
+        "1,\"ok, quoted\",2021-07-27T16:02:08Z,1,2\n",
+        "2,ab\"c,2021-07-27T16:02:08Z,1,2\n",
+        "3,\"pedro\"holanda,2021-07-27T16:02:08Z,1,2\n",
+        "4,\"say \"\"hi\"\"\",2021-07-27T16:02:08Z,1,2\n",
+    );
+    let r = app.post_raw(EMP, "text/csv", body).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["inserted"], 2, "{b}");
+    for (i, (index, raw)) in [
+        (1, "2,ab\"c,2021-07-27T16:02:08Z,1,2"),
+        (2, "3,\"pedro\"holanda,2021-07-27T16:02:08Z,1,2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rejected = &b["rejected"][i];
+        assert_eq!(rejected["index"], index, "{b}");
+        assert_eq!(rejected["row"], raw, "{b}");
+        assert_eq!(rejected["errors"][0]["column"], "name", "{b}");
+        assert_eq!(rejected["errors"][0]["code"], "format", "{b}");
+    }
+    let rows = app
+        .get_json("/api/tables/hired_employees/rows?limit=10")
+        .await;
+    assert_eq!(rows[0]["name"], "ok, quoted");
+    assert_eq!(rows[1]["name"], "say \"hi\"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_replay_and_refuse() {
     let app = TestApp::spawn().await;
     let send = |body: Value| {

@@ -128,6 +128,63 @@ async fn field_count_encoding_nul_and_length() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_a_reader_would_repair_are_format_errors() {
+    let env = TestEnv::with_parents().await;
+    let cases: &[(&str, Option<&str>)] = &[
+        ("1,ab\"c", Some("name")),
+        ("2,\"pedro\"holanda", Some("name")),
+        ("3,\"ok, quoted\"", None),
+        ("4,\"say \"\"hi\"\"\"", None),
+        ("5,\"a\" ", Some("name")),
+        ("6\"x,a", Some("id")),
+        ("7,\"\"", None),
+    ];
+    let csv: String = cases
+        .iter()
+        .map(|(name, _)| format!("{name},{OK},1,2\n"))
+        .collect();
+    let r = env.load_employees(csv.as_bytes()).await;
+    let rejected: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, column))| column.map(|c| ((i + 1) as i64, vec![(col(c), Format)])))
+        .collect();
+    // "7,\"\"" is an empty name: missing, not a quoting error.
+    let mut want = rejected.clone();
+    want.push((7, vec![(col("name"), Missing)]));
+    assert_eq!(env.rejected().await, want);
+    assert_eq!((r.inserted, r.rejected), (2, want.len() as u64));
+    // The raw line is kept as it was, nothing altered.
+    let raws: Vec<String> = env.rejections().await.into_iter().map(|r| r.raw).collect();
+    assert_eq!(raws[0], format!("1,ab\"c,{OK},1,2"));
+    assert_eq!(raws[1], format!("2,\"pedro\"holanda,{OK},1,2"));
+    assert_eq!(
+        env.rows(Table::HiredEmployees).await,
+        vec![
+            format!("3,ok, quoted,{OK},1,2"),
+            format!("4,say \"hi\",{OK},1,2")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cr_only_line_ends_give_true_positions() {
+    let env = TestEnv::with_parents().await;
+    let csv =
+        format!("1,A,{OK},1,1\r2,,{OK},1,1\r\r3,A,bad,1,1\r4,\"x\ry\",{OK},9,1\r5,B,{OK},1,1\r");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected, r.blank), (5, 2, 3, 1));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (2, vec![(col("name"), Missing)]),
+            (4, vec![(col("datetime"), Format)]),
+            (5, vec![(col("department_id"), ForeignKey)]),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_first_occurrence_wins() {
     let env = TestEnv::with_parents().await;
     let r = env

@@ -395,6 +395,7 @@ pub(crate) fn is_header(
 }
 
 pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
+    let column = |field: usize| table.columns().get(field).map(|c| c.name);
     let error = match m {
         Malformed::TooLong { bytes } => FieldError::record(
             ErrorCode::TooLong,
@@ -417,10 +418,29 @@ pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
                 "the quoted field opened on line {line} is never closed; the rest of the file is this one record"
             ),
         ),
+        Malformed::QuoteInUnquotedField { field } => quote_error(
+            column(field),
+            field,
+            "holds a \" but does not start with one: a field with quotes must be quoted whole, its quotes doubled (\"say \"\"hi\"\"\")",
+        ),
+        Malformed::TextAfterQuote { field } => quote_error(
+            column(field),
+            field,
+            "has text after its closing quote: a quoted field ends at its closing quote (a quote inside it is doubled: \"\")",
+        ),
     };
     Checked {
         values: vec![None; table.columns().len()],
         errors: vec![error],
+    }
+}
+
+/// A quoting error in field `field` (from 0), named by its column when the
+/// table has one there.
+fn quote_error(column: Option<&str>, field: usize, what: &str) -> FieldError {
+    match column {
+        Some(name) => FieldError::column(name, ErrorCode::Format, format!("the field {what}")),
+        None => FieldError::record(ErrorCode::Format, format!("field {} {what}", field + 1)),
     }
 }
 
