@@ -407,10 +407,10 @@ async fn a_missing_file_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_rejects_aborts_the_file() {
     let env = TestEnv::with_parents().await;
-    // A semicolon-separated file: every row has the wrong field count.
+    // Every row has a bad datetime (a wrong delimiter is refused whole, below).
     let mut csv = String::new();
     for id in 1..=50 {
-        csv += &format!("{id};A;{OK};1;2\n");
+        csv += &format!("{id},A,27/07/2021,1,2\n");
     }
     env.write(Table::HiredEmployees, csv.as_bytes());
     let mut req = env.request(&[Table::HiredEmployees]);
