@@ -390,7 +390,6 @@ async fn csv_bodies_use_the_historic_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_bodies_with_stray_quotes_are_rejected_not_repaired() {
     let app = TestApp::spawn().await;
-    app.seed_parents().await;
     let body = concat!(
         "1,\"ok, quoted\",2021-07-27T16:02:08Z,1,2\n",
         "2,ab\"c,2021-07-27T16:02:08Z,1,2\n",
@@ -547,6 +546,41 @@ async fn loads_read_only_under_the_storage_root() {
     assert_eq!(job["tables"][2]["rows_read"], 300);
     let history = app.get_json("/api/loads").await;
     assert_eq!(history.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_job_with_a_file_that_is_not_its_tables_csv_fails() {
+    let app = TestApp::spawn().await;
+    let landing = app.dir.path().join("storage/landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    std::fs::write(landing.join("jobs.csv"), "id,title\n3,Chef\n").unwrap();
+    let reason = "not a CSV of jobs: its header names id,title; expected id,job";
+    // Refused again the second time: the content is not marked loaded.
+    for run in 0..2 {
+        let r = app
+            .post_json("/api/loads", &json!({"tables": ["jobs"]}))
+            .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let job = loop {
+            let job = app.get_json(&location).await;
+            if job["status"] == "failed" {
+                break job;
+            }
+            assert!(job["status"] != "done", "{job}");
+            assert!(std::time::Instant::now() < deadline, "{job}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let error = job["error"].as_str().unwrap();
+        assert!(
+            error.starts_with("file:") && error.ends_with(&format!("jobs.csv: {reason}")),
+            "run {run}: {job}"
+        );
+        assert_eq!(job["tables"][0]["status"], "aborted", "{job}");
+        assert_eq!(job["tables"][0]["message"], reason, "{job}");
+    }
+    assert_eq!(app.count("jobs").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
