@@ -110,7 +110,9 @@ pub fn looks_like_header<'a>(fields: impl Iterator<Item = &'a [u8]>) -> bool {
 #[derive(Debug)]
 pub struct Gate {
     table: Table,
-    /// Data records seen so far, while all had the wrong field count.
+    /// Data records seen so far, up to [`FIELD_COUNT_SAMPLE`].
+    seen: u64,
+    /// Of those, the records split into fields but not the table's number.
     wrong: u64,
     /// Set once a record settles that the file is a CSV of the table.
     open: bool,
@@ -121,6 +123,7 @@ impl Gate {
     pub fn new(table: Table) -> Gate {
         Gate {
             table,
+            seen: 0,
             wrong: 0,
             open: false,
         }
@@ -152,43 +155,41 @@ impl Gate {
     }
 
     /// Counts a data record (not the header); refuses the file at the
-    /// [`FIELD_COUNT_SAMPLE`]th record when every one so far had the wrong
-    /// field count.
+    /// [`FIELD_COUNT_SAMPLE`]th record when none so far had the table's
+    /// field count and some had another.
     pub fn record(&mut self, rec: &Record<'_>) -> Result<(), Refusal> {
         if self.open {
             return Ok(());
         }
-        let wrong_count = match rec.malformed {
-            None => rec.fields().len() != self.table.columns().len(),
-            Some(Malformed::TooManyFields) => true,
-            // Fields not read: says nothing about the delimiter.
-            Some(_) => false,
-        };
-        if !wrong_count {
-            self.open = true;
-            return Ok(());
+        self.seen += 1;
+        match rec.malformed {
+            None if rec.fields().len() == self.table.columns().len() => {
+                self.open = true;
+                return Ok(());
+            }
+            None | Some(Malformed::TooManyFields) => self.wrong += 1,
+            // Not split into fields (too long, a broken quote): says
+            // nothing about the delimiter either way.
+            Some(_) => {}
         }
-        self.wrong += 1;
-        if self.wrong >= FIELD_COUNT_SAMPLE {
-            return Err(self.field_count());
+        if self.seen >= FIELD_COUNT_SAMPLE {
+            self.open = self.wrong == 0;
+            return self.end();
         }
         Ok(())
     }
 
-    /// At the end of the file: refuses it when every record had the wrong
-    /// field count (a file with no records is not refused).
+    /// At the end of the file (or of the sample): refuses it when no record
+    /// had the table's field count and some had another (a file with no
+    /// records is not refused).
     pub fn end(&self) -> Result<(), Refusal> {
         match !self.open && self.wrong > 0 {
-            true => Err(self.field_count()),
+            true => Err(Refusal::FieldCount {
+                table: self.table,
+                records: self.seen,
+                expected: self.table.columns().len(),
+            }),
             false => Ok(()),
-        }
-    }
-
-    fn field_count(&self) -> Refusal {
-        Refusal::FieldCount {
-            table: self.table,
-            records: self.wrong,
-            expected: self.table.columns().len(),
         }
     }
 }
@@ -221,6 +222,42 @@ mod tests {
         ] {
             assert!(!looks_like_header(words(row)), "{row}");
         }
+    }
+
+    #[test]
+    fn the_field_count_check_ignores_records_it_cannot_split() {
+        use crate::csvfile::CsvRecords;
+        let verdict = |input: &[u8]| {
+            let mut records = CsvRecords::new(input);
+            let mut gate = Gate::new(Table::Jobs);
+            while let Some(rec) = records.next_record().unwrap() {
+                gate.record(&rec)?;
+            }
+            gate.end()
+        };
+        let refused = |records| {
+            Err(Refusal::FieldCount {
+                table: Table::Jobs,
+                records,
+                expected: 2,
+            })
+        };
+        assert_eq!(verdict(b"1;a\"b\n2;c\n"), refused(2));
+        assert_eq!(verdict(b"1,a\"b\n"), Ok(()));
+        assert_eq!(verdict(b"1;a\n2,b\n"), Ok(()));
+        assert_eq!(verdict(b""), Ok(()));
+        let many: Vec<u8> = (0..1500).flat_map(|_| *b"1;a\n").collect();
+        let mut records = CsvRecords::new(&many[..]);
+        let mut gate = Gate::new(Table::Jobs);
+        let mut read = 0;
+        let stop = loop {
+            let rec = records.next_record().unwrap().unwrap();
+            read += 1;
+            if let Err(r) = gate.record(&rec) {
+                break r;
+            }
+        };
+        assert_eq!((read, Err(stop)), (1000, refused(1000)));
     }
 
     #[test]
