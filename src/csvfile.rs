@@ -5,7 +5,9 @@
 //! `csv` does not expose: the physical line where each record starts (quoted
 //! fields may span lines), the record's raw text, blank-line counts, records
 //! over [`MAX_RECORD_BYTES`] (consumed to their end but never buffered whole),
-//! and a quote left open at the end of the file.
+//! a quote left open at the end of the file, and quotes that `csv_core`
+//! would quietly repair (`ab"c`, `"ab"c`): such a record is flagged, never
+//! altered. Lines end at LF, CR or CRLF.
 
 use std::io::{self, Read};
 
@@ -29,6 +31,18 @@ pub enum Malformed {
     TooManyFields,
     /// A quoted field still open when the file ended.
     UnterminatedQuote,
+    /// A `"` inside a field that does not start with one (`ab"c`); `field`
+    /// counts from 0.
+    QuoteInUnquotedField {
+        /// The field holding the quote.
+        field: usize,
+    },
+    /// Something other than a delimiter or the end of the record right after
+    /// a quoted field's closing quote (`"ab"c`); `field` counts from 0.
+    TextAfterQuote {
+        /// The quoted field.
+        field: usize,
+    },
 }
 
 /// One record of the file.
@@ -61,8 +75,8 @@ impl<'a> Record<'a> {
     }
 }
 
-/// A streaming reader of CSV records (comma separated, `"` quoting, LF or
-/// CRLF, optional UTF-8 BOM).
+/// A streaming reader of CSV records (comma separated, `"` quoting, LF, CR
+/// or CRLF line ends, optional UTF-8 BOM).
 pub struct CsvRecords<R> {
     src: R,
     core: csv_core::Reader,
@@ -73,8 +87,7 @@ pub struct CsvRecords<R> {
     out: Vec<u8>,
     ends: Vec<usize>,
     raw: Vec<u8>,
-    /// Line feeds consumed so far.
-    line_feeds: u64,
+    lines: LineEnds,
     /// Whether the last byte consumed ended a line (true at the start).
     at_line_start: bool,
     blank_lines: u64,
@@ -96,7 +109,7 @@ impl<R: Read> CsvRecords<R> {
             out: vec![0; 4096],
             ends: vec![0; 16],
             raw: Vec::with_capacity(4096),
-            line_feeds: 0,
+            lines: LineEnds::default(),
             at_line_start: true,
             blank_lines: 0,
             started: false,
@@ -200,22 +213,23 @@ impl<R: Read> CsvRecords<R> {
                     .position(|b| *b != b'\n' && *b != b'\r')
                     .unwrap_or(consumed.len());
                 for &b in &consumed[..gap] {
-                    if b == b'\n' {
+                    if self.lines.count(b) {
                         if self.at_line_start {
                             self.blank_lines += 1;
                         }
-                        self.line_feeds += 1;
                         self.at_line_start = true;
                     }
                 }
                 consumed = &consumed[gap..];
                 if !consumed.is_empty() {
-                    start_line = Some(self.line_feeds + 1);
+                    start_line = Some(self.lines.ends + 1);
                     self.at_line_start = false;
                 }
             }
             if !consumed.is_empty() {
-                self.line_feeds += consumed.iter().filter(|b| **b == b'\n').count() as u64;
+                for &b in consumed {
+                    self.lines.count(b);
+                }
                 last_byte = consumed[consumed.len() - 1];
                 total += consumed.len();
                 let room = (MAX_RECORD_BYTES + 2).saturating_sub(self.raw.len());
@@ -253,7 +267,7 @@ impl<R: Read> CsvRecords<R> {
             // Only terminators were left: the end of the file.
             return Ok(None);
         };
-        self.at_line_start = last_byte == b'\n';
+        self.at_line_start = matches!(last_byte, b'\n' | b'\r');
         // csv_core consumes the one byte that ends a record (the LF of a CRLF
         // is the next record's leading terminator).
         if matches!(last_byte, b'\n' | b'\r') {
@@ -265,10 +279,14 @@ impl<R: Read> CsvRecords<R> {
             Some(Malformed::TooLong { bytes: total })
         } else if too_many {
             Some(Malformed::TooManyFields)
-        } else if self.eof && self.pos == self.len && quote_left_open(&self.raw) {
-            Some(Malformed::UnterminatedQuote)
         } else {
-            None
+            match quoting(&self.raw) {
+                Quoting::Sound => None,
+                // Only the last record of a file can end inside quotes: an
+                // open quote swallows every line after it.
+                Quoting::Open => Some(Malformed::UnterminatedQuote),
+                Quoting::Repaired(m) => Some(m),
+            }
         };
         if malformed.is_some() {
             out_len = 0;
@@ -278,25 +296,70 @@ impl<R: Read> CsvRecords<R> {
     }
 }
 
-/// Whether a record's text ends inside a quoted field (only the last record
-/// of a file can: an open quote swallows every line after it).
-fn quote_left_open(raw: &[u8]) -> bool {
-    let (mut in_quotes, mut field_start, mut just_closed) = (false, true, false);
-    for &b in raw {
-        if in_quotes {
-            if b == b'"' {
-                in_quotes = false;
-                just_closed = true;
-                field_start = false;
-                continue;
-            }
-        } else if b == b'"' && (field_start || just_closed) {
-            in_quotes = true;
-        }
-        just_closed = false;
-        field_start = b == b',';
+/// How a record's quotes stand, read the strict way (RFC 4180): a field is
+/// quoted only when its first byte is `"`, and then its closing quote is
+/// followed by a delimiter or the end of the record.
+#[derive(Debug, PartialEq, Eq)]
+enum Quoting {
+    Sound,
+    /// The record ends inside a quoted field.
+    Open,
+    /// A quote `csv_core` would take for text: the record is not what it
+    /// seems, so it is flagged rather than read.
+    Repaired(Malformed),
+}
+
+fn quoting(raw: &[u8]) -> Quoting {
+    #[derive(Clone, Copy)]
+    enum At {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        /// A `"` inside a quoted field: it closes the field or, doubled, is one quote.
+        QuoteInQuoted,
     }
-    in_quotes
+    let (mut at, mut field) = (At::FieldStart, 0usize);
+    for &b in raw {
+        at = match (at, b) {
+            (At::FieldStart | At::Unquoted | At::QuoteInQuoted, b',') => {
+                field += 1;
+                At::FieldStart
+            }
+            (At::FieldStart, b'"') => At::Quoted,
+            (At::Unquoted, b'"') => {
+                return Quoting::Repaired(Malformed::QuoteInUnquotedField { field });
+            }
+            (At::FieldStart | At::Unquoted, _) => At::Unquoted,
+            (At::Quoted, b'"') => At::QuoteInQuoted,
+            (At::Quoted, _) => At::Quoted,
+            (At::QuoteInQuoted, b'"') => At::Quoted,
+            (At::QuoteInQuoted, _) => {
+                return Quoting::Repaired(Malformed::TextAfterQuote { field });
+            }
+        };
+    }
+    match at {
+        At::Quoted => Quoting::Open,
+        _ => Quoting::Sound,
+    }
+}
+
+/// Line ends consumed so far: a CR, an LF, or a CRLF counts once.
+#[derive(Debug, Default)]
+struct LineEnds {
+    ends: u64,
+    /// Whether the last byte consumed was a CR (an LF next completes it).
+    after_cr: bool,
+}
+
+impl LineEnds {
+    /// Counts `b` if it ends a line; returns whether it did.
+    fn count(&mut self, b: u8) -> bool {
+        let ends = b == b'\r' || (b == b'\n' && !self.after_cr);
+        self.after_cr = b == b'\r';
+        self.ends += ends as u64;
+        ends
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +467,61 @@ mod tests {
         let line = vec![b','; 300];
         let (recs, _) = read(&line);
         assert_eq!(recs[0].malformed, Some(Malformed::TooManyFields));
+    }
+
+    #[test]
+    fn quotes_that_would_be_repaired_are_flagged() {
+        use Malformed::*;
+        let cases: &[(&[u8], Option<Malformed>)] = &[
+            (b"2,ab\"c", Some(QuoteInUnquotedField { field: 1 })),
+            (b"ab\"c,2", Some(QuoteInUnquotedField { field: 0 })),
+            (b"2, \"a\"", Some(QuoteInUnquotedField { field: 1 })),
+            (b"3,\"pedro\"holanda", Some(TextAfterQuote { field: 1 })),
+            (b"3,\"a\" ,x", Some(TextAfterQuote { field: 1 })),
+            (b"\"a\"\"b\"c,1", Some(TextAfterQuote { field: 0 })),
+            (b"1,\"ok, quoted\"", None),
+            (b"1,\"say \"\"hi\"\"\"", None),
+            (b"1,\"\"", None),
+            (b"\"1\",\"a\nb\",\"\"\"\"", None),
+        ];
+        for (input, want) in cases {
+            let (recs, _) = read(input);
+            assert_eq!(recs.len(), 1, "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                recs[0].malformed,
+                *want,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            // The raw text is kept as it was.
+            assert_eq!(recs[0].raw.as_bytes(), *input);
+            if want.is_some() {
+                assert!(recs[0].fields.is_empty());
+            }
+        }
+        let (recs, _) = read(b"1,\"say \"\"hi\"\"\"\n2,\"ok, quoted\"\n");
+        assert_eq!(recs[0].fields, vec!["1", "say \"hi\""]);
+        assert_eq!(recs[1].fields, vec!["2", "ok, quoted"]);
+        // A flagged record does not disturb the next one.
+        let (recs, _) = read(b"1,a\"b\n2,c\n");
+        assert_eq!(recs[1].fields, vec!["2", "c"]);
+        assert_eq!(recs[1].line, 2);
+    }
+
+    #[test]
+    fn cr_only_and_mixed_line_ends_are_counted() {
+        let (recs, blank) = read(b"1,a\r2,b\r\r3,\"x\ry\"\r4,c\r");
+        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 2, 4, 6]);
+        assert_eq!(blank, 1);
+        assert_eq!(recs[2].fields, vec!["3", "x\ry"]);
+        let (recs, blank) = read(b"1,a\r\n2,b\n3,c\r4,d\r\n\r\n5,e\n\r6,f");
+        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 2, 3, 4, 6, 8]);
+        assert_eq!(blank, 2);
+        // A quoted CRLF is one line end.
+        let (recs, _) = read(b"1,\"x\r\ny\"\r\n2,b");
+        assert_eq!(recs[1].line, 3);
     }
 
     #[test]

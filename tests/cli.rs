@@ -185,6 +185,57 @@ fn load_json_and_rejection_formats() {
 }
 
 #[test]
+fn a_file_that_is_not_its_tables_csv_exits_1_and_is_not_marked_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let land = dir.path().join("storage/landing");
+    std::fs::create_dir_all(&land).unwrap();
+    std::fs::write(land.join("departments.csv"), "1,Sales\n").unwrap();
+    std::fs::write(land.join("jobs.csv"), "1;Engineer\n2;Analyst\n").unwrap();
+    let mut gzip = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec();
+    gzip.extend(b"\x33\xd4\x71\xcc\xcb\x53\xf0\x49\x4d\xe5\x02\x00");
+    std::fs::write(land.join("hired_employees.csv"), gzip).unwrap();
+    for run in 0..2 {
+        let o = hrmig(dir.path(), &["load", "--json"]);
+        assert_eq!(o.status.code(), Some(1), "run {run}: {}", stderr(&o));
+        let reports: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let status: Vec<&str> = reports
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        let first = if run == 0 { "loaded" } else { "already_loaded" };
+        assert_eq!(status, vec![first, "aborted", "aborted"], "run {run}");
+        assert_eq!(
+            reports[1]["message"],
+            "not a CSV of jobs: none of its first 2 records has the 2 fields of a jobs row; \
+             check its delimiter"
+        );
+        assert!(
+            reports[2]["message"]
+                .as_str()
+                .unwrap()
+                .contains("it starts like a gzip file"),
+            "{}",
+            reports[2]
+        );
+    }
+    let db = dir.path().join("hrmig.db");
+    assert_eq!(count(&db, "jobs"), 0);
+    assert_eq!(count(&db, "hrmig_rejections"), 0);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let aborted: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM hrmig_loads WHERE status = 'aborted' AND message LIKE 'not a CSV of %'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(aborted, 4);
+}
+
+#[test]
 fn demo_writes_samples_loads_them_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let o = hrmig(dir.path(), &["demo", "--employees", "1000"]);

@@ -128,6 +128,63 @@ async fn field_count_encoding_nul_and_length() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotes_a_reader_would_repair_are_format_errors() {
+    let env = TestEnv::with_parents().await;
+    let cases: &[(&str, Option<&str>)] = &[
+        ("1,ab\"c", Some("name")),
+        ("2,\"pedro\"holanda", Some("name")),
+        ("3,\"ok, quoted\"", None),
+        ("4,\"say \"\"hi\"\"\"", None),
+        ("5,\"a\" ", Some("name")),
+        ("6\"x,a", Some("id")),
+        ("7,\"\"", None),
+    ];
+    let csv: String = cases
+        .iter()
+        .map(|(name, _)| format!("{name},{OK},1,2\n"))
+        .collect();
+    let r = env.load_employees(csv.as_bytes()).await;
+    let rejected: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, column))| column.map(|c| ((i + 1) as i64, vec![(col(c), Format)])))
+        .collect();
+    // "7,\"\"" is an empty name: missing, not a quoting error.
+    let mut want = rejected.clone();
+    want.push((7, vec![(col("name"), Missing)]));
+    assert_eq!(env.rejected().await, want);
+    assert_eq!((r.inserted, r.rejected), (2, want.len() as u64));
+    // The raw line is kept as it was, nothing altered.
+    let raws: Vec<String> = env.rejections().await.into_iter().map(|r| r.raw).collect();
+    assert_eq!(raws[0], format!("1,ab\"c,{OK},1,2"));
+    assert_eq!(raws[1], format!("2,\"pedro\"holanda,{OK},1,2"));
+    assert_eq!(
+        env.rows(Table::HiredEmployees).await,
+        vec![
+            format!("3,ok, quoted,{OK},1,2"),
+            format!("4,say \"hi\",{OK},1,2")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cr_only_line_ends_give_true_positions() {
+    let env = TestEnv::with_parents().await;
+    let csv =
+        format!("1,A,{OK},1,1\r2,,{OK},1,1\r\r3,A,bad,1,1\r4,\"x\ry\",{OK},9,1\r5,B,{OK},1,1\r");
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.rows_read, r.inserted, r.rejected, r.blank), (5, 2, 3, 1));
+    assert_eq!(
+        env.rejected().await,
+        vec![
+            (2, vec![(col("name"), Missing)]),
+            (4, vec![(col("datetime"), Format)]),
+            (5, vec![(col("department_id"), ForeignKey)]),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_first_occurrence_wins() {
     let env = TestEnv::with_parents().await;
     let r = env
@@ -350,10 +407,10 @@ async fn a_missing_file_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_rejects_aborts_the_file() {
     let env = TestEnv::with_parents().await;
-    // A semicolon-separated file: every row has the wrong field count.
+    // Every row has a bad datetime (a wrong delimiter is refused whole, below).
     let mut csv = String::new();
     for id in 1..=50 {
-        csv += &format!("{id};A;{OK};1;2\n");
+        csv += &format!("{id},A,27/07/2021,1,2\n");
     }
     env.write(Table::HiredEmployees, csv.as_bytes());
     let mut req = env.request(&[Table::HiredEmployees]);
@@ -516,4 +573,179 @@ async fn reference_files_load_as_documented() {
         (sum(|r| r.q1), sum(|r| r.q2), sum(|r| r.q3), sum(|r| r.q4)),
         (249, 454, 453, 487)
     );
+}
+
+/// Loads `content` as the employees file, expecting it refused whole: the
+/// report and the history say `aborted` with `reason`, nothing from it is
+/// committed, and loading it again is refused again (not `already_loaded`).
+async fn assert_refused(env: &TestEnv, content: &[u8], reason: &str) -> load::LoadReport {
+    env.write(Table::HiredEmployees, content);
+    let before = env.store.loads(100).await.unwrap().len();
+    for attempt in 0..2 {
+        let r = env.load(&[Table::HiredEmployees]).await.remove(0);
+        assert_eq!(r.status, LoadStatus::Aborted, "attempt {attempt}: {r:?}");
+        assert_eq!((r.inserted, r.rejected), (0, 0), "{r:?}");
+        let message = r.message.clone().unwrap_or_default();
+        assert!(
+            message.starts_with("not a CSV of hired_employees") && message.contains(reason),
+            "{message:?} does not say {reason:?}"
+        );
+        assert!(env.ids(Table::HiredEmployees).await.is_empty());
+        assert!(env.rejections().await.is_empty(), "rejections committed");
+        let loads = env.store.loads(100).await.unwrap();
+        assert_eq!(loads.len(), before + attempt + 1);
+        assert_eq!(loads[0].status, "aborted");
+        assert_eq!(loads[0].message.as_deref(), Some(message.as_str()));
+        if attempt == 1 {
+            return r;
+        }
+    }
+    unreachable!()
+}
+
+const EXPECTED: &str = "expected id,name,datetime,department_id,job_id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_are_not_this_tables_csv_are_refused_whole() {
+    let env = TestEnv::with_parents().await;
+    let rows = format!("{}{}", good(1), good(2));
+    let semicolons = rows.replace(',', ";");
+    let headed = |header: &str| format!("{header}\n{rows}").into_bytes();
+    let with_nul = format!("1,Ann\0Lee,{OK},1,2\n{}", good(2)).into_bytes();
+    let mut gzip = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03".to_vec();
+    gzip.extend(b"\x33\xd4\x71\xcc\xcb\x53\xf0\x49\x4d\xe5\x02\x00");
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "semicolons",
+            semicolons.into_bytes(),
+            "none of its first 2 records has the 5 fields".into(),
+        ),
+        (
+            "tabs, with a header",
+            format!(
+                "id\tname\tdatetime\tdepartment_id\tjob_id\n{}",
+                rows.replace(',', "\t")
+            )
+            .into_bytes(),
+            "none of its first 3 records".into(),
+        ),
+        ("gzip", gzip, "it starts like a gzip file".into()),
+        (
+            "zip",
+            b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec(),
+            "a zip file".into(),
+        ),
+        ("NUL in the first line", with_nul, "NUL byte".into()),
+        (
+            "UTF-16",
+            "id,name\n1,A\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect(),
+            "NUL byte".into(),
+        ),
+        (
+            "unknown columns",
+            headed("id,name,date,department,job"),
+            format!("its header names id,name,date,department,job; {EXPECTED}"),
+        ),
+        (
+            "a missing column",
+            headed("id,name,datetime,department_id"),
+            format!("its header names id,name,datetime,department_id; {EXPECTED}"),
+        ),
+        (
+            "an extra column",
+            headed("id,name,datetime,department_id,job_id,salary"),
+            format!("its header names id,name,datetime,department_id,job_id,salary; {EXPECTED}"),
+        ),
+        (
+            "a repeated column",
+            headed("id,name,name,department_id,job_id"),
+            format!("its header names id,name,name,department_id,job_id; {EXPECTED}"),
+        ),
+        (
+            "reordered columns",
+            headed("id,name,datetime,job_id,department_id"),
+            format!("its header names id,name,datetime,job_id,department_id; {EXPECTED}"),
+        ),
+        (
+            "another table's header",
+            format!("id,department\n{}", common::DEPARTMENTS).into_bytes(),
+            format!("its header names id,department; {EXPECTED}"),
+        ),
+        (
+            "every row with the wrong field count",
+            "1,A,2021-07-27T16:02:08Z,1\n2,B,2021-07-27T16:02:08Z,1,2,3\n".into(),
+            "none of its first 2 records has the 5 fields".into(),
+        ),
+    ];
+    for (what, content, reason) in cases {
+        println!("{what}");
+        assert_refused(&env, &content, &reason).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_count_check_reads_the_first_1000_records() {
+    let env = TestEnv::with_parents().await;
+    let wrong = |n: u32| -> String { (1..=n).map(|id| format!("{id};A;{OK};1;2\n")).collect() };
+    // 1000 wrong records and good ones after: refused at the 1000th.
+    let r = assert_refused(
+        &env,
+        format!("{}{}", wrong(1000), good(5000)).as_bytes(),
+        "none of its first 1000 records",
+    )
+    .await;
+    assert_eq!(r.rows_read, 1000);
+    // 999 wrong records and a good one: a CSV of the table with bad rows.
+    let r = env
+        .load_employees(format!("{}{}", wrong(999), good(5000)).as_bytes())
+        .await;
+    assert_eq!(
+        (r.status, r.inserted, r.rejected),
+        (LoadStatus::Loaded, 1, 999)
+    );
+    assert_eq!(env.ids(Table::HiredEmployees).await, vec![5000]);
+    let rejected = env.rejected().await;
+    assert!(rejected.iter().all(|(_, e)| e == &vec![(None, Columns)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_after_rows_reached_the_database_rolls_them_back() {
+    // Records of 5 KB: the first chunks (4 MiB) are written before the
+    // 1000th record shows the file is not a CSV of the table.
+    let env = TestEnv::with_parents().await;
+    let name = "n".repeat(5000);
+    let csv: String = (1..=1200)
+        .map(|id| format!("{id};{name};{OK};1;2\n"))
+        .collect();
+    let started = std::time::Instant::now();
+    let r = assert_refused(&env, csv.as_bytes(), "none of its first 1000 records").await;
+    assert_eq!(r.rows_read, 1000);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_few_rows_with_the_wrong_field_count_do_not_refuse_the_file() {
+    let env = TestEnv::with_parents().await;
+    let csv = format!(
+        "id,name,datetime,department_id,job_id\n1;A;{OK};1;2\n{}2,A,{OK},1\n{}",
+        good(3),
+        good(4)
+    );
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!(
+        (r.status, r.inserted, r.rejected),
+        (LoadStatus::Loaded, 2, 2)
+    );
+    assert_eq!(
+        env.rejected().await,
+        vec![(2, vec![(None, Columns)]), (4, vec![(None, Columns)])]
+    );
+    // A first data row whose id is a word reads as a header only when
+    // every field is a word; with a datetime in it, it is a row.
+    let csv = format!("abc,A,{OK},1,2\n{}", good(7));
+    let r = env.load_employees(csv.as_bytes()).await;
+    assert_eq!((r.inserted, r.rejected), (1, 1));
 }

@@ -10,7 +10,7 @@
 //! file is one transaction, so the file in progress left nothing, and the
 //! files already loaded are skipped by their content hash).
 
-use super::load::{self, LoadError, LoadProgress, LoadReport, LoadRequest};
+use super::load::{self, LoadError, LoadProgress, LoadReport, LoadRequest, LoadStatus};
 use crate::dictionary::{Table, datetime};
 use crate::storage::Storage;
 use crate::store::{Store, StoreError, jobs::JobRecord};
@@ -83,9 +83,10 @@ pub enum JobStatus {
     Queued,
     /// A runner is loading its files.
     Running,
-    /// Every file was loaded, skipped or aborted (see each report).
+    /// Every file was loaded or skipped (see each report).
     Done,
-    /// The load stopped on an error (see `error`).
+    /// The load stopped on an error, or a file was aborted (refused as not a
+    /// CSV of its table, or over `max_rejects`); see `error` and each report.
     Failed,
     /// Its runner stopped beating (the process died); run it again.
     Interrupted,
@@ -317,8 +318,25 @@ pub async fn run(
         }
     };
     let tables = reports_json(&reports);
+    // An aborted file (refused, or over --max-rejects) fails the job, as it
+    // fails the CLI's command; the other files' reports stand.
+    let aborted: Vec<String> = match &outcome {
+        Ok(reports) => reports
+            .iter()
+            .filter(|r| r.status == LoadStatus::Aborted)
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r.source,
+                    r.message.as_deref().unwrap_or("aborted")
+                )
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let (status, error) = match &outcome {
-        Ok(_) => ("done", String::new()),
+        Ok(_) if aborted.is_empty() => ("done", String::new()),
+        Ok(_) => ("failed", aborted.join("; ")),
         Err(e) => ("failed", e.to_string()),
     };
     if let Err(e) = &outcome {

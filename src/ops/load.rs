@@ -7,6 +7,7 @@
 //! the file size. The file's SHA-256 keys the load history: the same content
 //! is loaded once unless forced.
 
+use super::shape::{Gate, HEAD_BYTES, Refusal, refuse_head};
 use super::{Hashing, Progress, progress_bar};
 use crate::csvfile::{CsvRecords, Malformed};
 use crate::dictionary::check::{Checked, check_csv_row};
@@ -94,7 +95,8 @@ pub enum LoadStatus {
     Loaded,
     /// This content was loaded before; nothing changed.
     AlreadyLoaded,
-    /// Too many rejections; nothing from the file was committed.
+    /// Too many rejections, or not a CSV of the table; nothing from the file
+    /// was committed (see the report's `message`).
     Aborted,
 }
 
@@ -128,7 +130,8 @@ pub struct LoadReport {
     pub blank: u64,
     /// Wall time.
     pub seconds: f64,
-    /// Why the file was aborted.
+    /// Why the file was aborted (too many rejections, or why it is not a
+    /// CSV of the table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -301,13 +304,36 @@ async fn load_file(
         bar.finish_and_clear();
     }
     let outcome = match (outcome, parsed) {
+        // The parser refused the file and stopped feeding: the store rolled back.
+        (
+            Ok(FileLoadOutcome::Aborted { .. }) | Err(StoreError::FeedInterrupted),
+            Err(ParseStop::Refused(refusal, mut summary)),
+        ) => {
+            let message = refusal.to_string();
+            tracing::warn!(table = table.name(), %message, "file refused");
+            summary.sha256 = sha256;
+            store
+                .record_aborted(&file_load, &summary, 0, &message)
+                .await
+                .map_err(store_err)?;
+            return Ok(report(
+                LoadStatus::Aborted,
+                summary.rows_read,
+                0,
+                0,
+                summary.blank,
+                Some(message),
+            ));
+        }
         (Ok(outcome), Ok(summary)) => (outcome, summary),
         (Ok(FileLoadOutcome::Aborted { rejected }), Err(ParseStop::Receiver(summary))) => {
             (FileLoadOutcome::Aborted { rejected }, summary)
         }
         (_, Err(ParseStop::Io(e))) => return Err(read_err(e)),
         (Err(e), _) => return Err(store_err(e)),
-        (Ok(_), Err(ParseStop::Receiver(_))) => return Err(store_err(StoreError::FeedInterrupted)),
+        (Ok(_), Err(ParseStop::Receiver(_) | ParseStop::Refused(..))) => {
+            return Err(store_err(StoreError::FeedInterrupted));
+        }
     };
     match outcome {
         (FileLoadOutcome::Loaded { inserted, rejected }, summary) => {
@@ -378,6 +404,8 @@ enum ParseStop {
     Io(io::Error),
     /// The store stopped listening (it aborted the load); what was read so far.
     Receiver(FeedSummary),
+    /// The file is not a CSV of its table; what was read until that was known.
+    Refused(Refusal, FeedSummary),
 }
 
 /// Whether a record is a header line: its fields are the column names.
@@ -395,6 +423,7 @@ pub(crate) fn is_header(
 }
 
 pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
+    let column = |field: usize| table.columns().get(field).map(|c| c.name);
     let error = match m {
         Malformed::TooLong { bytes } => FieldError::record(
             ErrorCode::TooLong,
@@ -417,6 +446,16 @@ pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
                 "the quoted field opened on line {line} is never closed; the rest of the file is this one record"
             ),
         ),
+        Malformed::QuoteInUnquotedField { field } => quote_error(
+            column(field),
+            field,
+            "holds a \" but does not start with one: a field with quotes must be quoted whole, its quotes doubled (\"say \"\"hi\"\"\")",
+        ),
+        Malformed::TextAfterQuote { field } => quote_error(
+            column(field),
+            field,
+            "has text after its closing quote: a quoted field ends at its closing quote (a quote inside it is doubled: \"\")",
+        ),
     };
     Checked {
         values: vec![None; table.columns().len()],
@@ -424,7 +463,32 @@ pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
     }
 }
 
-/// Reads, checks and sends the records of one file.
+/// A quoting error in field `field` (from 0), named by its column when the
+/// table has one there.
+fn quote_error(column: Option<&str>, field: usize, what: &str) -> FieldError {
+    match column {
+        Some(name) => FieldError::column(name, ErrorCode::Format, format!("the field {what}")),
+        None => FieldError::record(ErrorCode::Format, format!("field {} {what}", field + 1)),
+    }
+}
+
+/// Reads up to `head.len()` bytes: fewer only at the end of the file.
+fn read_head(reader: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < head.len() {
+        match reader.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Reads, checks and sends the records of one file, or refuses it (see
+/// [`super::shape`]) by stopping without `Feed::End`, before the store can
+/// commit anything from it.
 fn parse(
     table: Table,
     reader: impl Read,
@@ -434,14 +498,26 @@ fn parse(
     if let Some(watch) = watch {
         watch.set(Some((table, 0)));
     }
-    let mut records = CsvRecords::new(Hashing::new(reader));
+    let mut hashing = Hashing::new(reader);
+    let mut head = [0u8; HEAD_BYTES];
+    let n = read_head(&mut hashing, &mut head).map_err(ParseStop::Io)?;
+    let head = &head[..n];
+    let summary = |blank, rows_read| FeedSummary {
+        rows_read,
+        blank,
+        sha256: String::new(),
+    };
+    // Dropping the sender without `Feed::End` makes the store roll back.
+    if let Err(refusal) = refuse_head(table, head) {
+        return Err(ParseStop::Refused(refusal, summary(0, 0)));
+    }
+    let mut records = CsvRecords::new(head.chain(hashing));
     let mut chunk = Chunk::default();
     let mut rows_read = 0u64;
     let mut first = true;
-    let summary = |records: &CsvRecords<_>, rows_read| FeedSummary {
-        rows_read,
-        blank: records.blank_lines(),
-        sha256: String::new(),
+    let mut gate = Gate::new(table);
+    let refused = |refusal, records: &CsvRecords<_>, rows_read| {
+        ParseStop::Refused(refusal, summary(records.blank_lines(), rows_read))
     };
     loop {
         let rec = match records.next_record() {
@@ -449,8 +525,15 @@ fn parse(
             Ok(None) => break,
             Err(e) => return Err(ParseStop::Io(e)),
         };
-        if std::mem::take(&mut first) && rec.malformed.is_none() && is_header(table, rec.fields()) {
-            continue;
+        if std::mem::take(&mut first) {
+            match gate.first(&rec) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(refusal) => return Err(refused(refusal, &records, rows_read)),
+            }
+        }
+        if let Err(refusal) = gate.record(&rec) {
+            return Err(refused(refusal, &records, rows_read + 1));
         }
         rows_read += 1;
         let check = match rec.malformed {
@@ -473,18 +556,27 @@ fn parse(
                 },
             );
             if tx.blocking_send(Feed::Chunk(full)).is_err() {
-                return Err(ParseStop::Receiver(summary(&records, rows_read)));
+                return Err(ParseStop::Receiver(summary(
+                    records.blank_lines(),
+                    rows_read,
+                )));
             }
             if let Some(watch) = watch {
                 watch.set(Some((table, rows_read)));
             }
         }
     }
-    if !chunk.rows.is_empty() && tx.blocking_send(Feed::Chunk(chunk)).is_err() {
-        return Err(ParseStop::Receiver(summary(&records, rows_read)));
+    if let Err(refusal) = gate.end() {
+        return Err(refused(refusal, &records, rows_read));
     }
-    let mut done = summary(&records, rows_read);
-    done.sha256 = records.into_inner().hex_digest();
+    if !chunk.rows.is_empty() && tx.blocking_send(Feed::Chunk(chunk)).is_err() {
+        return Err(ParseStop::Receiver(summary(
+            records.blank_lines(),
+            rows_read,
+        )));
+    }
+    let mut done = summary(records.blank_lines(), rows_read);
+    done.sha256 = records.into_inner().into_inner().1.hex_digest();
     if tx.blocking_send(Feed::End(done.clone())).is_err() {
         return Err(ParseStop::Receiver(done));
     }

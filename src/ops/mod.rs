@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod load;
 pub mod sample;
+pub mod shape;
 
 /// A progress bar on stderr, drawn only on a terminal: `bytes` of a file,
 /// or rows.
