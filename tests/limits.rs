@@ -367,3 +367,60 @@ fn invalid_limit_settings_stop_the_start_up_naming_the_setting() {
         assert!(stderr.contains(var), "{var}={value}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_functions_host_the_cap_applies_and_the_readiness_probe_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::pg_server::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir.path())
+        .args(["serve"])
+        .env("HRMIG_LOG", "warn")
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env_remove("FUNCTIONS_HTTPWORKER_PORT")
+        .env_remove("HRMIG_API_KEY")
+        .env_remove("HRMIG_ADMIN_KEY")
+        .env("HRMIG_MAX_CONCURRENT_REQUESTS", "1")
+        .env("HRMIG_BODY_TIMEOUT_SECS", "20")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = KillOnDrop(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(format!("{base}/")).await.is_err() {
+        assert!(Instant::now() < deadline, "the handler did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held = slow_post(
+        &format!("127.0.0.1:{port}"),
+        "/api/tables/departments/rows",
+        100,
+        "[",
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get(format!("{base}/api/tables"), None).await;
+        if r.status() == 503 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "overloaded");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never shed: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(format!("{base}/"), None).await.status(), 200);
+    assert_eq!(get(format!("{base}/api/health"), None).await.status(), 200);
+    drop(held);
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
