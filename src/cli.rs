@@ -350,6 +350,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Some(port) => format!("127.0.0.1:{port}"),
                 None => listen.clone(),
             };
+            // Checked before the database is opened: a bad limit fails fast.
+            let limits = crate::http::LimitSettings::from_env()?;
             let store = std::sync::Arc::new(open_store(&cli).await?);
             let mut state = crate::http::AppState::new(
                 store.clone(),
@@ -357,6 +359,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 std::sync::Arc::new(crate::http::Keys::from_env()),
             );
             state.jobs = crate::ops::jobs::JobSettings::from_env().map_err(anyhow::Error::msg)?;
+            state.limits = std::sync::Arc::new(crate::http::Limits::new(limits));
             if host_port.is_some() {
                 // Under the Functions host a load job runs in a
                 // queue-triggered invocation, which the host keeps alive.
@@ -370,7 +373,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
             tracing::info!(address = %listener.local_addr()?, "listening");
-            crate::http::serve(listener, app, crate::http::shutdown_signal()).await?;
+            crate::http::serve(listener, app, limits, crate::http::shutdown_signal()).await?;
             store.close().await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -207,6 +207,7 @@ async fn every_function_route_is_served_and_every_api_route_has_a_function() {
     tokio::spawn(hrmig::http::serve(
         listener,
         hrmig::http::functions_router(state.clone()),
+        Default::default(),
         std::future::pending(),
     ));
     let client = reqwest::Client::new();
@@ -217,6 +218,7 @@ async fn every_function_route_is_served_and_every_api_route_has_a_function() {
     tokio::spawn(hrmig::http::serve(
         plain,
         hrmig::http::router(state),
+        Default::default(),
         std::future::pending(),
     ));
     let r = client

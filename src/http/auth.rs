@@ -39,12 +39,18 @@ impl Keys {
         Keys::new(api.as_deref(), admin.as_deref())
     }
 
+    /// Whether any key is set (without one, every route is open).
+    pub fn configured(&self) -> bool {
+        self.api.is_some() || self.admin.is_some()
+    }
+
     fn matches(stored: &[u8; 32], presented: &[u8; 32]) -> bool {
         stored.ct_eq(presented).into()
     }
 }
 
-fn presented(req: &Request) -> Option<[u8; 32]> {
+/// The digest of the key a request presents, if any.
+pub(super) fn presented(req: &Request) -> Option<[u8; 32]> {
     let h = req.headers();
     if let Some(v) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(digest(v));

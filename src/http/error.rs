@@ -5,7 +5,7 @@ use crate::ops::backup::BackupError;
 use crate::ops::ingest::IngestError;
 use crate::ops::load::LoadError;
 use crate::store::StoreError;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 /// The body of every error response.
@@ -20,7 +20,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: bad_request, unauthorized, forbidden, not_found, too_large,
     /// unsupported_media_type, idempotency_key_reused, conflict, backup_damaged,
-    /// database_unavailable, storage_unavailable, internal.
+    /// request_timeout, rate_limited, overloaded, database_unavailable,
+    /// storage_unavailable, internal.
     pub code: &'static str,
     /// What is wrong and where.
     pub message: String,
@@ -48,6 +49,17 @@ pub enum ApiError {
     Conflict(String),
     /// 422: a backup that failed verification.
     Damaged(String),
+    /// 408: the request body made no progress within the body timeout; the
+    /// connection is closed, since the rest of the body may still come.
+    RequestTimeout,
+    /// 429: the client's key (or address) is over its rate; retry after
+    /// this many seconds.
+    RateLimited {
+        /// When the next request would pass.
+        retry_after_secs: u64,
+    },
+    /// 503: the server is serving as many requests as it may at once.
+    Overloaded,
     /// 503: the database cannot be reached.
     Unavailable,
     /// 503: the storage (blob service or disk) failed or cannot be reached;
@@ -59,6 +71,10 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // `Retry-After` for the answers that say "later": every 503 (5 s
+        // unless the variant knows better) and 429.
+        let mut retry_after = None;
+        let mut close = false;
         let (status, code, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::Unauthorized => (
@@ -85,6 +101,30 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::Damaged(m) => (StatusCode::UNPROCESSABLE_ENTITY, "backup_damaged", m),
+            ApiError::RequestTimeout => {
+                close = true;
+                (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body made no progress in time; nothing was changed".to_owned(),
+                )
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                retry_after = Some(retry_after_secs);
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests; retry in {retry_after_secs} s"),
+                )
+            }
+            ApiError::Overloaded => {
+                retry_after = Some(1);
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the server is serving as many requests as it can; retry shortly".to_owned(),
+                )
+            }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
@@ -112,9 +152,17 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("5"));
+            retry_after = retry_after.or(Some(5));
+        }
+        let headers = response.headers_mut();
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        if close {
+            headers.insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         response
     }

@@ -67,9 +67,9 @@ impl From<JobError> for ApiError {
 )]
 pub(super) async fn post_loads(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: LoadBody = optional_body(&body)?;
+    let req: LoadBody = optional_body(&super::routes::body_of(body)?)?;
     let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?.to_owned();
     let request = JobRequest {
         from,

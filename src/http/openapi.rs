@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
 #[openapi(
     info(
         title = "hrmig",
-        description = "Validated ingest of HR data (departments, jobs, hired employees), the rejection log, historic loads and gold-zone reports. Rows that break a data rule are never inserted and never lost: they are logged with their reasons."
+        description = "Validated ingest of HR data (departments, jobs, hired employees), the rejection log, historic loads and gold-zone reports. Rows that break a data rule are never inserted and never lost: they are logged with their reasons. Every route but /api/health may also answer 408 `request_timeout` (the request body made no progress within the body timeout; the connection is closed), 429 `rate_limited` and 503 `overloaded` (the concurrency cap), both with Retry-After."
     ),
     paths(
         routes::health,

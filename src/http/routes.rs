@@ -17,10 +17,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+/// `/api/health` alone: it stays outside the concurrency cap and the rate
+/// limit, so an orchestrator can tell a busy server from a dead one.
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .with_state(state)
+}
+
+/// Every other route.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(super::loads::router())
-        .route("/api/health", get(health))
         .route("/api/tables", get(tables))
         .route("/api/tables/{table}/rows", post(post_rows).get(get_rows))
         .route("/api/batches", post(post_batches))
@@ -65,11 +73,14 @@ fn json_response(body: String, replayed: bool) -> Response {
     r
 }
 
-fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+/// The request body, or why it could not be read: too large (413), stalled
+/// past the body timeout (408), or cut off by the client (400).
+pub(super) fn body_of(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::TooLarge(format!("request body over {} bytes", super::MAX_BODY_BYTES))
         }
+        _ if super::limits::is_body_timeout(&e) => ApiError::RequestTimeout,
         _ => ApiError::BadRequest(e.body_text()),
     })
 }
@@ -496,8 +507,11 @@ pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
         (status = 503, description = "Database unavailable", body = ErrorBody)
     )
 )]
-async fn post_backups(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: BackupBody = optional_body(&body)?;
+async fn post_backups(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: BackupBody = optional_body(&body_of(body)?)?;
     let tables = match tables_in_body(req.tables.as_deref())? {
         t if t.is_empty() => Table::ALL.to_vec(),
         t => t,
@@ -558,10 +572,10 @@ async fn get_backups(
 async fn restore(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let table = table_of(&name)?;
-    let req: BackupChoice = optional_body(&body)?;
+    let req: BackupChoice = optional_body(&body_of(body)?)?;
     let restored = backup::restore(
         &state.store,
         &state.storage,
@@ -587,10 +601,10 @@ async fn restore(
 async fn verify(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let table = table_of(&name)?;
-    let req: BackupChoice = optional_body(&body)?;
+    let req: BackupChoice = optional_body(&body_of(body)?)?;
     let v = backup::verify(&state.storage, table, req.backup.as_deref(), false).await?;
     Ok(axum::Json(v).into_response())
 }
