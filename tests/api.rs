@@ -419,6 +419,32 @@ async fn a_rejected_row_is_echoed_as_sent_and_json_numbers_are_read_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_rejected_row_is_echoed_whole_and_logged_cut_to_4_kib() {
+    let app = TestApp::spawn().await;
+    app.seed_parents().await;
+    let name = "é".repeat(50_000);
+    let mut row = employee(31);
+    row["name"] = json!(name);
+    let r = app.post_json(EMP, &json!([row])).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["rejected"][0]["errors"][0]["code"], "too_long", "{b}");
+    assert_eq!(b["rejected"][0]["row"]["name"].as_str().unwrap(), name);
+    let logged = app
+        .get_json("/api/rejections?table=hired_employees&limit=10")
+        .await;
+    let raw = logged[0]["raw"].as_str().unwrap();
+    // 4 KiB of the row's bytes; a character cut in two reads as U+FFFD.
+    assert!(raw.len() <= 4096 + 3, "{} bytes logged", raw.len());
+    assert!(raw.len() > 4000, "{} bytes logged", raw.len());
+    assert!(
+        raw.starts_with(r#"{"datetime""#),
+        "{}",
+        raw.chars().take(40).collect::<String>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_bodies_with_stray_quotes_are_rejected_not_repaired() {
     let app = TestApp::spawn().await;
     let body = concat!(

@@ -99,6 +99,22 @@ pub(super) fn judge<'c>(
 /// refuses code point 0), so one in a rejected row's raw input is kept as
 /// U+FFFD, the character a lossy UTF-8 decoding already puts in place of
 /// bytes that are not text.
+/// The raw text a rejection keeps, from a candidate's bytes: invalid
+/// UTF-8 decoded lossily, and an API row cut to its first
+/// [`MAX_RAW_KEPT`](crate::csvfile::MAX_RAW_KEPT) bytes, as a CSV record
+/// over the size limit is (the response still echoes the whole row).
+pub(super) fn kept_raw<'r>(
+    source: &str,
+    raw: &'r [u8],
+    c: &Candidate,
+) -> std::borrow::Cow<'r, str> {
+    let mut bytes = raw.get(c.raw.clone()).unwrap_or_default();
+    if source.starts_with("api:") && bytes.len() > crate::csvfile::MAX_RAW_KEPT {
+        bytes = &bytes[..crate::csvfile::MAX_RAW_KEPT];
+    }
+    String::from_utf8_lossy(bytes)
+}
+
 fn storable(text: &str) -> String {
     text.replace('\0', "\u{FFFD}")
 }
@@ -112,9 +128,7 @@ pub(super) fn rejection_record(
     c: &Candidate,
     errors: &[FieldError],
 ) -> (i64, String, String) {
-    let text = storable(&String::from_utf8_lossy(
-        raw.get(c.raw.clone()).unwrap_or_default(),
-    ));
+    let text = storable(&kept_raw(source, raw, c));
     let json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
     crate::telemetry::rejected_row(table, source, c.position, errors);
     (c.position as i64, text, json)

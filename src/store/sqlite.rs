@@ -1163,7 +1163,7 @@ impl<'t> RowWriter<'t> {
         mut errors: Vec<FieldError>,
     ) -> Result<Vec<FieldError>, StoreError> {
         sort_errors(self.table, &mut errors);
-        let raw = String::from_utf8_lossy(raw.get(c.raw.clone()).unwrap_or_default());
+        let raw = super::checks::kept_raw(self.source, raw, c);
         let json = serde_json::to_string(&errors).unwrap_or_else(|_| "[]".into());
         self.reject.execute(params![
             self.table.name(),
