@@ -1038,6 +1038,36 @@ async fn reports_on_known_data() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documents_example_bodies_are_accepted_by_their_tables() {
+    for (content_type, app) in [
+        ("application/json", TestApp::spawn().await),
+        ("text/csv", TestApp::spawn().await),
+    ] {
+        app.seed_parents().await;
+        let doc = app.get_json("/api/openapi.json").await;
+        let examples = &doc["paths"]["/api/tables/{table}/rows"]["post"]["requestBody"]["content"]
+            [content_type]["examples"];
+        for table in ["departments", "jobs", "hired_employees"] {
+            let value = &examples[table]["value"];
+            let body = match value {
+                Value::String(csv) => csv.clone(),
+                other => other.to_string(),
+            };
+            assert!(
+                !body.is_empty() && *value != Value::Null,
+                "{content_type} {table}: {examples}"
+            );
+            let r = app
+                .post_raw(&format!("/api/tables/{table}/rows"), content_type, body)
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{content_type} {table}");
+            let b: Value = r.json().await.unwrap();
+            assert_eq!(b["inserted"], 1, "{content_type} {table}: {b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_every_route_and_docs_work_offline() {
     let app = TestApp::spawn().await;
     let doc = app.get_json("/api/openapi.json").await;

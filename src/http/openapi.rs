@@ -5,6 +5,7 @@ use super::error::{ErrorBody, ErrorDetail};
 use super::{loads, routes};
 use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
 use utoipa::OpenApi;
+use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat,
@@ -78,6 +79,35 @@ fn row_schema(table: Table) -> Schema {
     object.build().into()
 }
 
+/// A row of `table` that its rules accept, from the dictionary: an id
+/// well above small hand-typed ones, parents 1, names and a hire time.
+pub fn example_row(table: Table) -> serde_json::Value {
+    let mut row = serde_json::Map::new();
+    for (i, column) in table.columns().iter().enumerate() {
+        let value = match column.ty {
+            ColumnType::Integer if i == Table::PRIMARY_KEY => serde_json::json!(900_001),
+            ColumnType::Integer => serde_json::json!(1),
+            ColumnType::String => serde_json::json!(format!("Example {}", column.name)),
+            ColumnType::DateTime => serde_json::json!("2021-07-27T16:02:08Z"),
+        };
+        row.insert(column.name.to_owned(), value);
+    }
+    serde_json::Value::Object(row)
+}
+
+/// The same row as a line of the historic CSV format.
+fn example_csv(table: Table, row: &serde_json::Value) -> String {
+    let fields: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| match &row[c.name] {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    fields.join(",") + "\n"
+}
+
 /// The document served at `/api/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -104,15 +134,38 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .items(Ref::from_schema_name("row"))
         .min_items(Some(1))
         .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS));
+    // One valid example body per table, named by the table: "Try it out"
+    // then offers a body that the table it is sent to accepts.
+    let examples = |csv: bool| {
+        Table::ALL.map(|table| {
+            let row = example_row(table);
+            let value = match csv {
+                true => serde_json::Value::String(example_csv(table, &row)),
+                false => serde_json::Value::Array(vec![row]),
+            };
+            let example = ExampleBuilder::new()
+                .summary(format!("a row of {}", table.name()))
+                .value(Some(value))
+                .build();
+            (table.name(), example)
+        })
+    };
     let body = RequestBodyBuilder::new()
         .description(Some(
             "A JSON array of row objects of the table (see the `<table>_row` schemas), or text/csv lines in the historic format",
         ))
-        .content("application/json", ContentBuilder::new().schema(Some(rows)).build())
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(rows))
+                .examples_from_iter(examples(false))
+                .build(),
+        )
         .content(
             "text/csv",
             ContentBuilder::new()
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .examples_from_iter(examples(true))
                 .build(),
         )
         .required(Some(utoipa::openapi::Required::True))
