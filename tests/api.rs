@@ -97,14 +97,7 @@ impl TestApp {
 
     async fn count(&self, table: &str) -> u64 {
         let tables = self.get_json("/api/tables").await;
-        tables
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == table)
-            .unwrap()["rows"]
-            .as_u64()
-            .unwrap()
+        common::rows_in(&tables, table)
     }
 
     async fn rejection_count(&self) -> usize {

@@ -6,11 +6,17 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn hrmig(dir: &Path, args: &[&str]) -> Output {
+    hrmig_logging(dir, "warn", args)
+}
+
+/// `hrmig ARGS` in `dir` with text logs filtered by `log`.
+fn hrmig_logging(dir: &Path, log: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hrmig"))
         .current_dir(dir)
         .env_remove("HRMIG_DATABASE_URL")
         .env_remove("HRMIG_STORAGE_URL")
-        .env("HRMIG_LOG", "warn")
+        .env_remove("HRMIG_LOG_FORMAT")
+        .env("HRMIG_LOG", log)
         .args(args)
         .output()
         .unwrap()
@@ -626,15 +632,7 @@ fn text_logs_summarise_rejections_per_file_instead_of_a_line_per_row() {
         &["gen", "--out", "storage/landing", "--employees", "2000"],
     );
     assert!(out.status.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_hrmig"))
-        .current_dir(dir.path())
-        .env_remove("HRMIG_DATABASE_URL")
-        .env_remove("HRMIG_STORAGE_URL")
-        .env_remove("HRMIG_LOG_FORMAT")
-        .env("HRMIG_LOG", "info")
-        .args(["load"])
-        .output()
-        .unwrap();
+    let out = hrmig_logging(dir.path(), "info", &["load"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rejected = count(&dir.path().join("hrmig.db"), "hrmig_rejections");
     assert!(rejected > 10, "{rejected}");

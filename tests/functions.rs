@@ -875,14 +875,7 @@ fn job_of(port: u16, id: &str) -> serde_json::Value {
 fn table_count(port: u16, table: &str) -> u64 {
     let (_, text) = forward(port, "GET", "/api/tables", "");
     let tables: serde_json::Value = serde_json::from_str(&text).unwrap();
-    tables
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == table)
-        .unwrap()["rows"]
-        .as_u64()
-        .unwrap()
+    common::rows_in(&tables, table)
 }
 
 #[test]

@@ -77,14 +77,7 @@ fn reports(job: &Value) -> Vec<(String, String, u64)> {
 
 async fn count(base: &str, table: &str) -> u64 {
     let (_, tables) = get(base, "/api/tables").await;
-    tables
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == table)
-        .unwrap()["rows"]
-        .as_u64()
-        .unwrap()
+    common::rows_in(&tables, table)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
