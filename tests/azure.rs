@@ -8,6 +8,7 @@
 mod common;
 
 use common::azurite::{Azurite, KEY, connection_string, generate, wait_for};
+use common::fake::Fake;
 use common::pg_server::free_port;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -646,48 +647,14 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
 // ---------------------------------------------------------------------------
 // The Azure Functions custom handler, with this test playing the host.
 
-/// One request seen by [`FakeAzure`]: method, target, lowercased headers.
+/// One request seen by [`fake_azure`]: method, target, lowercased headers.
 type Seen = (String, String, Vec<(String, String)>);
 
 /// A stand-in for two Azure endpoints on loopback: App Service's managed
 /// identity endpoint (`/msi/token`) and a blob service (`/blob/…`) whose
 /// containers are all empty. It records every request.
-struct FakeAzure {
-    port: u16,
-    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
-    closed: Arc<AtomicBool>,
-}
-
-impl FakeAzure {
-    fn start() -> FakeAzure {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let fake = FakeAzure {
-            port: listener.local_addr().unwrap().port(),
-            seen: Arc::default(),
-            closed: Arc::default(),
-        };
-        let (seen, closed) = (fake.seen.clone(), fake.closed.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !closed.load(Ordering::Relaxed) && Instant::now() < deadline {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let seen = seen.clone();
-                        std::thread::spawn(move || serve_fake(conn, seen));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        fake
-    }
-}
-
-impl Drop for FakeAzure {
-    fn drop(&mut self) {
-        self.closed.store(true, Ordering::Relaxed);
-    }
+fn fake_azure() -> Fake<Seen> {
+    Fake::start(serve_fake)
 }
 
 /// Answers the requests of one keep-alive connection (bodiless ones: GET
@@ -745,7 +712,7 @@ fn serve_fake(conn: TcpStream, seen: Arc<std::sync::Mutex<Vec<Seen>>>) {
 
 #[test]
 fn managed_identity_as_app_service_provides_it() {
-    let fake = FakeAzure::start();
+    let fake = fake_azure();
     let dir = tempfile::tempdir().unwrap();
     let base = format!("http://127.0.0.1:{}", fake.port);
     // What a function app with a user-assigned identity has: the identity

@@ -8,11 +8,12 @@
 //! fails or never answers stops hrmig before it connects, with a message
 //! naming the credential. No real Entra ID or Azure SQL is involved.
 
+mod common;
+
+use common::fake::Fake;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The value App Service puts in IDENTITY_HEADER, which the endpoint wants
@@ -32,50 +33,6 @@ enum Answer {
 
 /// One token request: when, the request target, lowercased headers.
 type Request = (Instant, String, Vec<(String, String)>);
-
-/// Something listening on loopback that records what reaches it; stops
-/// accepting when dropped.
-struct Fake<T> {
-    port: u16,
-    seen: Arc<Mutex<Vec<T>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl<T> Drop for Fake<T> {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl<T: Send + 'static> Fake<T> {
-    fn start(serve: impl Fn(TcpStream, Arc<Mutex<Vec<T>>>) + Send + Sync + 'static) -> Fake<T> {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let fake = Fake {
-            port: listener.local_addr().unwrap().port(),
-            seen: Arc::default(),
-            stop: Arc::default(),
-        };
-        let (seen, stop) = (fake.seen.clone(), fake.stop.clone());
-        let serve = Arc::new(serve);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (seen, serve) = (seen.clone(), serve.clone());
-                        std::thread::spawn(move || serve(conn, seen));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        fake
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
 
 /// App Service's identity endpoint, answering every request as told.
 fn identity(answer: Answer) -> Fake<Request> {

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod azurite;
+pub mod fake;
 pub mod pg_server;
 pub mod serve;
 
