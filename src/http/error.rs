@@ -62,6 +62,9 @@ pub enum ApiError {
     Overloaded,
     /// 503: the database cannot be reached.
     Unavailable,
+    /// 503 (`database_unavailable` too): the database answers but takes no
+    /// writes (disk full or failing, read-only); nothing was changed.
+    CannotWrite,
     /// 503: the storage (blob service or disk) failed or cannot be reached;
     /// nothing was changed. The cause goes to the log only.
     StorageUnavailable(String),
@@ -130,6 +133,13 @@ impl IntoResponse for ApiError {
                 "database_unavailable",
                 "the database is unavailable; retry later".to_owned(),
             ),
+            ApiError::CannotWrite => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the database takes no writes now (disk full or read-only); nothing was \
+                 changed; retry later"
+                    .to_owned(),
+            ),
             ApiError::StorageUnavailable(cause) => {
                 tracing::warn!(%cause, "storage unavailable");
                 (
@@ -177,11 +187,14 @@ impl From<StoreError> for ApiError {
                     rusqlite::ErrorCode::CannotOpen
                         | rusqlite::ErrorCode::DatabaseBusy
                         | rusqlite::ErrorCode::DatabaseLocked
-                        | rusqlite::ErrorCode::SystemIoFailure
                 ) =>
             {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
+            }
+            _ if e.cannot_write() => {
+                tracing::warn!(error = %e, "database takes no writes");
+                ApiError::CannotWrite
             }
             // The credential's name and the fix go to the log; the token
             // never is in the error.

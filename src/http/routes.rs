@@ -210,32 +210,48 @@ async fn post_batches(
     Ok(json_response(response, replayed))
 }
 
-/// Liveness and database reachability (no key needed).
+/// Liveness, and whether the database answers and takes writes (no key
+/// needed): a database that is read-only or out of disk is as unusable to
+/// an ingest client as one that is down.
 #[utoipa::path(get, path = "/api/health", tag = "service",
     responses(
-        (status = 200, description = "Up", body = Health),
-        (status = 503, description = "Database unavailable", body = Health)
+        (status = 200, description = "Up; the database answers and takes writes", body = Health),
+        (status = 503, description = "The database is unavailable or takes no writes", body = Health)
     )
 )]
 async fn health(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => axum::Json(Health {
-            status: "ok",
-            database: "ok",
-        })
-        .into_response(),
+    let database = match state.store.ping().await {
+        Ok(()) => match state.store.check_writes().await {
+            Ok(()) => "ok",
+            Err(e) if e.cannot_write() => {
+                tracing::warn!(error = %e, "health check: the database takes no writes");
+                "cannot_write"
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "health check: database unavailable");
+                "unavailable"
+            }
+        },
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "5")],
-                axum::Json(Health {
-                    status: "unavailable",
-                    database: "unavailable",
-                }),
-            )
-                .into_response()
+            "unavailable"
         }
+    };
+    match database {
+        "ok" => axum::Json(Health {
+            status: "ok",
+            database,
+        })
+        .into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(Health {
+                status: "unavailable",
+                database,
+            }),
+        )
+            .into_response(),
     }
 }
 
@@ -306,7 +322,8 @@ async fn get_rows(
 pub struct Health {
     /// `ok` or `unavailable`.
     status: &'static str,
-    /// `ok` or `unavailable`.
+    /// `ok`, `cannot_write` (read-only, disk full or failing) or
+    /// `unavailable` (not reachable).
     database: &'static str,
 }
 

@@ -501,7 +501,14 @@ pub async fn backup(
     };
     let text =
         serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Write(e.to_string()))?;
-    storage.put_new(&manifest_path(table, &name), text).await?;
+    // Without its manifest the file is never listed; it goes rather than
+    // lingering as an orphan beside the backups.
+    if let Err(e) = storage.put_new(&manifest_path(table, &name), text).await {
+        if let Err(left) = storage.remove(&file_path(table, &name)).await {
+            tracing::warn!(error = %left, "a backup without its manifest stays behind");
+        }
+        return Err(e.into());
+    }
     Ok(manifest)
 }
 

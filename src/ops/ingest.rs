@@ -557,8 +557,9 @@ pub struct RejectedRow {
     /// Index of the row in the request (from 0).
     pub index: u64,
     /// The row as received, byte for byte: the JSON value as sent (keys in
-    /// their order, numbers as written), or the CSV line as a string.
-    #[schema(value_type = Object)]
+    /// their order, numbers as written), or the CSV line as a string. Any
+    /// JSON value: a row that is not an object comes back as it was.
+    #[schema(value_type = Value)]
     pub row: Box<RawValue>,
     /// Every broken rule.
     pub errors: Vec<FieldError>,

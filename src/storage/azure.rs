@@ -153,6 +153,7 @@ pub fn open(container: &str) -> Result<MicrosoftAzure, StorageError> {
     builder
         .with_container_name(container)
         .with_retry(retry())
+        .with_http_connector(super::resend::Connector)
         .with_config(Client(ClientConfigKey::ConnectTimeout), "5 seconds")
         // Whole-request bound; reads that stop resume from where they
         // stopped, so long downloads are not cut.

@@ -14,6 +14,7 @@
 //! `If-None-Match: *`.
 
 pub mod azure;
+mod resend;
 
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -30,6 +31,9 @@ use std::sync::Arc;
 const PART_BYTES: usize = 8 << 20;
 /// Blocks uploaded at once.
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// `EIO` on Linux and macOS alike: a failing disk (std has no stable kind).
+const EIO: i32 = 5;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -129,8 +133,23 @@ impl StorageError {
     /// Whether the storage service (not the request) failed: unreachable,
     /// timing out, or answering with an error. Callers report it as
     /// "storage unavailable" and change nothing.
+    ///
+    /// A local disk that is full, read-only or failing counts too: the
+    /// request was fine and may succeed later.
     pub fn is_service(&self) -> bool {
-        matches!(self, StorageError::Backend { .. })
+        use std::io::ErrorKind;
+        match self {
+            StorageError::Backend { .. } => true,
+            StorageError::Io(_, e) => {
+                matches!(
+                    e.kind(),
+                    ErrorKind::StorageFull
+                        | ErrorKind::ReadOnlyFilesystem
+                        | ErrorKind::QuotaExceeded
+                ) || e.raw_os_error() == Some(EIO)
+            }
+            _ => false,
+        }
     }
 
     /// The storage error carried inside an I/O error (a failed read or
@@ -167,8 +186,8 @@ enum Writing {
 impl std::io::Write for Upload {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &mut self.0 {
-            Writing::Local { file, .. } => match file.as_mut() {
-                Some(f) => f.write(buf),
+            Writing::Local { file, temp, .. } => match file.as_mut() {
+                Some(f) => f.write(buf).map_err(|e| local_failure(temp, e)),
                 None => Err(std::io::Error::other("upload already finished")),
             },
             Writing::Remote {
@@ -205,10 +224,20 @@ impl std::io::Write for Upload {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.0 {
-            Writing::Local { file: Some(f), .. } => f.flush(),
+            Writing::Local {
+                file: Some(f),
+                temp,
+                ..
+            } => f.flush().map_err(|e| local_failure(temp, e)),
             _ => Ok(()),
         }
     }
+}
+
+/// A write to a local file as an I/O error carrying the [`StorageError`]
+/// (see [`StorageError::from_io`]), so that a full disk reads as one.
+fn local_failure(temp: &std::path::Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::other(StorageError::Io(temp.display().to_string(), e))
 }
 
 impl Upload {
@@ -542,12 +571,26 @@ impl Storage {
         let location = self.describe(name);
         tokio::task::spawn_blocking(move || {
             let mut upload = upload;
-            std::io::Write::write_all(&mut upload, &bytes)
-                .map_err(|e| StorageError::Io(location.clone(), e))?;
+            std::io::Write::write_all(&mut upload, &bytes).map_err(|e| {
+                StorageError::from_io(e).unwrap_or_else(|e| StorageError::Io(location.clone(), e))
+            })?;
             upload.commit()
         })
         .await
         .map_err(|e| StorageError::Io(self.describe(name), std::io::Error::other(e)))?
+    }
+
+    /// Removes `name`, an object this process has just written (a backup
+    /// whose manifest could not follow it). A missing object is no error.
+    pub async fn remove(&self, name: &str) -> Result<(), StorageError> {
+        let path = self.checked_path(name)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(StorageError::Backend {
+                location: self.describe(name),
+                error,
+            }),
+        }
     }
 
     /// The object path of `name`, refusing `.` and `..` segments.

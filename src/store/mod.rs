@@ -102,6 +102,10 @@ pub enum StoreError {
     /// reason after every retry; nothing was written.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The database answers but is read-only (a standby, a database set
+    /// read-only); see [`StoreError::cannot_write`].
+    #[error("the database is read-only: {0}")]
+    ReadOnly(String),
     /// The thread that serialises SQLite writes is gone.
     #[error("the database writer stopped")]
     WriterGone,
@@ -157,7 +161,12 @@ pub(crate) fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut next = Some(e);
     while let Some(err) = next {
         let text = err.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        // A cause that restates a layer above, with more ("Error code 13:
+        // database or disk is full" under "database or disk is full"),
+        // takes that layer's place; one that says less is dropped.
+        if let Some(part) = parts.iter_mut().find(|p| text.contains(p.as_str())) {
+            *part = text;
+        } else if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         next = err.source();
@@ -770,6 +779,17 @@ impl Store {
         }
     }
 
+    /// Whether the database takes writes now: `Err` with
+    /// [`StoreError::cannot_write`] when it does not (read-only, disk full
+    /// or failing), another `Err` when it cannot be asked.
+    pub async fn check_writes(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.check_writes().await,
+            Store::Postgres(s) => s.check_writes().await,
+            Store::Mssql(s) => s.check_writes().await,
+        }
+    }
+
     /// Finishes pending work before the process exits: for SQLite, copies
     /// the write-ahead log into the database file and empties it, so that
     /// the `.db` file alone holds every commit (and the next open does not
@@ -882,4 +902,31 @@ fn foreign_key_error(column: &str, parent: Table, id: i32) -> FieldError {
         ErrorCode::ForeignKey,
         format!("{parent} has no id {id}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_errors_say_each_cause_once() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let text = StoreError::Sqlite(full).to_string();
+        assert_eq!(
+            text.matches("database or disk is full").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("13"), "{text}");
+        let missing = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some("directory /x does not exist".into()),
+        );
+        let text = StoreError::Sqlite(missing).to_string();
+        assert_eq!(text.matches("does not exist").count(), 1, "{text}");
+        assert!(text.contains("/x"), "{text}");
+    }
 }

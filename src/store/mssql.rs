@@ -377,6 +377,16 @@ fn decode(s: &str) -> String {
 }
 
 /// Whether running the transaction again may succeed (see [`TRANSIENT`]).
+/// Server errors that mean "no writes for now": the database is read-only
+/// (3906), a filegroup or the log is full (1105, 9002), or an Azure SQL
+/// database reached its size quota (40544).
+const CANNOT_WRITE: [u32; 4] = [3906, 1105, 9002, 40544];
+
+/// See [`StoreError::cannot_write`].
+pub(super) fn cannot_write(e: &tiberius::error::Error) -> bool {
+    matches!(e, tiberius::error::Error::Server(t) if CANNOT_WRITE.contains(&t.code()))
+}
+
 pub(super) fn transient(e: &tiberius::error::Error) -> bool {
     match e {
         tiberius::error::Error::Io { .. } | tiberius::error::Error::Routing { .. } => true,
@@ -1054,6 +1064,22 @@ impl MssqlStore {
         let mut conn = self.conn().await?;
         conn.simple_query("SELECT 1").await?.into_results().await?;
         Ok(())
+    }
+
+    /// A database set `READ_ONLY` (or an Azure SQL geo-secondary).
+    pub async fn check_writes(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let row = conn
+            .simple_query(
+                "SELECT CAST(DATABASEPROPERTYEX(DB_NAME(), 'Updateability') AS NVARCHAR(16))",
+            )
+            .await?
+            .into_row()
+            .await?;
+        match row.as_ref().and_then(|r| r.get::<&str, _>(0)) {
+            Some("READ_ONLY") => Err(StoreError::ReadOnly("the database is READ_ONLY".into())),
+            _ => Ok(()),
+        }
     }
 
     pub async fn close(&self) -> Result<(), StoreError> {

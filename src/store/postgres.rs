@@ -487,6 +487,20 @@ impl PgStore {
         Ok(())
     }
 
+    /// Read-only sessions: a hot standby, or `default_transaction_read_only`.
+    pub async fn check_writes(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT current_setting('transaction_read_only')", &[])
+            .await?;
+        match row.get::<_, String>(0).as_str() {
+            "off" => Ok(()),
+            _ => Err(StoreError::ReadOnly(
+                "transactions are read-only (a standby, or default_transaction_read_only)".into(),
+            )),
+        }
+    }
+
     pub async fn close(&self) -> Result<(), StoreError> {
         self.pool.close();
         Ok(())
@@ -543,6 +557,16 @@ fn job_params(params: &[JobParam]) -> Vec<&(dyn ToSql + Sync)> {
             JobParam::Int(n) => n as &(dyn ToSql + Sync),
         })
         .collect()
+}
+
+/// See [`StoreError::cannot_write`]: SQLSTATE classes 53 (insufficient
+/// resources: disk full, out of memory) and 58 (system error: I/O), and a
+/// read-only transaction (a hot standby, `default_transaction_read_only`).
+pub(super) fn cannot_write(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        let class = &code.code()[..2];
+        class == "53" || class == "58" || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    })
 }
 
 pub(super) fn transient(e: &tokio_postgres::Error) -> bool {

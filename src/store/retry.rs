@@ -18,6 +18,25 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether the database refuses writes for now: its disk is full or
+    /// failing, or it is read-only (a standby, a database set read-only, a
+    /// size quota reached). Not worth another try within the operation, but
+    /// a client may succeed later: the API answers 503, not 500.
+    pub fn cannot_write(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+                f.code,
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            StoreError::ReadOnly(_) => true,
+            StoreError::Postgres(e) => super::postgres::cannot_write(e),
+            StoreError::Mssql(e) => super::mssql::cannot_write(e),
+            _ => false,
+        }
+    }
 }
 
 /// Exponential backoff between tries of a transaction.

@@ -495,6 +495,27 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// A committed write that changes nothing (page 1 written again), so a
+    /// full, read-only or failing disk shows. Skipped while writes are
+    /// queued: they find out for themselves, and the check must not wait
+    /// behind a long load.
+    pub async fn check_writes(&self) -> Result<(), StoreError> {
+        if !self.writer_idle() {
+            return Ok(());
+        }
+        self.write(|c| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            c.execute_batch(&format!(
+                "BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT"
+            ))
+            .map_err(|e| {
+                let _ = c.execute_batch("ROLLBACK");
+                StoreError::from(e)
+            })
+        })
+        .await
+    }
+
     pub async fn count(&self, table: Table) -> Result<u64, StoreError> {
         self.read(move |c| {
             let n: i64 = c.query_row(
