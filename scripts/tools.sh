@@ -3,13 +3,14 @@
 # pinned versions.
 
 # The venv's python, after installing the Python packages the suites use:
-# fastavro (with its codecs) and the Azure SDK's blob client.
+# fastavro (with its codecs), the Azure SDK's blob client and schemathesis.
 python_tools() {
   local venv="$PWD/.venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  if ! "$venv/bin/python" -c 'import fastavro, cramjam, backports.zstd, azure.storage.blob' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import fastavro, cramjam, backports.zstd, azure.storage.blob, schemathesis' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
-      'fastavro==1.13.1' 'cramjam==2.14.0' 'backports.zstd==1.8.0' 'azure-storage-blob==12.27.1'
+      'fastavro==1.13.1' 'cramjam==2.14.0' 'backports.zstd==1.8.0' 'azure-storage-blob==12.27.1' \
+      'schemathesis==4.32.5'
   fi
   HRMIG_PYTHON="$venv/bin/python"
   export HRMIG_PYTHON

@@ -248,6 +248,33 @@ async fn malformed_requests_change_nothing() {
             "{\"nope\": []}".into(),
             StatusCode::BAD_REQUEST,
         ),
+        (EMP, "text/csv", "\n\r\n".into(), StatusCode::BAD_REQUEST),
+        // Optional bodies are objects: serde alone would read a struct
+        // from an array of its fields, or `null` as nothing.
+        (
+            "/api/backups",
+            "application/json",
+            "[null, null]".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/loads",
+            "application/json",
+            "null".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/loads",
+            "application/json",
+            "{\"max_rejects\": 1.5}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/backups",
+            "application/json",
+            "{\"tables\": [\"\"]}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (path, ct, body, status) in cases {
         let r = app.post_raw(path, ct, body).await;
@@ -256,6 +283,14 @@ async fn malformed_requests_change_nothing() {
         assert!(
             err["error"]["code"].is_string() && err["error"]["message"].is_string(),
             "{err}"
+        );
+    }
+    // A query parameter naming no table is malformed, on every route.
+    for path in ["/api/rejections?table=nope", "/api/backups?table=nope"] {
+        assert_eq!(
+            app.get(path).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
         );
     }
     assert_eq!(app.count("hired_employees").await, 0);
@@ -489,6 +524,19 @@ async fn idempotency_keys_replay_and_refuse() {
     let changed = send(json!([employee(3)])).await.unwrap();
     assert_eq!(changed.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.count("hired_employees").await, 2);
+    // Keys are 1 to 255 visible ASCII characters, as the document says.
+    for key in ["a b", "\t", &"k".repeat(256)] {
+        let r = app
+            .client
+            .post(format!("{}{EMP}", app.base))
+            .header("idempotency-key", key)
+            .json(&json!([employee(4)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{key:?}");
+    }
+    assert_eq!(app.count("hired_employees").await, 2);
     // Two requests with one key at the same time: one insert.
     let (a, b) = tokio::join!(
         app.client
@@ -576,6 +624,10 @@ async fn loads_read_only_under_the_storage_root() {
         "landing/../..",
         "%2e%2e/x",
         "a\\b",
+        "",
+        "landing/",
+        ".hidden",
+        "a//b",
     ] {
         let r = app.post_json("/api/loads", &json!({"from": from})).await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{from}");

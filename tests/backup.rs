@@ -497,7 +497,7 @@ async fn backup_names_from_users_are_strict() {
         "/etc/passwd",
         "jobs-20240101T000000000Z/../../x",
         "jobs-20240101T000000000Z\0",
-        "departments-20240101T000000000Z",
+        "departments-2024",
         "jobs-2024",
         "",
     ] {
@@ -528,6 +528,11 @@ async fn backup_names_from_users_are_strict() {
         env.restore(Table::Jobs, "jobs-20000101T000000000Z").await,
         Err(BackupError::NotFound(_))
     ));
+    // Well formed, but another table's: not there, rather than malformed.
+    match backup::check_name(Table::Jobs, "departments-20240101T000000000Z") {
+        Err(BackupError::NotFound(m)) => assert!(m.contains("of departments, not of jobs"), "{m}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// Python's fastavro, an independent Avro reader, reads every row and the

@@ -11,6 +11,7 @@
 use super::error::{ApiError, ErrorBody};
 use super::routes::{folder_under_root, optional_body, tables_in_body};
 use super::{AppState, QueuedJob, Runner};
+use crate::dictionary::Table;
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
 use crate::store::LoadRecord;
 use axum::Router;
@@ -33,14 +34,38 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadBody {
-    /// Folder under the storage root holding `<table>.csv` (default `landing`).
+    /// Folder under the storage root holding `<table>.csv` (default
+    /// `landing`): `/`-separated names, none empty or starting with a dot,
+    /// without `\\`, `:`, `%` or NUL.
+    #[schema(pattern = r"^[^/\\:%\x00.][^/\\:%\x00]*(/[^/\\:%\x00.][^/\\:%\x00]*)*$")]
     from: Option<String>,
     /// Tables to load (default all, parents first).
+    #[schema(value_type = Option<Vec<Table>>)]
     tables: Option<Vec<String>>,
     /// Load again content already loaded.
     force: Option<bool>,
     /// Abort a file once more rows than this are rejected.
+    #[serde(default, deserialize_with = "whole_number")]
     max_rejects: Option<u64>,
+}
+
+/// A count that JSON may write as `5` or `5.0`: JSON Schema's `integer`
+/// is any number without a fractional part, and the document says
+/// `integer`.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(64) => Ok(Some(f as u64)),
+        _ => Err(D::Error::custom(format!(
+            "max_rejects must be a whole number of 0 or more, not {n}"
+        ))),
+    }
 }
 
 impl From<JobError> for ApiError {
@@ -55,7 +80,7 @@ impl From<JobError> for ApiError {
 
 /// Start a load job: historic CSV files from a folder under the storage root (admin).
 #[utoipa::path(post, path = "/api/loads", tag = "loads",
-    request_body(content = LoadBody, description = "All fields optional; `from` defaults to `landing`"),
+    request_body(content = LoadBody, description = "Optional, as are all its fields; `from` defaults to `landing`"),
     responses(
         (status = 202, description = "The job, recorded; `Location` is its URL", body = Job),
         (status = 400, description = "Malformed request", body = ErrorBody),

@@ -6,13 +6,14 @@ use super::{loads, routes};
 use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
 use utoipa::OpenApi;
 use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{
-    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat,
-    Type,
+    AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, Object,
+    ObjectBuilder, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Schema};
+use utoipa::openapi::{ContentBuilder, RefOr, Schema};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -112,16 +113,11 @@ fn example_csv(table: Table, row: &serde_json::Value) -> String {
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     let components = doc.components.get_or_insert_with(Default::default);
-    let mut any_row = OneOfBuilder::new();
     for table in Table::ALL {
         components
             .schemas
             .insert(row_schema_name(table), RefOr::T(row_schema(table)));
-        any_row = any_row.item(Ref::from_schema_name(row_schema_name(table)));
     }
-    components
-        .schemas
-        .insert("row".into(), RefOr::T(any_row.build().into()));
     components.add_security_scheme(
         "api_key",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
@@ -130,10 +126,17 @@ pub fn document() -> utoipa::openapi::OpenApi {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
+    // Any JSON value is accepted as a row: one that breaks the table's
+    // rules (the `<table>_row` schema) is answered in the 200 response and
+    // logged, not refused with the batch.
+    let any = || Object::with_type(SchemaType::AnyValue);
     let rows = ArrayBuilder::new()
-        .items(Ref::from_schema_name("row"))
+        .items(any())
         .min_items(Some(1))
-        .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS));
+        .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS))
+        .description(Some(
+            "Rows of the table: each should match `<table>_row`; one that does not is rejected in the response, not the batch",
+        ));
     // One valid example body per table, named by the table: "Try it out"
     // then offers a body that the table it is sent to accepts.
     let examples = |csv: bool| {
@@ -164,7 +167,13 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .content(
             "text/csv",
             ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .schema(Some(
+                    // No `type`: a text/csv body is text whatever it spells.
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::AnyValue)
+                        .description(Some("One record per line; at least one"))
+                        .pattern(Some("[^\r\n]")),
+                ))
                 .examples_from_iter(examples(true))
                 .build(),
         )
@@ -175,14 +184,26 @@ pub fn document() -> utoipa::openapi::OpenApi {
     {
         post.request_body = Some(RefOr::T(body));
     }
-    let mut tables =
-        ObjectBuilder::new().additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let mut tables = ObjectBuilder::new()
+        .description(Some(
+            "Rows by table (`<table>_row` each), 1 to 1000 in all; parents are inserted first",
+        ))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let mut some_rows = AnyOfBuilder::new();
     for table in Table::ALL {
-        tables = tables.property(
-            table.name(),
-            ArrayBuilder::new().items(Ref::from_schema_name(row_schema_name(table))),
+        let array = || {
+            ArrayBuilder::new()
+                .items(any())
+                .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS))
+        };
+        tables = tables.property(table.name(), array());
+        some_rows = some_rows.item(
+            ObjectBuilder::new()
+                .property(table.name(), array().min_items(Some(1)))
+                .required(table.name()),
         );
     }
+    let tables = AllOfBuilder::new().item(tables).item(some_rows);
     let batches = RequestBodyBuilder::new()
         .content(
             "application/json",
@@ -194,6 +215,35 @@ pub fn document() -> utoipa::openapi::OpenApi {
         && let Some(post) = item.post.as_mut()
     {
         post.request_body = Some(RefOr::T(batches));
+    }
+    // A started job links to the routes that take its id, so a client (or
+    // a stateful test) can follow it.
+    if let Some(item) = doc.paths.paths.get_mut("/api/loads")
+        && let Some(post) = item.post.as_mut()
+        && let Some(RefOr::T(accepted)) = post.responses.responses.get_mut("202")
+    {
+        for (name, operation) in [("job", "get_load"), ("run", "run_load")] {
+            let link = LinkBuilder::new()
+                .operation_id(operation)
+                .parameter("id", "$response.body#/id")
+                .build();
+            accepted.links.insert(name.to_owned(), RefOr::T(link));
+        }
+    }
+    // Bodies whose every field has a default may be left out; utoipa
+    // would mark them required (or, as `Option`, nullable, which they are not).
+    for path in [
+        "/api/backups",
+        "/api/loads",
+        "/api/tables/{table}/restore",
+        "/api/tables/{table}/verify",
+    ] {
+        if let Some(item) = doc.paths.paths.get_mut(path)
+            && let Some(post) = item.post.as_mut()
+            && let Some(RefOr::T(body)) = post.request_body.as_mut()
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
     }
     doc
 }

@@ -55,8 +55,15 @@ async fn openapi_json() -> Response {
     axum::Json(super::openapi::document()).into_response()
 }
 
+/// The table a path names: an unknown one is a resource that is not there.
 fn table_of(name: &str) -> Result<Table, ApiError> {
     Table::parse(name).map_err(|e| ApiError::NotFound(e.to_string()))
+}
+
+/// The table a query parameter or body names: an unknown one is a
+/// malformed request.
+pub(super) fn query_table(name: &str) -> Result<Table, ApiError> {
+    Table::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn json_response(body: String, replayed: bool) -> Response {
@@ -96,7 +103,7 @@ fn idempotency(
     let key = v
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
         })?;
@@ -136,7 +143,7 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
 #[utoipa::path(post, path = "/api/tables/{table}/rows", tag = "ingest",
     params(
         ("table" = Table, Path, description = "departments, jobs or hired_employees"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body; 422 for another body")
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters. Replays the first response for the same key and body; 422 for another body")
     ),
     responses(
         (status = 200, description = "Applied (or replayed): per-row outcome", body = TableResult),
@@ -180,7 +187,7 @@ async fn post_rows(
 
 /// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
 #[utoipa::path(post, path = "/api/batches", tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, description = "As for table batches")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "As for table batches")),
     responses(
         (status = 200, description = "Applied (or replayed)", body = BatchesResult),
         (status = 400, description = "Malformed request", body = ErrorBody),
@@ -293,7 +300,7 @@ fn limit_of(limit: Option<u32>, default: u32) -> Result<u32, ApiError> {
     params(
         ("table" = Table, Path, description = "Table name"),
         ("after_id" = Option<i64>, Query, description = "Only ids above this"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100")
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100")
     ),
     responses((status = 200, description = "Rows", body = Vec<Object>), (status = 404, description = "Unknown table", body = ErrorBody), (status = 400, description = "Malformed request", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
@@ -340,22 +347,18 @@ pub struct TableInfo {
 
 /// A folder under the storage root: relative, no `..`, no URL.
 pub(super) fn folder_under_root(from: &str) -> Result<&str, ApiError> {
-    let bad = from.starts_with('/')
-        || from.starts_with('\\')
-        || from.contains("://")
-        || from.contains(':')
-        || from.contains('\\')
-        || from.contains('\0')
-        || from.split('/').any(|p| p == ".." || p == ".")
-        || from.to_ascii_lowercase().contains("%2e")
-        || from.to_ascii_lowercase().contains("%2f");
-    if bad || from.is_empty() {
+    // Segments that are neither empty nor start with a dot (so no `.`,
+    // `..` or hidden folders), without `\\`, `:` (schemes, drives), `%`
+    // (encodings) or NUL: the pattern the OpenAPI document gives.
+    let segment =
+        |p: &str| !p.is_empty() && !p.starts_with('.') && !p.contains(['\\', ':', '%', '\0']);
+    if from.split('/').all(segment) {
+        Ok(from)
+    } else {
         Err(ApiError::BadRequest(format!(
             "\"from\" must be a folder under the storage root, such as \"landing\"; got {:?}",
             from.chars().take(100).collect::<String>()
         )))
-    } else {
-        Ok(from)
     }
 }
 
@@ -372,7 +375,7 @@ struct RejectionQuery {
     params(
         ("table" = Option<Table>, Query, description = "Only this table"),
         ("source" = Option<String>, Query, description = "Only this source (file:… or api:<batch id>)"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000, default 100"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"),
         ("after" = Option<i64>, Query, description = "Only log ids above this")
     ),
     responses((status = 200, description = "Rejections", body = Vec<Rejection>), (status = 400, description = "Malformed request", body = ErrorBody),
@@ -384,7 +387,7 @@ async fn rejections(
     q: Result<Query<RejectionQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let table = q.table.as_deref().map(table_of).transpose()?;
+    let table = q.table.as_deref().map(query_table).transpose()?;
     let rows = state
         .store
         .rejections(RejectionFilter {
@@ -434,7 +437,7 @@ fn report<T: serde::Serialize>(headers: &HeaderMap, rows: Vec<T>) -> Result<Resp
 
 /// Hires per department and job by quarter (JSON, or CSV with `Accept: text/csv`).
 #[utoipa::path(get, path = "/api/reports/hires-by-quarter", tag = "reports",
-    params(("year" = Option<i32>, Query, description = "Default 2021")),
+    params(("year" = Option<i32>, Query, minimum = 1, maximum = 9999, description = "1 to 9999, default 2021")),
     responses(
         (status = 200, description = "Ordered by department, then job (code-point order)",
          content((Vec<QuarterRow> = "application/json"), (String = "text/csv"))),
@@ -453,7 +456,7 @@ async fn hires_by_quarter(
 
 /// Departments hiring more than the mean of all departments (JSON or CSV).
 #[utoipa::path(get, path = "/api/reports/departments-above-mean", tag = "reports",
-    params(("year" = Option<i32>, Query, description = "Default 2021")),
+    params(("year" = Option<i32>, Query, minimum = 1, maximum = 9999, description = "1 to 9999, default 2021")),
     responses(
         (status = 200, description = "Most hires first",
          content((Vec<DepartmentHires> = "application/json"), (String = "text/csv"))),
@@ -478,6 +481,7 @@ async fn departments_above_mean(
 #[serde(deny_unknown_fields)]
 pub struct BackupBody {
     /// Tables to back up (default, or an empty list: all).
+    #[schema(value_type = Option<Vec<Table>>)]
     tables: Option<Vec<String>>,
     /// Block compression (default: snappy).
     codec: Option<Codec>,
@@ -487,7 +491,9 @@ pub struct BackupBody {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupChoice {
-    /// Backup name, `<table>-<yyyymmddTHHMMSSmmmZ>`.
+    /// Backup name, `<table>-<yyyymmddTHHMMSSmmmZ>`, optionally with
+    /// `.avro`; a well-formed name of another table's backup is 404.
+    #[schema(pattern = r"^(departments|jobs|hired_employees)-[0-9]{8}T[0-9]{9}Z(\.avro)?$")]
     backup: Option<String>,
 }
 
@@ -497,25 +503,28 @@ pub(super) fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, Api
     names
         .unwrap_or_default()
         .iter()
-        .map(|t| Table::parse(t).map_err(|e| ApiError::BadRequest(e.to_string())))
+        .map(|t| query_table(t))
         .collect()
 }
 
-/// An optional JSON body: empty means the defaults.
+/// An optional JSON body: empty means the defaults; otherwise a JSON
+/// object (serde would also take a struct as an array of its fields).
 pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
     body: &[u8],
 ) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Ok(T::default()),
+        Some(b'{') => serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"))),
+        Some(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object (or empty, for the defaults)".into(),
+        )),
     }
 }
 
 /// Back up tables to Avro files in the storage (admin).
 #[utoipa::path(post, path = "/api/backups", tag = "backups",
-    request_body(content = BackupBody, description = "All fields optional"),
+    request_body(content = BackupBody, description = "Optional, as are all its fields"),
     responses(
         (status = 200, description = "One manifest per table backed up", body = Vec<Manifest>),
         (status = 400, description = "Malformed request", body = ErrorBody),
@@ -561,7 +570,7 @@ async fn get_backups(
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let tables = match q.table {
-        Some(t) => vec![Table::parse(&t).map_err(|e| ApiError::BadRequest(e.to_string()))?],
+        Some(t) => vec![query_table(&t)?],
         None => Table::ALL.to_vec(),
     };
     let mut out = Vec::new();

@@ -197,12 +197,15 @@ fn new_name(table: Table, ms: i64) -> String {
 /// Checks a user-given backup name for `table`: `<table>-<8 digits>T<9
 /// digits>Z`, optionally with `.avro`. Nothing else (no separators, dots,
 /// encodings or other tables' names) can reach the storage.
+///
+/// A well-formed name of another table's backup is not found rather than
+/// malformed: it is a name this tool writes, just not for `table`.
 pub fn check_name(table: Table, name: &str) -> Result<String, BackupError> {
     let stem = name.strip_suffix(".avro").unwrap_or(name);
     let bad = || BackupError::BadName(name.chars().take(100).collect());
-    let stamp = stem
-        .strip_prefix(table.name())
-        .and_then(|s| s.strip_prefix('-'))
+    let (owner, stamp) = Table::ALL
+        .into_iter()
+        .find_map(|t| Some((t, stem.strip_prefix(t.name())?.strip_prefix('-')?)))
         .ok_or_else(bad)?;
     let b = stamp.as_bytes();
     let shape = b.len() == 19
@@ -210,10 +213,12 @@ pub fn check_name(table: Table, name: &str) -> Result<String, BackupError> {
         && b[8] == b'T'
         && b[9..18].iter().all(u8::is_ascii_digit)
         && b[18] == b'Z';
-    if shape {
-        Ok(stem.to_owned())
-    } else {
-        Err(bad())
+    match (shape, owner == table) {
+        (false, _) => Err(bad()),
+        (true, false) => Err(BackupError::NotFound(format!(
+            "{stem} is a backup of {owner}, not of {table}"
+        ))),
+        (true, true) => Ok(stem.to_owned()),
     }
 }
 
