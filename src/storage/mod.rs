@@ -774,6 +774,22 @@ mod tests {
     }
 
     #[test]
+    fn full_read_only_and_failing_disks_are_the_storage_failing() {
+        use std::io::{Error, ErrorKind};
+        let io = |e| StorageError::Io("backups/x".into(), e);
+        for e in [
+            Error::from(ErrorKind::StorageFull),
+            Error::from(ErrorKind::ReadOnlyFilesystem),
+            Error::from(ErrorKind::QuotaExceeded),
+            Error::from_raw_os_error(EIO),
+        ] {
+            assert!(io(e).is_service());
+        }
+        assert!(!io(Error::from(ErrorKind::PermissionDenied)).is_service());
+        assert!(!StorageError::Exists("x".into()).is_service());
+    }
+
+    #[test]
     fn service_errors_are_summed_up_in_one_line() {
         let e = StorageError::Backend {
             location: "az://hr/x".into(),

@@ -909,6 +909,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn full_failing_and_read_only_databases_take_no_writes() {
+        let sqlite = |code| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+        ] {
+            assert!(sqlite(code).cannot_write(), "{code}");
+        }
+        assert!(!sqlite(rusqlite::ffi::SQLITE_CONSTRAINT).cannot_write());
+        assert!(StoreError::ReadOnly("standby".into()).cannot_write());
+        assert!(!StoreError::Refused("a foreign key".into()).cannot_write());
+    }
+
+    #[test]
     fn driver_errors_say_each_cause_once() {
         let full = rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
