@@ -598,3 +598,338 @@ print(json.dumps({'codec': r.codec, 'schema': schema, 'rows': rows}))
         }
     }
 }
+
+// Crafted files: whatever a file claims, reading it stays within bounds
+// derived from what hrmig writes, and it is refused naming where it is
+// wrong.
+
+/// Appends `n` as Avro encodes an `int` or a `long` (zig-zag varint).
+fn long(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+const SYNC: [u8; 16] = *b"crafted-sync-16b";
+
+/// The header hrmig writes for `table` with `codec`, with [`SYNC`].
+fn crafted_header(table: Table, codec: apache_avro::Codec) -> Vec<u8> {
+    let schema = apache_avro::Schema::parse_str(&table.avro_schema()).unwrap();
+    let meta = [
+        ("hrmig.table", table.name().to_owned()),
+        ("hrmig.format_version", backup::FORMAT_VERSION.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| {
+        (
+            k.to_owned(),
+            apache_avro::types::Value::Bytes(v.into_bytes()),
+        )
+    })
+    .collect();
+    apache_avro::Writer::builder()
+        .schema(&schema)
+        .writer(Vec::new())
+        .codec(codec)
+        .marker(SYNC)
+        .user_metadata(meta)
+        .build()
+        .unwrap()
+        .into_inner()
+        .unwrap()
+}
+
+/// A block: row count, byte size, data, sync marker.
+fn crafted_block(count: i64, size: i64, data: &[u8], sync: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    long(&mut out, count);
+    long(&mut out, size);
+    out.extend_from_slice(data);
+    out.extend_from_slice(sync);
+    out
+}
+
+/// Encoded `jobs` datums.
+fn job_datums(rows: &[(i64, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (id, job) in rows {
+        long(&mut out, *id);
+        long(&mut out, job.len() as i64);
+        out.extend_from_slice(job.as_bytes());
+    }
+    out
+}
+
+/// A jobs file of one block, compressed with `codec`, which claims `count`
+/// rows.
+fn one_block(codec: apache_avro::Codec, count: i64, compressed: &[u8]) -> Vec<u8> {
+    [
+        crafted_header(Table::Jobs, codec),
+        crafted_block(count, compressed.len() as i64, compressed, &SYNC),
+    ]
+    .concat()
+}
+
+/// Zeros compressed, far more than a block may hold once decompressed.
+const BOMB_ZEROS: usize = 128 << 20;
+
+/// A few hundred bytes whose block claims 400 MB.
+fn block_claiming_400_mb() -> Vec<u8> {
+    let data = job_datums(&[(1, "Engineer")]);
+    [
+        crafted_header(Table::Jobs, apache_avro::Codec::Null),
+        crafted_block(1, 400_000_000, &data, &SYNC),
+    ]
+    .concat()
+}
+
+/// A deflate block of [`BOMB_ZEROS`] zeros (made once per test run).
+fn deflate_bomb() -> Vec<u8> {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| {
+        let zeros = vec![0u8; BOMB_ZEROS];
+        let compressed = miniz_oxide::deflate::compress_to_vec(&zeros, 9);
+        one_block(
+            apache_avro::Codec::Deflate(Default::default()),
+            1,
+            &compressed,
+        )
+    })
+    .clone()
+}
+
+/// A zstandard block of [`BOMB_ZEROS`] zeros, streamed (its frame does not
+/// say how large it is, as apache-avro's do not).
+fn zstandard_bomb() -> Vec<u8> {
+    use std::io::Write;
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| {
+        let zeros = vec![0u8; 1 << 20];
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        for _ in 0..BOMB_ZEROS >> 20 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let compressed = encoder.finish().unwrap();
+        one_block(
+            apache_avro::Codec::Zstandard(Default::default()),
+            1,
+            &compressed,
+        )
+    })
+    .clone()
+}
+
+/// A row whose string claims 300 MB, in a block of a few bytes.
+fn string_claiming_300_mb() -> Vec<u8> {
+    let mut data = Vec::new();
+    long(&mut data, 1);
+    long(&mut data, 300_000_000);
+    data.extend_from_slice(b"Engineer");
+    one_block(apache_avro::Codec::Null, 1, &data)
+}
+
+/// A block that claims 2^61 rows.
+fn count_of_2_pow_61() -> Vec<u8> {
+    one_block(
+        apache_avro::Codec::Null,
+        1 << 61,
+        &job_datums(&[(1, "Engineer")]),
+    )
+}
+
+/// A good block followed by the wrong sync marker.
+fn wrong_sync_marker() -> Vec<u8> {
+    let data = job_datums(&[(1, "Engineer"), (2, "Analyst")]);
+    [
+        crafted_header(Table::Jobs, apache_avro::Codec::Null),
+        crafted_block(2, data.len() as i64, &data, b"not-the-sync-16b"),
+    ]
+    .concat()
+}
+
+/// A snappy block whose CRC-32 does not match its data.
+fn snappy_with_a_bad_crc() -> Vec<u8> {
+    let mut compressed = job_datums(&[(1, "Engineer"), (2, "Analyst")]);
+    apache_avro::Codec::Snappy
+        .compress(&mut compressed)
+        .unwrap();
+    *compressed.last_mut().unwrap() ^= 0x01;
+    one_block(apache_avro::Codec::Snappy, 2, &compressed)
+}
+
+impl Env {
+    /// Stores `bytes` as a new backup of jobs with a manifest that matches
+    /// them byte for byte, so that only the content is wrong.
+    fn plant(&self, bytes: &[u8]) -> Manifest {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let backup = format!("jobs-20000101T{n:09}Z");
+        let m = Manifest {
+            file: format!("{backup}.avro"),
+            backup,
+            rows: 1,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            codec: Codec::Null,
+            ..self.backup_of(Table::Jobs)
+        };
+        std::fs::write(self.file(&m), bytes).unwrap();
+        std::fs::write(self.manifest_file(&m), serde_json::to_vec(&m).unwrap()).unwrap();
+        m
+    }
+
+    /// A database with a backup of jobs, to plant crafted ones beside.
+    async fn with_jobs_backup() -> Env {
+        let env = Env::generated(10).await;
+        env.backup(Table::Jobs, Codec::DEFAULT).await;
+        env
+    }
+}
+
+/// [`refused`], and the problem says where in the file it is (`at`, the
+/// start of the message) as well as what (`expect`).
+async fn refused_at(env: &Env, bytes: &[u8], what: &str, at: &str, expect: &str) {
+    let m = env.plant(bytes);
+    refused(env, &m, what, expect).await;
+    let v = backup::verify(&env.storage, Table::Jobs, Some(&m.backup), false)
+        .await
+        .unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.starts_with(at) && p.contains(expect)),
+        "{what}: {:?} does not start with {at:?}",
+        v.problems
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_claiming_400_mb_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let bytes = block_claiming_400_mb();
+    assert!(bytes.len() < 1000, "{} bytes", bytes.len());
+    let expect = "(from row 1): unreadable: it claims 400000000 bytes; a block holds at most";
+    refused_at(&env, &bytes, "400 MB block", "block 1 at byte ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deflate_block_inflating_past_the_limit_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let bytes = deflate_bomb();
+    assert!(bytes.len() < BOMB_ZEROS / 500, "{} bytes", bytes.len());
+    let expect = "unreadable: it decompresses to more than 4194304 bytes";
+    refused_at(&env, &bytes, "deflate bomb", "block 1 at byte ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zstandard_block_decompressing_past_the_limit_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let bytes = zstandard_bomb();
+    assert!(bytes.len() < BOMB_ZEROS / 500, "{} bytes", bytes.len());
+    let expect =
+        "unreadable: its zstandard data is damaged or decompresses to more than 4194304 bytes";
+    refused_at(&env, &bytes, "zstandard bomb", "block 1 at byte ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_claiming_300_mb_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let expect = "unreadable: job: a string of 300000000 bytes where 8 are left in the block";
+    let bytes = string_claiming_300_mb();
+    refused_at(&env, &bytes, "300 MB string", "block 1, row 1: ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_count_of_2_pow_61_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let expect = "(from row 1): unreadable: it claims 2305843009213693952 rows";
+    let bytes = count_of_2_pow_61();
+    refused_at(&env, &bytes, "2^61 rows", "block 1 at byte ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_sync_marker_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let expect = "unreadable: its sync marker differs from the header's";
+    let bytes = wrong_sync_marker();
+    refused_at(&env, &bytes, "wrong sync", "block 1 at byte ", expect).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snappy_block_with_a_bad_crc_is_refused() {
+    let env = Env::with_jobs_backup().await;
+    let expect = "unreadable: the CRC-32 of its data is";
+    let bytes = snappy_with_a_bad_crc();
+    refused_at(&env, &bytes, "snappy CRC", "block 1 at byte ", expect).await;
+}
+
+/// Peak resident memory of a process (`VmHWM`), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kb * 1024
+}
+
+/// Six crafted files verified at once through the API: each is refused,
+/// and the server's peak memory grows by less than 64 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_files_verified_at_once_stay_within_64_mb() {
+    let env = Env::with_jobs_backup().await;
+    let good = env.backup_of(Table::Jobs).backup;
+    let crafted: Vec<String> = [
+        block_claiming_400_mb(),
+        deflate_bomb(),
+        zstandard_bomb(),
+        string_claiming_300_mb(),
+        count_of_2_pow_61(),
+        snappy_with_a_bad_crc(),
+    ]
+    .iter()
+    .map(|bytes| env.plant(bytes).backup)
+    .collect();
+    let server =
+        common::serve::Serve::start(&env.env.url, &env.env.dir.path().join("storage")).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/tables/jobs/verify", server.base);
+    let verify = |backup: String| {
+        let request = client
+            .post(&url)
+            .json(&serde_json::json!({ "backup": backup }));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let all = async {
+        let warm = verify(good).await;
+        assert_eq!(warm["ok"], true, "{warm}");
+        let before = peak_memory(server.child.id());
+        let verdicts = futures::future::join_all(crafted.into_iter().map(verify)).await;
+        let after = peak_memory(server.child.id());
+        for v in &verdicts {
+            assert_eq!(v["ok"], false, "{v}");
+            let problems = v["problems"].as_array().unwrap();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.as_str().unwrap().starts_with("block 1")),
+                "{v}"
+            );
+        }
+        (before, after)
+    };
+    let (before, after) = tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("six verifies took over 60 s");
+    let growth = after.saturating_sub(before);
+    eprintln!("peak memory {before} -> {after} bytes (+{growth})");
+    assert!(growth < 64 << 20, "peak memory grew by {growth} bytes");
+}

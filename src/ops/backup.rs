@@ -9,9 +9,9 @@
 //! from a whole one, so the manifest's row count, size and SHA-256 are what
 //! make a backup trustworthy; every read checks them.
 
+use super::ocf::{self, OcfReader, get_long, put_long};
 use super::{Hashing, Progress, progress_bar};
-use crate::dictionary::check::check_text;
-use crate::dictionary::{ColumnType, Row, Table, Value, datetime};
+use crate::dictionary::{ColumnType, Row, Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{Field, Replacement, Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,10 @@ const MAX_PROBLEMS: usize = 20;
 /// Uncompressed bytes per Avro block: large enough for the codecs to work
 /// well, small enough that a damaged block loses little.
 const BLOCK_BYTES: usize = 256 * 1024;
+
+// Every block written, up to a row of the largest size a load accepts past
+// the threshold, is one the reader takes with room to spare.
+const _: () = assert!(2 * (BLOCK_BYTES + crate::csvfile::MAX_RECORD_BYTES) <= ocf::MAX_BLOCK_BYTES);
 
 /// Compression of the Avro blocks.
 #[derive(
@@ -234,31 +238,6 @@ fn manifest_path(table: Table, backup: &str) -> String {
     format!("{}/{backup}.manifest.json", folder(table))
 }
 
-/// Appends `n` in Avro's zig-zag variable-length encoding (`int` and
-/// `long` alike).
-fn put_long(buf: &mut Vec<u8>, n: i64) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        buf.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.push(z as u8);
-}
-
-/// Reads back a [`put_long`] value at `*at`.
-fn get_long(buf: &[u8], at: &mut usize) -> Option<i64> {
-    let mut z = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf.get(*at)?;
-        *at += 1;
-        z |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
-        }
-    }
-    None
-}
-
 /// Turns a staged block (see [`BlockEncoder`]) into Avro datums: checks
 /// every string as UTF-8 and parses every datetime.
 fn finish_block(table: Table, staged: &[u8], out: &mut Vec<u8>) -> Result<(), BackupError> {
@@ -315,9 +294,8 @@ fn finish_block(table: Table, staged: &[u8], out: &mut Vec<u8>) -> Result<(), Ba
 /// and `long`, length-prefixed `string`), written here straight from the
 /// database's values: no record value or allocation per row, which is what
 /// makes a backup run at the speed of the table scan. The container around
-/// the blocks (header, codec, sync markers) is apache-avro's, and every
-/// file is read back by apache-avro (`verify`) and, in the tests, by
-/// fastavro.
+/// the blocks (header, codec, sync markers) is apache-avro's; every file
+/// is read back by [`ocf`] (`verify`) and, in the tests, by fastavro.
 struct BlockEncoder {
     table: Table,
     block: Vec<u8>,
@@ -612,13 +590,13 @@ async fn choose(
     }
 }
 
-/// Smallest and largest DATETIME (years 1 to 9999), in UTC milliseconds.
-const MIN_MS: i64 = -62_135_596_800_000;
-const MAX_MS: i64 = 253_402_300_799_999;
-
 /// Reads one backup file: checks everything the manifest promises and every
 /// row's data rules; `each` gets the valid rows in chunks. Returns the rows
 /// read and the problems found (reading stops at the first damage).
+///
+/// Nothing the file claims is allocated before it is checked (see
+/// [`ocf`]): a file, however made, is refused within a few blocks' worth
+/// of memory.
 fn read_backup(
     table: Table,
     name: &str,
@@ -628,7 +606,6 @@ fn read_backup(
     mut each: impl FnMut(Vec<Row>) -> bool,
 ) -> (u64, Vec<String>) {
     let mut problems = Vec::new();
-    let expected = schema(table);
     if manifest.format_version != FORMAT_VERSION {
         problems.push(format!(
             "manifest format version {} (this build reads {FORMAT_VERSION})",
@@ -641,7 +618,7 @@ fn read_backup(
             manifest.table, manifest.backup
         ));
     }
-    if manifest.schema_fingerprint != fingerprint(expected) {
+    if manifest.schema_fingerprint != fingerprint(schema(table)) {
         problems.push("manifest schema fingerprint differs from the dictionary's".into());
     }
     let mut hashing = Hashing::new(Progress {
@@ -649,84 +626,22 @@ fn read_backup(
         bar: bar.clone(),
     });
     let mut rows = 0u64;
-    let mut last_id: Option<i32> = None;
     {
-        let mut avro = match apache_avro::Reader::new(&mut hashing) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                problems.push(format!("not an Avro object container file: {e}"));
-                None
-            }
-        };
-        if let Some(r) = &avro {
-            if r.writer_schema().canonical_form() != expected.canonical_form() {
-                problems.push(format!(
-                    "schema differs from the dictionary's {table} record: {}",
-                    r.writer_schema().canonical_form()
-                ));
-            }
-            let meta_table = r.user_metadata().get("hrmig.table").map(|v| v.as_slice());
-            if meta_table != Some(table.name().as_bytes()) {
-                problems.push(format!(
-                    "file says it holds table {:?}",
-                    String::from_utf8_lossy(meta_table.unwrap_or_default())
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            avro = None;
-        }
-        if let Some(avro) = avro {
-            let mut chunk = Vec::with_capacity(crate::store::SCAN_CHUNK);
-            for value in avro {
-                let row = value
-                    .map_err(|e| format!("row {}: unreadable: {e}", rows + 1))
-                    .and_then(|v| to_row(table, v).map_err(|e| format!("row {}: {e}", rows + 1)));
-                let row = match row {
-                    Ok(row) => row,
-                    Err(e) => {
-                        problems.push(e);
-                        break;
-                    }
-                };
-                let id = row.id();
-                if last_id.is_some_and(|last| id <= last) {
-                    problems.push(format!(
-                        "row {}: id {id} is not above the previous id (ids must be unique and in order)",
-                        rows + 1
-                    ));
-                    break;
-                }
-                last_id = Some(id);
-                rows += 1;
-                chunk.push(row);
-                if chunk.len() == crate::store::SCAN_CHUNK
-                    && !each(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(crate::store::SCAN_CHUNK),
-                    ))
+        let input = std::io::BufReader::with_capacity(64 * 1024, &mut hashing);
+        match OcfReader::new(input, table) {
+            Err(e) => problems.push(e.to_string()),
+            Ok(mut file) => {
+                problems.extend(header_problems(table, file.header()));
+                if problems.is_empty()
+                    && let Err(e) = read_rows(table, &mut file, &mut rows, &mut each)
                 {
-                    problems.push("the restore stopped".into());
-                    break;
+                    problems.push(e);
                 }
             }
-            if problems.is_empty() && !chunk.is_empty() && !each(chunk) {
-                problems.push("the restore stopped".into());
-            }
         }
     }
-    // Whatever the Avro reader left (bytes appended after the last block).
-    let mut rest = [0u8; 64 * 1024];
-    loop {
-        match hashing.read(&mut rest) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => {
-                problems.push(format!("read failed: {e}"));
-                break;
-            }
-        }
-    }
+    // Read to its end (bytes after the last block are refused as a block),
+    // so the size and hash below cover the whole file.
     if problems.is_empty() {
         if rows != manifest.rows {
             problems.push(format!(
@@ -755,46 +670,91 @@ fn read_backup(
     (rows, problems)
 }
 
-/// An Avro record of the table's schema as a row that passes the data rules.
-fn to_row(table: Table, value: apache_avro::types::Value) -> Result<Row, String> {
-    use apache_avro::types::Value as Avro;
-    let Avro::Record(fields) = value else {
-        return Err("not a record".into());
-    };
-    let columns = table.columns();
-    if fields.len() != columns.len() {
-        return Err(format!(
-            "{} fields, expected {}",
-            fields.len(),
-            columns.len()
+/// What is wrong with a file's header for `table`: its schema (compared by
+/// canonical form with the dictionary's) and the table it says it holds.
+fn header_problems(table: Table, header: &ocf::Header) -> Vec<String> {
+    let mut problems = Vec::new();
+    match apache_avro::Schema::parse_str(header.schema()) {
+        Ok(s) if s.canonical_form() == schema(table).canonical_form() => {}
+        Ok(s) => problems.push(format!(
+            "schema differs from the dictionary's {table} record: {}",
+            shorten(&s.canonical_form())
+        )),
+        Err(e) => problems.push(format!(
+            "schema is not a valid Avro schema: {}",
+            shorten(&e.to_string())
+        )),
+    }
+    let meta_table = header.metadata("hrmig.table");
+    if meta_table != Some(table.name().as_bytes()) {
+        problems.push(format!(
+            "file says it holds table {:?}",
+            shorten(&String::from_utf8_lossy(meta_table.unwrap_or_default()))
         ));
     }
-    let mut row = Vec::with_capacity(columns.len());
-    for ((name, value), column) in fields.into_iter().zip(columns) {
-        if name != column.name {
-            return Err(format!("field {name:?} where {} was expected", column.name));
-        }
-        let v = match (column.ty, value) {
-            (ColumnType::Integer, Avro::Int(n)) => Value::Int(n),
-            (ColumnType::String, Avro::String(s)) => {
-                check_text(column, &s).map_err(|e| format!("{}: {}", column.name, e.message))?
-            }
-            (ColumnType::DateTime, Avro::TimestampMillis(ms))
-                if (MIN_MS..=MAX_MS).contains(&ms) =>
-            {
-                Value::DateTime(ms)
-            }
-            (ColumnType::DateTime, Avro::TimestampMillis(ms)) => {
+    problems
+}
+
+/// At most 1000 characters of a text taken from a file, so that a problem
+/// stays readable.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(1000) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads every block's rows in order, checking the rules and the id order,
+/// and hands them to `each` in chunks; `rows` counts the valid ones. The
+/// first problem ends the read.
+fn read_rows<R: Read>(
+    table: Table,
+    file: &mut OcfReader<R>,
+    rows: &mut u64,
+    each: &mut impl FnMut(Vec<Row>) -> bool,
+) -> Result<(), String> {
+    let stopped = || "the restore stopped".to_owned();
+    let mut chunk = Vec::with_capacity(crate::store::SCAN_CHUNK);
+    let mut last_id: Option<i32> = None;
+    while let Some(block) = file.next_block().map_err(|e| e.to_string())? {
+        let mut at = 0;
+        for _ in 0..block.count {
+            let n = *rows + 1;
+            let row = ocf::read_row(table, block.data, &mut at)
+                .map_err(|e| format!("block {}, row {n}: {e}", block.number))?;
+            let id = row.id();
+            if last_id.is_some_and(|last| id <= last) {
                 return Err(format!(
-                    "{}: {ms} ms is outside years 1 to 9999",
-                    column.name
+                    "block {}, row {n}: id {id} is not above the previous id (ids must be unique and in order)",
+                    block.number
                 ));
             }
-            (_, other) => return Err(format!("{}: unexpected value {other:?}", column.name)),
-        };
-        row.push(v);
+            last_id = Some(id);
+            *rows = n;
+            chunk.push(row);
+            if chunk.len() == crate::store::SCAN_CHUNK
+                && !each(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(crate::store::SCAN_CHUNK),
+                ))
+            {
+                return Err(stopped());
+            }
+        }
+        if at != block.data.len() {
+            return Err(block
+                .damaged(format!(
+                    "{} bytes are left after its {} rows",
+                    block.data.len() - at,
+                    block.count
+                ))
+                .to_string());
+        }
     }
-    Ok(Row(row))
+    if !chunk.is_empty() && !each(chunk) {
+        return Err(stopped());
+    }
+    Ok(())
 }
 
 /// A reader that remembers a storage failure, so that a blob service
