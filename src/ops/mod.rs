@@ -6,7 +6,7 @@ pub mod backup;
 pub mod ingest;
 pub mod jobs;
 pub mod load;
-mod ocf;
+pub mod ocf;
 pub mod sample;
 pub mod shape;
 

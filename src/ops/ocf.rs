@@ -24,12 +24,12 @@ const MAGIC: [u8; 4] = *b"Obj\x01";
 
 /// Largest header read (magic, metadata, sync marker): hrmig's are under
 /// 1 KiB, the schema being the largest entry.
-pub(crate) const MAX_HEADER_BYTES: u64 = 64 * 1024;
+pub const MAX_HEADER_BYTES: u64 = 64 * 1024;
 
 /// Largest block, compressed or decompressed. hrmig's hold about 256 KiB
 /// plus one row; the bound leaves a wide margin over that while six reads
 /// at once still stay within a few tens of megabytes.
-pub(crate) const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Appends `n` in Avro's zig-zag variable-length encoding (`int` and
 /// `long` alike).
@@ -59,7 +59,7 @@ pub(crate) fn get_long(buf: &[u8], at: &mut usize) -> Option<i64> {
 
 /// Why a file cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum OcfError {
+pub enum OcfError {
     /// The header is missing, malformed or over its bound.
     #[error("not an Avro object container file: {0}")]
     Header(String),
@@ -79,7 +79,7 @@ pub(crate) enum OcfError {
 
 /// What an object container file's header says.
 #[derive(Debug)]
-pub(crate) struct Header {
+pub struct Header {
     codec: Codec,
     schema: String,
     metadata: HashMap<String, Vec<u8>>,
@@ -100,7 +100,7 @@ impl Header {
 
 /// A block's rows, still encoded.
 #[derive(Debug)]
-pub(crate) struct Block<'a> {
+pub struct Block<'a> {
     /// 1 for the first block.
     pub number: u64,
     /// Where the block starts in the file.
@@ -128,7 +128,7 @@ impl Block<'_> {
 /// Reads an object container file block by block from `R` (buffer it: the
 /// frame is read a byte at a time). The buffers are kept from block to
 /// block.
-pub(crate) struct OcfReader<R> {
+pub struct OcfReader<R> {
     input: R,
     header: Header,
     /// Bytes consumed so far.
@@ -488,7 +488,7 @@ fn read_failed(e: std::io::Error) -> String {
 /// Decodes one datum of `table`'s record at `*at` in a block's data and
 /// checks it against the data rules, as a load does; what is wrong
 /// otherwise (the column first).
-pub(crate) fn read_row(table: Table, data: &[u8], at: &mut usize) -> Result<Row, String> {
+pub fn read_row(table: Table, data: &[u8], at: &mut usize) -> Result<Row, String> {
     let columns = table.columns();
     let mut row = Vec::with_capacity(columns.len());
     for column in columns {
