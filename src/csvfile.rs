@@ -92,6 +92,8 @@ pub struct CsvRecords<R> {
     at_line_start: bool,
     blank_lines: u64,
     started: bool,
+    /// Whether csv_core was given input yet (see `read_one`).
+    core_started: bool,
 }
 
 impl<R: Read> CsvRecords<R> {
@@ -113,6 +115,7 @@ impl<R: Read> CsvRecords<R> {
             at_line_start: true,
             blank_lines: 0,
             started: false,
+            core_started: false,
         }
     }
 
@@ -201,7 +204,15 @@ impl<R: Read> CsvRecords<R> {
             if self.pos == self.len && !self.eof {
                 self.fill()?;
             }
-            let input = &self.buf[self.pos..self.len];
+            let mut input = &self.buf[self.pos..self.len];
+            if !self.core_started {
+                // csv_core drops a BOM at the start of the first input it is
+                // given, but ours is gone already: what follows is data (a
+                // second BOM is U+FEFF text), so its first input is one byte,
+                // too short to hold one, whatever the source's read sizes.
+                self.core_started = true;
+                input = &input[..input.len().min(1)];
+            }
             let (res, nin, nout, nend) =
                 self.core
                     .read_record(input, &mut self.out[out_len..], &mut self.ends[ends_len..]);
@@ -527,6 +538,22 @@ mod tests {
         // A quoted CRLF is one line end.
         let (recs, _) = read(b"1,\"x\r\ny\"\r\n2,b");
         assert_eq!(recs[1].line, 3);
+    }
+
+    #[test]
+    fn only_the_first_bom_is_dropped() {
+        // A second BOM is text (U+FEFF) of the first field, whatever the read
+        // sizes (alone in the parser's first input, it would read as the end
+        // of the file).
+        let (recs, _) = read(b"\xef\xbb\xbf\xef\xbb\xbf1,a\n2,b\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].raw, "\u{feff}1,a");
+        assert_eq!(recs[0].fields, vec!["\u{feff}1", "a"]);
+        assert_eq!(recs[1].line, 2);
+        let (recs, _) = read(b"\xef\xbb\xbf\xef\xbb\xbf\n,\n,");
+        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![1, 2, 3]);
+        assert_eq!(recs[0].fields, vec!["\u{feff}"]);
     }
 
     #[test]

@@ -1,0 +1,59 @@
+//! The backup name check (`check_name`) on arbitrary text:
+//!
+//! - an accepted name is `<table>-<8 digits>T<9 digits>Z`, with or without
+//!   `.avro`, for exactly one table; the stem returned is the name without
+//!   `.avro`, holds only `[a-z_]`, digits, `-`, `T` and `Z` (nothing that can
+//!   leave the backup folder), and is accepted again, bare or with `.avro`,
+//!   as itself;
+//! - a refused name is `BadName`, quoting the name's first 100 characters.
+
+#![no_main]
+
+use hrmig::dictionary::Table;
+use hrmig::ops::backup::{BackupError, check_name};
+use libfuzzer_sys::fuzz_target;
+
+fn stamp_shape(stamp: &[u8]) -> bool {
+    stamp.len() == 19
+        && stamp[..8].iter().all(u8::is_ascii_digit)
+        && stamp[8] == b'T'
+        && stamp[9..18].iter().all(u8::is_ascii_digit)
+        && stamp[18] == b'Z'
+}
+
+fuzz_target!(|data: &[u8]| {
+    let name = String::from_utf8_lossy(data);
+    let mut accepted_for = None;
+    for table in Table::ALL {
+        match check_name(table, &name) {
+            Ok(stem) => {
+                assert!(
+                    accepted_for.replace(table).is_none(),
+                    "{name:?} names two tables"
+                );
+                assert!(
+                    name == stem || name == format!("{stem}.avro"),
+                    "{name:?} -> {stem:?}"
+                );
+                let stamp = stem
+                    .strip_prefix(table.name())
+                    .and_then(|s| s.strip_prefix('-'))
+                    .unwrap_or_else(|| panic!("{stem:?} is not named after {table}"));
+                assert!(stamp_shape(stamp.as_bytes()), "{stem:?}");
+                assert!(
+                    stem.bytes().all(|b| b.is_ascii_lowercase()
+                        || b.is_ascii_digit()
+                        || matches!(b, b'_' | b'-' | b'T' | b'Z')),
+                    "{stem:?}"
+                );
+                assert_eq!(check_name(table, &stem).ok().as_ref(), Some(&stem));
+                let file = format!("{stem}.avro");
+                assert_eq!(check_name(table, &file).ok().as_ref(), Some(&stem));
+            }
+            Err(BackupError::BadName(shown)) => {
+                assert_eq!(shown, name.chars().take(100).collect::<String>());
+            }
+            Err(e) => panic!("{name:?}: {e}"),
+        }
+    }
+});
