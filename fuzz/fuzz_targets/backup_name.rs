@@ -5,7 +5,10 @@
 //!   `.avro`, holds only `[a-z_]`, digits, `-`, `T` and `Z` (nothing that can
 //!   leave the backup folder), and is accepted again, bare or with `.avro`,
 //!   as itself;
-//! - a refused name is `BadName`, quoting the name's first 100 characters.
+//! - a name accepted for one table is, for each other table, `NotFound`
+//!   (well formed, but that table's backups do not hold it);
+//! - any other name is `BadName` for every table, quoting its first 100
+//!   characters.
 
 #![no_main]
 
@@ -24,6 +27,7 @@ fn stamp_shape(stamp: &[u8]) -> bool {
 fuzz_target!(|data: &[u8]| {
     let name = String::from_utf8_lossy(data);
     let mut accepted_for = None;
+    let mut not_found = 0;
     for table in Table::ALL {
         match check_name(table, &name) {
             Ok(stem) => {
@@ -50,10 +54,17 @@ fuzz_target!(|data: &[u8]| {
                 let file = format!("{stem}.avro");
                 assert_eq!(check_name(table, &file).ok().as_ref(), Some(&stem));
             }
+            Err(BackupError::NotFound(_)) => not_found += 1,
             Err(BackupError::BadName(shown)) => {
                 assert_eq!(shown, name.chars().take(100).collect::<String>());
             }
             Err(e) => panic!("{name:?}: {e}"),
         }
+    }
+    // Well formed for one table means not found for the two others;
+    // malformed means malformed for all three.
+    match accepted_for {
+        Some(_) => assert_eq!(not_found, Table::ALL.len() - 1, "{name:?}"),
+        None => assert_eq!(not_found, 0, "{name:?}"),
     }
 });
