@@ -841,24 +841,6 @@ async fn a_restore_and_concurrent_batches_are_serialised() {
     assert_eq!(total, 100 + kept);
 }
 
-/// Every file under `dir`, relative, sorted.
-fn files_under(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_verify_and_restore_over_http() {
     let app = TestApp::spawn().await;
@@ -907,7 +889,7 @@ async fn backups_verify_and_restore_over_http() {
 
     // Names that try to leave the backup folder: 400, nothing written anywhere.
     let root = app.dir.path().to_owned();
-    let before = files_under(&root);
+    let before = common::files_under(&root);
     for bad in [
         "../x",
         "%2e%2e/x",
@@ -935,7 +917,7 @@ async fn backups_verify_and_restore_over_http() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let after = files_under(&root);
+    let after = common::files_under(&root);
     let new: Vec<&String> = after
         .iter()
         .filter(|f| !before.contains(f) && !f.starts_with("hrmig.db"))

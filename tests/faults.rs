@@ -95,24 +95,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Every file below `dir`, relative to it, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// `n` departments from id `first`, as a JSON batch.
 fn departments(first: u32, n: u32) -> Value {
     let rows: Vec<Value> = (first..first + n)
@@ -138,6 +120,19 @@ async fn answer(r: reqwest::Response) -> (u16, Option<String>, Value) {
         .get("retry-after")
         .map(|v| v.to_str().unwrap().to_owned());
     (status, retry, r.json().await.unwrap_or(Value::Null))
+}
+
+/// A 503 with `code`, `Retry-After`, and a message that says `words`.
+fn assert_unavailable(
+    (status, retry, body): &(u16, Option<String>, Value),
+    code: &str,
+    words: &str,
+) {
+    assert_eq!(*status, 503, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(words), "{body}");
+    assert!(retry.is_some(), "no Retry-After: {body}");
 }
 
 async fn health(serve: &Serve) -> (u16, Value) {
@@ -197,17 +192,8 @@ async fn a_full_disk_under_the_database_is_503_and_loses_nothing() {
             }
         }
     }
-    let (status, retry, body) = refused.expect("a full disk never refused a batch");
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("disk full"),
-        "{body}"
-    );
-    assert!(retry.is_some(), "no Retry-After");
+    let refused = refused.expect("a full disk never refused a batch");
+    assert_unavailable(&refused, "database_unavailable", "disk full");
     let (status, body) = health_becomes(&serve, "cannot_write").await;
     assert_eq!(
         (status, &body["database"]),
@@ -271,12 +257,17 @@ async fn a_backup_onto_a_full_disk_is_503_and_leaves_no_file() {
     };
     let (serve, _db) = with_departments(disk.path()).await;
     let filler = disk.fill();
-    let before = files(disk.path());
-    let (status, retry, body) = backup(&serve).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-    assert!(retry.is_some(), "no Retry-After");
-    assert_eq!(files(disk.path()), before, "a partial file stayed behind");
+    let before = common::files_under(disk.path());
+    assert_unavailable(
+        &backup(&serve).await,
+        "storage_unavailable",
+        "nothing was changed",
+    );
+    assert_eq!(
+        common::files_under(disk.path()),
+        before,
+        "a partial file stayed behind"
+    );
 
     std::fs::remove_file(filler).unwrap();
     let (status, _, body) = backup(&serve).await;
@@ -292,17 +283,22 @@ async fn a_backup_whose_manifest_cannot_be_written_is_removed() {
     let (serve, _db) = with_departments(disk.path()).await;
     let (status, _, body) = backup(&serve).await;
     assert_eq!(status, 200, "{body}");
-    let before = files(disk.path());
+    let before = common::files_under(disk.path());
     assert_eq!(before.len(), 2, "{before:?}");
 
     // Room for one more file: the Avro file, not its manifest.
     disk.remount(&format!("nr_inodes={}", disk.inodes_used() + 1));
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let (status, retry, body) = backup(&serve).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
-    assert!(retry.is_some());
-    assert_eq!(files(disk.path()), before, "the orphan file stayed");
+    assert_unavailable(
+        &backup(&serve).await,
+        "storage_unavailable",
+        "nothing was changed",
+    );
+    assert_eq!(
+        common::files_under(disk.path()),
+        before,
+        "the orphan file stayed"
+    );
     let listed: Value = reqwest::get(format!("{}/api/backups?table=departments", serve.base))
         .await
         .unwrap()
@@ -314,7 +310,7 @@ async fn a_backup_whose_manifest_cannot_be_written_is_removed() {
     disk.remount("nr_inodes=10000");
     let (status, _, body) = backup(&serve).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(files(disk.path()).len(), 4);
+    assert_eq!(common::files_under(disk.path()).len(), 4);
 }
 
 #[tokio::test]
@@ -345,18 +341,9 @@ async fn a_postgres_database_turned_read_only_is_503_until_it_takes_writes() {
     set("on").await;
     let (status, body) = health_becomes(&serve, "cannot_write").await;
     assert_eq!(status, 503, "{body}");
-    let (status, retry, body) =
+    let refused =
         answer(post(&serve, "/api/tables/departments/rows", &departments(10, 3)).await).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("read-only"),
-        "{body}"
-    );
-    assert!(retry.is_some());
+    assert_unavailable(&refused, "database_unavailable", "read-only");
 
     set("off").await;
     let (status, body) = health_becomes(&serve, "ok").await;
