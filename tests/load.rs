@@ -428,7 +428,7 @@ async fn max_rejects_aborts_the_file() {
         "rejections of an aborted file were committed"
     );
     let loads = env.store.loads(1).await.unwrap();
-    assert_eq!(loads[0].status, "aborted");
+    assert_eq!(loads[0].status.as_str(), "aborted");
     // Under the limit, the same kind of file loads.
     req.max_rejects = Some(50);
     let r = load::load(&env.store, &req).await.unwrap().remove(0);
@@ -451,7 +451,7 @@ async fn a_feed_that_stops_midway_rolls_back() {
             .into_iter(),
     )
     .into_row();
-    tx.send(Feed::Chunk(Chunk {
+    tx.send(Feed::Rows(Chunk {
         rows: vec![Candidate {
             position: 1,
             raw: 0..raw.len() - 1,
@@ -594,7 +594,7 @@ async fn assert_refused(env: &TestEnv, content: &[u8], reason: &str) -> load::Lo
         assert!(env.rejections().await.is_empty(), "rejections committed");
         let loads = env.store.loads(100).await.unwrap();
         assert_eq!(loads.len(), before + attempt + 1);
-        assert_eq!(loads[0].status, "aborted");
+        assert_eq!(loads[0].status.as_str(), "aborted");
         assert_eq!(loads[0].message.as_deref(), Some(message.as_str()));
         if attempt == 1 {
             return r;

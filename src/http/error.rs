@@ -4,7 +4,7 @@
 use crate::ops::backup::BackupError;
 use crate::ops::ingest::IngestError;
 use crate::ops::load::LoadError;
-use crate::store::StoreError;
+use crate::store::{Fault, StoreError};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -180,33 +180,18 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
-                if matches!(
-                    f.code,
-                    rusqlite::ErrorCode::CannotOpen
-                        | rusqlite::ErrorCode::DatabaseBusy
-                        | rusqlite::ErrorCode::DatabaseLocked
-                ) =>
-            {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::Unavailable
-            }
-            _ if e.cannot_write() => {
+        match e.fault() {
+            Fault::CannotWrite => {
                 tracing::warn!(error = %e, "database takes no writes");
                 ApiError::CannotWrite
             }
             // The credential's name and the fix go to the log; the token
             // never is in the error.
-            StoreError::WriterGone | StoreError::Unavailable(_) | StoreError::Entra(_) => {
+            Fault::Transient | Fault::Unavailable => {
                 tracing::warn!(error = %e, "database unavailable");
                 ApiError::Unavailable
             }
-            StoreError::Postgres(_) | StoreError::Mssql(_) if e.is_transient() => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::Unavailable
-            }
-            other => ApiError::Internal(other.to_string()),
+            Fault::Refused => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::ocf::{self, OcfReader, get_long, put_long};
 use super::{Hashing, Progress, progress_bar};
 use crate::dictionary::{ColumnType, Row, Table, datetime};
 use crate::storage::{Storage, StorageError};
-use crate::store::{Field, Replacement, Store, StoreError};
+use crate::store::{Feed, Field, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -886,19 +886,19 @@ pub async fn restore(
         }
         Err(e) => return Err(e.into()),
     };
-    let (rows, replacement) = std::sync::mpsc::sync_channel::<Replacement>(4);
+    let (rows, replacement) = tokio::sync::mpsc::channel(4);
     let name = backup.clone();
     let bar = progress.then(|| progress_bar(format!("restore {table}"), object.size, true));
     let (source, failure) = Watched::new(object.reader);
     let reader = tokio::task::spawn_blocking(move || {
         let (read, problems) =
             read_backup(table, &name, &manifest, Box::new(source), bar, |chunk| {
-                rows.send(Replacement::Rows(chunk)).is_ok()
+                rows.blocking_send(Feed::Rows(chunk)).is_ok()
             });
         // `End` only for a file read whole and unchanged: otherwise the
         // sender is dropped and the store rolls back.
         if problems.is_empty() {
-            let _ = rows.send(Replacement::End { rows: read });
+            let _ = rows.blocking_send(Feed::End(read));
         }
         problems
     });

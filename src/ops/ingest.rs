@@ -6,7 +6,7 @@ use crate::csvfile::CsvRecords;
 use crate::dictionary::check::{Checked, JsonScalar, check_csv_row, check_json_row};
 use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::store::{
-    Candidate, Chunk, Idempotency, IngestOutcome, Piece, Pieces, Store, StoreError, TableBatch,
+    BatchRest, Candidate, Chunk, Feed, Idempotency, IngestOutcome, Store, StoreError, TableBatch,
     TableOutcome,
 };
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
@@ -434,6 +434,9 @@ pub enum Shape {
 /// enough that handing a piece over costs little next to writing it.
 const FIRST_PIECE: usize = 100;
 const PIECE: usize = 225;
+/// Pieces waiting for the store: every piece of the largest batch, so that
+/// the parser never waits for the writer.
+const PIECES_QUEUED: usize = MAX_BATCH_ROWS / PIECE + 2;
 
 /// Applies a JSON array of rows for `table` and returns the response body.
 ///
@@ -488,7 +491,7 @@ async fn ingest_in_pieces(
     if whole {
         return Some(ingest(store, batch_id, parsed, None, None, Shape::Table).await);
     }
-    let (pieces, more) = std::sync::mpsc::channel();
+    let (pieces, more) = tokio::sync::mpsc::channel(PIECES_QUEUED);
     let mut applying = std::pin::pin!(ingest(
         store,
         batch_id,
@@ -510,8 +513,8 @@ async fn ingest_in_pieces(
             return None;
         };
         // A send fails only when the store gave up; its result says why.
-        if pieces.send(Piece::Rows(chunk)).is_err() || end {
-            let _ = pieces.send(Piece::End);
+        if pieces.send(Feed::Rows(chunk)).await.is_err() || end {
+            let _ = pieces.send(Feed::End(())).await;
             break;
         }
     }
@@ -520,13 +523,13 @@ async fn ingest_in_pieces(
 
 /// Applies parsed rows in one transaction and returns the response body.
 /// A replayed key returns the first response unchanged. With `more`, the
-/// last table's rows continue in pieces (see [`Piece`]).
+/// last table's rows continue in pieces (see [`BatchRest`]).
 #[tracing::instrument(skip_all, fields(batch_id = batch_id, rows))]
 pub async fn ingest(
     store: &Store,
     batch_id: &str,
     parsed: Vec<ParsedRows>,
-    more: Option<Pieces>,
+    more: Option<BatchRest>,
     idempotency: Option<Idempotency>,
     shape: Shape,
 ) -> Result<(String, bool), IngestError> {

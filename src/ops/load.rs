@@ -492,7 +492,7 @@ fn read_head(reader: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
 fn parse(
     table: Table,
     reader: impl Read,
-    tx: mpsc::Sender<Feed>,
+    tx: mpsc::Sender<Feed<Chunk, FeedSummary>>,
     watch: Option<&LoadProgress>,
 ) -> Result<FeedSummary, ParseStop> {
     if let Some(watch) = watch {
@@ -555,7 +555,7 @@ fn parse(
                     rows: Vec::with_capacity(CHUNK_ROWS),
                 },
             );
-            if tx.blocking_send(Feed::Chunk(full)).is_err() {
+            if tx.blocking_send(Feed::Rows(full)).is_err() {
                 return Err(ParseStop::Receiver(summary(
                     records.blank_lines(),
                     rows_read,
@@ -569,7 +569,7 @@ fn parse(
     if let Err(refusal) = gate.end() {
         return Err(refused(refusal, &records, rows_read));
     }
-    if !chunk.rows.is_empty() && tx.blocking_send(Feed::Chunk(chunk)).is_err() {
+    if !chunk.rows.is_empty() && tx.blocking_send(Feed::Rows(chunk)).is_err() {
         return Err(ParseStop::Receiver(summary(
             records.blank_lines(),
             rows_read,

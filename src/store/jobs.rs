@@ -4,11 +4,11 @@
 //!
 //! The statements are written once and rendered for a dialect (its
 //! placeholders and quoting); a backend only runs them, through
-//! `job_exec` and `job_query`. Times are UTC milliseconds and every
-//! parameter is text or a number, never a NULL (see `mssql::rejection_filter`
-//! for why).
+//! `execute_jobs` and `query_jobs`. Times are UTC milliseconds and every
+//! parameter is text or a number, never a NULL (see [`super::sql`]).
 
-use super::{Dialect, ddl};
+use super::sql::{Param, SqlRow, Statement};
+use super::{Dialect, StoreError, ddl};
 
 /// A job's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,33 +32,36 @@ pub struct JobRecord {
     pub heartbeat_ms: i64,
 }
 
-/// A parameter of a job statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobParam {
-    /// A text value.
-    Text(String),
-    /// A 64-bit integer.
-    Int(i64),
+/// Reads a row of [`select`].
+pub fn record(r: &dyn SqlRow) -> Result<JobRecord, StoreError> {
+    Ok(JobRecord {
+        id: r.text(0)?,
+        status: r.text(1)?,
+        request: r.text(2)?,
+        tables: r.text(3)?,
+        progress: r.text(4)?,
+        error: r.opt_text(5)?,
+        created_ms: r.int(6)?,
+        heartbeat_ms: r.int(7)?,
+    })
 }
 
-/// A statement and its parameters, in order.
-pub type JobStatement = (String, Vec<JobParam>);
-
-/// The `n`th placeholder (from 1) of a dialect.
 fn mark(d: Dialect, n: usize) -> String {
-    match d {
-        Dialect::Sqlite => format!("?{n}"),
-        Dialect::Postgres => format!("${n}"),
-        Dialect::Mssql => format!("@P{n}"),
-    }
+    d.placeholder(n)
 }
 
-fn text(s: &str) -> JobParam {
-    JobParam::Text(s.to_owned())
+fn statement(d: Dialect, sql: String, params: Vec<Param>) -> Statement {
+    let mut st = Statement::new(d);
+    st.params = params;
+    st.sql(sql)
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(s.to_owned())
 }
 
 /// Records a new job, `queued`.
-pub fn insert(d: Dialect, id: &str, request: &str, now_ms: i64) -> JobStatement {
+pub fn insert(d: Dialect, id: &str, request: &str, now_ms: i64) -> Statement {
     let sql = format!(
         "INSERT INTO {} (id, status, request, tables, progress, error, created_ms, heartbeat_ms) \
          VALUES ({}, 'queued', {}, '[]', 'null', NULL, {}, {})",
@@ -68,7 +71,7 @@ pub fn insert(d: Dialect, id: &str, request: &str, now_ms: i64) -> JobStatement 
         mark(d, 3),
         mark(d, 3),
     );
-    (sql, vec![text(id), text(request), JobParam::Int(now_ms)])
+    statement(d, sql, vec![text(id), text(request), Param::Int(now_ms)])
 }
 
 /// Takes a job to run: one that is queued, or whose runner's heartbeat is
@@ -81,7 +84,7 @@ pub fn claim(
     now_ms: i64,
     stale_before_ms: i64,
     failed_too: bool,
-) -> JobStatement {
+) -> Statement {
     let failed = if failed_too {
         " OR status = 'failed'"
     } else {
@@ -95,19 +98,16 @@ pub fn claim(
         now = mark(d, 2),
         stale = mark(d, 3),
     );
-    (
+    statement(
+        d,
         sql,
-        vec![
-            text(id),
-            JobParam::Int(now_ms),
-            JobParam::Int(stale_before_ms),
-        ],
+        vec![text(id), Param::Int(now_ms), Param::Int(stale_before_ms)],
     )
 }
 
 /// The runner's heartbeat, with the job's reports and progress so far.
 /// Changes nothing once the job has ended.
-pub fn beat(d: Dialect, id: &str, tables: &str, progress: &str, now_ms: i64) -> JobStatement {
+pub fn beat(d: Dialect, id: &str, tables: &str, progress: &str, now_ms: i64) -> Statement {
     let sql = format!(
         "UPDATE {} SET tables = {}, progress = {}, heartbeat_ms = {} \
          WHERE id = {} AND status = 'running'",
@@ -117,14 +117,10 @@ pub fn beat(d: Dialect, id: &str, tables: &str, progress: &str, now_ms: i64) -> 
         mark(d, 4),
         mark(d, 1),
     );
-    (
+    statement(
+        d,
         sql,
-        vec![
-            text(id),
-            text(tables),
-            text(progress),
-            JobParam::Int(now_ms),
-        ],
+        vec![text(id), text(tables), text(progress), Param::Int(now_ms)],
     )
 }
 
@@ -137,7 +133,7 @@ pub fn finish(
     tables: &str,
     error: &str,
     now_ms: i64,
-) -> JobStatement {
+) -> Statement {
     let sql = format!(
         "UPDATE {} SET status = {}, tables = {}, progress = 'null', error = NULLIF({}, ''), \
          heartbeat_ms = {} WHERE id = {}",
@@ -148,27 +144,28 @@ pub fn finish(
         mark(d, 5),
         mark(d, 1),
     );
-    (
+    statement(
+        d,
         sql,
         vec![
             text(id),
             text(status),
             text(tables),
             text(error),
-            JobParam::Int(now_ms),
+            Param::Int(now_ms),
         ],
     )
 }
 
 /// One job's row, in [`JobRecord`]'s field order.
-pub fn select(d: Dialect, id: &str) -> JobStatement {
+pub fn select(d: Dialect, id: &str) -> Statement {
     let sql = format!(
         "SELECT id, status, request, tables, progress, error, created_ms, heartbeat_ms \
          FROM {} WHERE id = {}",
         d.quote(ddl::JOBS),
         mark(d, 1),
     );
-    (sql, vec![text(id)])
+    statement(d, sql, vec![text(id)])
 }
 
 #[cfg(test)]
@@ -178,28 +175,33 @@ mod tests {
     #[test]
     fn every_dialect_numbers_its_parameters_in_order() {
         for d in Dialect::ALL {
-            for (sql, params) in [
+            for st in [
                 insert(d, "j", "{}", 1),
                 claim(d, "j", 2, 1, true),
                 beat(d, "j", "[]", "null", 3),
                 finish(d, "j", "done", "[]", "", 4),
                 select(d, "j"),
             ] {
+                let (sql, params) = (&st.sql, &st.params);
                 for n in 1..=params.len() {
                     assert!(sql.contains(&mark(d, n)), "{} lacks {n}: {sql}", d.name());
                 }
                 assert!(!sql.contains(&mark(d, params.len() + 1)), "{sql}");
             }
         }
-        assert!(claim(Dialect::Postgres, "j", 2, 1, false).0.contains("$3"));
+        assert!(
+            claim(Dialect::Postgres, "j", 2, 1, false)
+                .sql
+                .contains("$3")
+        );
         assert!(
             !claim(Dialect::Mssql, "j", 2, 1, false)
-                .0
+                .sql
                 .contains("'failed'")
         );
         assert!(
             claim(Dialect::Mssql, "j", 2, 1, true)
-                .0
+                .sql
                 .contains("'failed'")
         );
     }

@@ -1,4 +1,5 @@
-//! Running a transaction again after a transient failure.
+//! Running a transaction again after a transient failure (whether a
+//! failure is transient was decided when it became a [`StoreError`]).
 
 use super::StoreError;
 use std::time::Duration;
@@ -6,38 +7,6 @@ use std::time::Duration;
 /// Tries of a transaction that keeps failing for a transient reason; the
 /// waits between them double from 50 ms (about 6 s in all).
 const MAX_ATTEMPTS: u32 = 8;
-
-impl StoreError {
-    /// Whether the operation may succeed if run again: the database was
-    /// unreachable or lost a race, not refused the data.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Postgres(e) => super::postgres::transient(e),
-            StoreError::Mssql(e) => super::mssql::transient(e),
-            StoreError::Unavailable(_) => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the database refuses writes for now: its disk is full or
-    /// failing, or it is read-only (a standby, a database set read-only, a
-    /// size quota reached). Not worth another try within the operation, but
-    /// a client may succeed later: the API answers 503, not 500.
-    pub fn cannot_write(&self) -> bool {
-        match self {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-                f.code,
-                rusqlite::ErrorCode::DiskFull
-                    | rusqlite::ErrorCode::ReadOnly
-                    | rusqlite::ErrorCode::SystemIoFailure
-            ),
-            StoreError::ReadOnly(_) => true,
-            StoreError::Postgres(e) => super::postgres::cannot_write(e),
-            StoreError::Mssql(e) => super::mssql::cannot_write(e),
-            _ => false,
-        }
-    }
-}
 
 /// Exponential backoff between tries of a transaction.
 pub(super) struct Backoff {

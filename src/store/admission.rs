@@ -1,0 +1,364 @@
+//! The admission rules that need the database: an id already taken, a
+//! parent that does not exist. Every backend admits rows through
+//! [`admit`]; what differs is how it knows the ids ([`Known`]): the
+//! server backends look them up for a whole batch or load and decide in
+//! memory, SQLite asks its prepared statements row by row.
+//!
+//! Rejected rows are logged with [`rejection_record`], the same record in
+//! every backend.
+
+use super::{Candidate, Chunk, Dialect, StoreError, TableOutcome};
+use crate::dictionary::{ErrorCode, FieldError, Row, Table};
+use std::collections::{HashMap, HashSet};
+
+/// A set of ids as a bitmap in 8 KiB pages, allocated as ids arrive: a
+/// million dense ids take 128 KiB, and no id pattern takes more than
+/// 512 MiB (every page of the 32-bit range).
+#[derive(Default)]
+pub(super) struct IdBitmap {
+    pages: HashMap<u32, Box<[u64; 1024]>>,
+}
+
+impl IdBitmap {
+    fn split(id: i32) -> (u32, usize, u64) {
+        let n = id as u32;
+        (n >> 16, ((n >> 6) & 1023) as usize, 1u64 << (n & 63))
+    }
+
+    pub(super) fn contains(&self, id: i32) -> bool {
+        let (page, word, bit) = Self::split(id);
+        self.pages.get(&page).is_some_and(|p| p[word] & bit != 0)
+    }
+
+    /// Adds `id`; false when it was there already.
+    pub(super) fn insert(&mut self, id: i32) -> bool {
+        let (page, word, bit) = Self::split(id);
+        let p = self
+            .pages
+            .entry(page)
+            .or_insert_with(|| Box::new([0; 1024]));
+        let fresh = p[word] & bit == 0;
+        p[word] |= bit;
+        fresh
+    }
+}
+
+/// What the database knows of the ids a candidate names.
+pub(super) trait Known {
+    /// Whether `id` is in the target table (or was admitted earlier in
+    /// this input).
+    fn taken(&mut self, id: i32) -> Result<bool, StoreError>;
+    /// Admits a row whose parents exist: false when its id turns out to be
+    /// taken. A backend may insert the row here (SQLite does, and lets the
+    /// insert find the duplicate); the others take the id in memory.
+    fn admit(&mut self, row: &Row) -> Result<bool, StoreError>;
+    /// Whether `parent` has `id`.
+    fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError>;
+}
+
+/// Admits a candidate, or returns every error it has, ordered by column:
+/// the pure checks' errors, a missing parent per foreign key, a taken id.
+pub(super) fn admit<'c>(
+    table: Table,
+    c: &'c Candidate,
+    known: &mut impl Known,
+) -> Result<Result<&'c Row, Vec<FieldError>>, StoreError> {
+    let (mut errors, id) = match &c.check {
+        Ok(row) => (Vec::new(), Some(row.id())),
+        Err(checked) => (checked.errors.clone(), checked.int(Table::PRIMARY_KEY)),
+    };
+    for (i, column, parent) in table.foreign_keys() {
+        let value = match &c.check {
+            Ok(row) => row.0[i].as_int(),
+            Err(checked) => checked.int(i),
+        };
+        if let Some(value) = value
+            && !known.has_parent(parent, value)?
+        {
+            errors.push(foreign_key_error(column.name, parent, value));
+        }
+    }
+    if let Ok(row) = &c.check
+        && errors.is_empty()
+    {
+        if known.admit(row)? {
+            return Ok(Ok(row));
+        }
+        errors.push(duplicate_error(row.id()));
+    } else if let Some(id) = id
+        && known.taken(id)?
+    {
+        errors.push(duplicate_error(id));
+    }
+    sort_errors(table, &mut errors);
+    Ok(Err(errors))
+}
+
+/// Orders a row's errors by column (record-level errors first), so that
+/// errors found by the store sit beside those of the pure checks.
+fn sort_errors(table: Table, errors: &mut [FieldError]) {
+    let rank = |e: &FieldError| match &e.column {
+        None => 0,
+        Some(c) => {
+            1 + table
+                .columns()
+                .iter()
+                .position(|col| col.name == c)
+                .unwrap_or(99)
+        }
+    };
+    errors.sort_by_key(rank);
+}
+
+/// An id that is already in the table, or earlier in the input.
+pub(super) fn duplicate_error(id: i32) -> FieldError {
+    FieldError::column(
+        "id",
+        ErrorCode::Duplicate,
+        format!("id {id} is already in the table or earlier in this input"),
+    )
+}
+
+fn foreign_key_error(column: &str, parent: Table, id: i32) -> FieldError {
+    FieldError::column(
+        column,
+        ErrorCode::ForeignKey,
+        format!("{parent} has no id {id}"),
+    )
+}
+
+/// The raw text a rejection keeps, from a candidate's bytes: invalid
+/// UTF-8 decoded lossily, and an API row cut to its first
+/// [`MAX_RAW_KEPT`](crate::csvfile::MAX_RAW_KEPT) bytes, as a CSV record
+/// over the size limit is (the response still echoes the whole row).
+pub(super) fn kept_raw<'r>(
+    source: &str,
+    raw: &'r [u8],
+    c: &Candidate,
+) -> std::borrow::Cow<'r, str> {
+    let mut bytes = raw.get(c.raw.clone()).unwrap_or_default();
+    if source.starts_with("api:") && bytes.len() > crate::csvfile::MAX_RAW_KEPT {
+        bytes = &bytes[..crate::csvfile::MAX_RAW_KEPT];
+    }
+    String::from_utf8_lossy(bytes)
+}
+
+/// Text every server database can hold: PostgreSQL's text types have no
+/// NUL character, and SQL Server implementations differ on it (Babelfish
+/// refuses code point 0), so one in a rejected row's raw input is kept as
+/// U+FFFD, the character a lossy UTF-8 decoding already puts in place of
+/// bytes that are not text. SQLite keeps it.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// A rejection as the log keeps it.
+pub(super) struct LoggedRejection {
+    /// CSV line (from 1) or batch index (from 0).
+    pub(super) position: i64,
+    /// The raw input as text (see [`kept_raw`]).
+    pub(super) raw: String,
+    /// The errors, as JSON.
+    pub(super) errors: String,
+}
+
+/// A rejection as the log of dialect `d` keeps it. Each one is also traced
+/// (codes only, no payload).
+pub(super) fn rejection_record(
+    d: Dialect,
+    table: Table,
+    source: &str,
+    raw: &[u8],
+    c: &Candidate,
+    errors: &[FieldError],
+) -> LoggedRejection {
+    let kept = kept_raw(source, raw, c);
+    let raw = match d {
+        Dialect::Sqlite => kept.into_owned(),
+        Dialect::Postgres | Dialect::Mssql => storable(&kept),
+    };
+    let json = serde_json::to_string(errors).unwrap_or_else(|_| "[]".into());
+    crate::telemetry::rejected_row(table, source, c.position, errors);
+    LoggedRejection {
+        position: c.position as i64,
+        raw,
+        errors: json,
+    }
+}
+
+/// Ids looked up for one batch.
+pub(super) struct BatchKnown {
+    pub(super) taken: HashSet<i32>,
+    pub(super) parents: HashMap<Table, HashSet<i32>>,
+}
+
+impl Known for BatchKnown {
+    fn taken(&mut self, id: i32) -> Result<bool, StoreError> {
+        Ok(self.taken.contains(&id))
+    }
+    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
+        Ok(self.taken.insert(row.id()))
+    }
+    fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
+        Ok(self.parents.get(&parent).is_some_and(|s| s.contains(&id)))
+    }
+}
+
+/// One table of an API batch sorted by the admission rules, before its
+/// insert: the rows to insert and the rows rejected so far.
+pub(super) struct Sorted<'a> {
+    pub(super) chosen: Vec<(&'a Candidate, &'a Row)>,
+    rejected: Vec<(&'a Candidate, Vec<FieldError>)>,
+}
+
+/// Rejected rows of a batch, in input order, with their errors.
+pub(super) type Rejected<'a> = Vec<(&'a Candidate, Vec<FieldError>)>;
+
+impl<'a> Sorted<'a> {
+    /// Judges every row of `chunk` against the ids looked up for it.
+    pub(super) fn new(
+        table: Table,
+        chunk: &'a Chunk,
+        mut known: BatchKnown,
+    ) -> Result<Sorted<'a>, StoreError> {
+        let mut sorted = Sorted {
+            chosen: Vec::new(),
+            rejected: Vec::new(),
+        };
+        for c in &chunk.rows {
+            match admit(table, c, &mut known)? {
+                Ok(row) => sorted.chosen.push((c, row)),
+                Err(errors) => sorted.rejected.push((c, errors)),
+            }
+        }
+        Ok(sorted)
+    }
+
+    /// After the insert: a chosen row whose id is not in `inserted_ids` was inserted
+    /// by another writer since the lookup, and is a duplicate. Returns the
+    /// rows inserted and every rejection, in input order.
+    pub(super) fn settle(self, inserted_ids: &HashSet<i32>) -> (u64, Rejected<'a>) {
+        let Sorted {
+            chosen,
+            mut rejected,
+        } = self;
+        let mut inserted = 0;
+        for (c, row) in chosen {
+            if inserted_ids.contains(&row.id()) {
+                inserted += 1;
+            } else {
+                rejected.push((c, vec![duplicate_error(row.id())]));
+            }
+        }
+        rejected.sort_by_key(|(c, _)| c.position);
+        (inserted, rejected)
+    }
+}
+
+/// What one table of a batch came to.
+pub(super) fn outcome(
+    table: Table,
+    chunk: &Chunk,
+    inserted: u64,
+    rejected: Rejected<'_>,
+) -> TableOutcome {
+    TableOutcome {
+        table,
+        received: chunk.rows.len() as u64,
+        inserted,
+        rejected: rejected
+            .into_iter()
+            .map(|(c, errors)| (c.position, errors))
+            .collect(),
+    }
+}
+
+/// Ids held for a whole load, under a lock that keeps other writers out.
+pub(super) struct LoadKnown {
+    pub(super) taken: IdBitmap,
+    pub(super) parents: HashMap<Table, IdBitmap>,
+}
+
+impl Known for LoadKnown {
+    fn taken(&mut self, id: i32) -> Result<bool, StoreError> {
+        Ok(self.taken.contains(id))
+    }
+    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
+        Ok(self.taken.insert(row.id()))
+    }
+    fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
+        Ok(self.parents.get(&parent).is_some_and(|s| s.contains(id)))
+    }
+}
+
+/// The ints of column `i` named by the candidates (valid or not).
+pub(super) fn ints(chunk: &Chunk, i: usize) -> Vec<i32> {
+    let mut v: Vec<i32> = chunk
+        .rows
+        .iter()
+        .filter_map(|c| match &c.check {
+            Ok(row) => row.0[i].as_int(),
+            Err(checked) => checked.int(i),
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_holds_any_i32() {
+        let mut ids = IdBitmap::default();
+        for id in [0, 1, -1, i32::MIN, i32::MAX, 65_535, 65_536, 1_000_000] {
+            assert!(!ids.contains(id));
+            assert!(ids.insert(id));
+            assert!(!ids.insert(id));
+            assert!(ids.contains(id));
+        }
+        assert!(!ids.contains(2));
+        assert!(!ids.contains(-2));
+    }
+
+    #[test]
+    fn a_nul_in_raw_text_is_logged_as_the_replacement_character() {
+        use crate::dictionary::{ErrorCode, FieldError, check::Checked};
+        let raw = b"7,Ann\0e,x\xff";
+        let errors = vec![FieldError {
+            column: None,
+            code: ErrorCode::Columns,
+            message: "3 fields".into(),
+        }];
+        let c = Candidate {
+            position: 4,
+            raw: 0..raw.len(),
+            check: Err(Checked {
+                values: Vec::new(),
+                errors: errors.clone(),
+            }),
+        };
+        let logged = rejection_record(
+            Dialect::Postgres,
+            Table::Departments,
+            "api:x",
+            raw,
+            &c,
+            &errors,
+        );
+        assert_eq!(logged.position, 4);
+        assert_eq!(logged.raw, "7,Ann\u{FFFD}e,x\u{FFFD}");
+        assert!(logged.errors.contains("\"columns\""), "{}", logged.errors);
+        let logged = rejection_record(
+            Dialect::Sqlite,
+            Table::Departments,
+            "api:x",
+            raw,
+            &c,
+            &errors,
+        );
+        assert_eq!(logged.raw, "7,Ann\0e,x\u{FFFD}");
+    }
+}

@@ -1,0 +1,92 @@
+//! The contract every database backend fulfils.
+//!
+//! [`super::Store`] dispatches to one of these; what the backends share
+//! (the statements, the admission rules, the restore) is not here but in
+//! the modules beside this one, which call back into a backend only for
+//! what differs.
+
+use super::sql::{Read, Statement};
+use super::{
+    BatchRest, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render,
+    RestoreFeed, RowSink, StoreError, TableBatch,
+};
+use crate::dictionary::Table;
+
+/// A database backend.
+///
+/// Every method is one operation with its own transaction (or none, for
+/// reads), and leaves nothing half done: an `Err` means nothing was
+/// written. Server backends retry a transaction that failed for a
+/// transient reason ([`StoreError::is_transient`]) where the input can be
+/// sent again (statements, batches); loads and restores consume their
+/// input and are not retried.
+pub(super) trait Backend {
+    /// Runs one statement in a transaction of its own; the rows it changed.
+    async fn execute(&self, st: Statement) -> Result<u64, StoreError>;
+
+    /// Runs one query from one snapshot; each row read by `read`.
+    async fn query<T: Send + 'static>(
+        &self,
+        st: Statement,
+        read: Read<T>,
+    ) -> Result<Vec<T>, StoreError>;
+
+    /// [`Backend::execute`] on the database that holds the load jobs (by
+    /// default the same one).
+    async fn execute_jobs(&self, st: Statement) -> Result<u64, StoreError> {
+        self.execute(st).await
+    }
+
+    /// [`Backend::query`] on the database that holds the load jobs.
+    async fn query_jobs<T: Send + 'static>(
+        &self,
+        st: Statement,
+        read: Read<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query(st, read).await
+    }
+
+    /// Loads one file in one transaction (see [`super::Store::load_file`]).
+    async fn load_file(
+        &self,
+        load: FileLoad,
+        feed: FileFeed,
+    ) -> Result<FileLoadOutcome, StoreError>;
+
+    /// Applies an API batch in one transaction (see [`super::Store::ingest`]).
+    async fn ingest(
+        &self,
+        source: String,
+        tables: Vec<TableBatch>,
+        rest: Option<BatchRest>,
+        idempotency: Option<Idempotency>,
+        render: Render,
+    ) -> Result<IngestOutcome, StoreError>;
+
+    /// Streams a table from one snapshot (see [`super::Store::scan`]).
+    async fn scan<S: RowSink>(&self, table: Table, sink: S) -> Result<S, StoreError>;
+
+    /// Replaces a table's rows (see [`super::Store::replace`]), through
+    /// [`super::restore::run`].
+    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError>;
+
+    /// Whether no write is running or queued. A server backend says no:
+    /// a batch is then parsed whole before it is sent, because a
+    /// transaction held open while a request is read would hold a pooled
+    /// connection.
+    fn writer_idle(&self) -> bool {
+        false
+    }
+
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Whether the database takes writes now (see
+    /// [`super::Store::check_writes`]).
+    async fn check_writes(&self) -> Result<(), StoreError>;
+
+    /// Finishes pending work before the process exits.
+    async fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,109 @@
+//! What producers hand the store: rows in order, then the end.
+//!
+//! A file load, an API batch read in pieces and a restore all stream rows
+//! into one transaction over one kind of channel (tokio's bounded
+//! [`mpsc`], which a blocking thread reads with `blocking_recv` and a task
+//! with `recv().await`). A sender dropped before [`Feed::End`] aborts:
+//! the transaction is rolled back and the table keeps its contents.
+
+use super::StoreError;
+use crate::dictionary::Row;
+use crate::dictionary::check::Checked;
+use std::ops::Range;
+use tokio::sync::mpsc;
+
+/// One message of a producer: more rows, or the end and what the producer
+/// knows once it is there.
+#[derive(Debug)]
+pub enum Feed<R, E = ()> {
+    /// More rows.
+    Rows(R),
+    /// Every row was sent.
+    End(E),
+}
+
+/// A file load's rows, then facts about the whole file.
+pub type FileFeed = mpsc::Receiver<Feed<Chunk, FeedSummary>>;
+
+/// The rest of a batch's last table while the request is still being
+/// parsed, so that the store writes the first rows meanwhile.
+pub type BatchRest = mpsc::Receiver<Feed<Chunk>>;
+
+/// A restore's rows in id order, then how many were sent (checked against
+/// the rows written).
+pub type RestoreFeed = mpsc::Receiver<Feed<Vec<Row>, u64>>;
+
+/// Facts about a file known once it has been read to the end.
+#[derive(Debug, Clone)]
+pub struct FeedSummary {
+    /// Records read (the header line excluded).
+    pub rows_read: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+}
+
+/// A row to insert, as the pure checks left it.
+#[derive(Debug)]
+pub struct Candidate {
+    /// CSV line (from 1) or batch index (from 0).
+    pub position: u64,
+    /// The record's raw text, as a range of the chunk's `raw` bytes.
+    pub raw: Range<usize>,
+    /// The valid row, or what was wrong with it.
+    pub check: Result<Row, Checked>,
+}
+
+/// A slice of a file on its way to the database.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Raw text of every candidate, back to back.
+    pub raw: Vec<u8>,
+    /// The candidates, in file order.
+    pub rows: Vec<Candidate>,
+}
+
+impl Chunk {
+    /// Moves `more`'s candidates to the end of this chunk.
+    pub fn append(&mut self, more: Chunk) {
+        let shift = self.raw.len();
+        self.raw.extend_from_slice(&more.raw);
+        self.rows.extend(more.rows.into_iter().map(|mut c| {
+            c.raw = c.raw.start + shift..c.raw.end + shift;
+            c
+        }));
+    }
+}
+
+/// Collects the rest of the last table of a batch (see [`BatchRest`])
+/// before the transaction starts, on a blocking thread: the server
+/// backends say they are never idle, so batches normally arrive whole,
+/// but a caller may still send the rest in pieces.
+pub(super) async fn collect_rest(
+    tables: &mut [super::TableBatch],
+    mut rest: BatchRest,
+) -> Result<(), StoreError> {
+    let more = tokio::task::spawn_blocking(move || {
+        let mut more = Chunk::default();
+        receive_rest(&mut more, &mut rest).map(|()| more)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))??;
+    if let Some(last) = tables.last_mut() {
+        last.chunk.append(more);
+    }
+    Ok(())
+}
+
+/// Receives what is left of a batch's last table (see [`BatchRest`]) and
+/// appends it to `chunk`, on a blocking thread.
+fn receive_rest(chunk: &mut Chunk, rest: &mut BatchRest) -> Result<(), StoreError> {
+    loop {
+        match rest.blocking_recv() {
+            Some(Feed::Rows(more)) => chunk.append(more),
+            Some(Feed::End(())) => return Ok(()),
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! SQL Server's side of a restore (see [`crate::store::restore`]), with
+//! every foreign key left on. A table nothing references is emptied and
+//! filled again. A table that others reference is filled into [`STAGE`]
+//! first; the children are checked against it by a query that names the
+//! offending rows, and only then is the table made equal to it
+//! ([`apply_stage_sql`]).
+
+use super::super::admission::IdBitmap;
+use super::super::restore::{RestoreTarget, first_orphan_sql, orphans_sql, repeated_id};
+use super::super::{Dialect, StoreError};
+use super::Conn;
+use super::load::{insert_rows, read_ids};
+use super::statements::{STAGE, apply_stage_sql, q, stage_sql};
+use super::types::{int_at, rows_of};
+use crate::dictionary::{Row, Table};
+
+/// A restore on a connection whose transaction [`super::in_transaction`]
+/// opened; it commits when [`RestoreTarget::commit`] returns.
+pub(super) struct MssqlRestore<'c> {
+    conn: &'c mut Conn,
+    table: Table,
+    /// Where the rows go: the table, or [`STAGE`].
+    target: String,
+}
+
+impl<'c> MssqlRestore<'c> {
+    pub(super) fn new(conn: &'c mut Conn, table: Table) -> MssqlRestore<'c> {
+        MssqlRestore {
+            conn,
+            table,
+            target: q(table.name()),
+        }
+    }
+
+    async fn run(&mut self, sql: String) -> Result<(), StoreError> {
+        self.conn.simple_query(sql).await?.into_results().await?;
+        Ok(())
+    }
+
+    fn staged(&self) -> bool {
+        self.target == STAGE
+    }
+}
+
+impl RestoreTarget for MssqlRestore<'_> {
+    type Ids = IdBitmap;
+
+    async fn lock(&mut self) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT TOP 0 [id] FROM {} WITH (TABLOCKX, HOLDLOCK)",
+            q(self.table.name())
+        );
+        self.run(sql).await
+    }
+
+    async fn parent_ids(&mut self, parent: Table) -> Result<Option<IdBitmap>, StoreError> {
+        Ok(Some(read_ids(self.conn, parent).await?))
+    }
+
+    async fn empty(&mut self) -> Result<(), StoreError> {
+        if self.table.children().next().is_none() {
+            return self
+                .run(format!("DELETE FROM {}", q(self.table.name())))
+                .await;
+        }
+        self.target = STAGE.to_owned();
+        self.run(stage_sql(self.table)).await
+    }
+
+    async fn write(&mut self, rows: Vec<Row>) -> Result<(), StoreError> {
+        let refs: Vec<&Row> = rows.iter().collect();
+        match insert_rows(self.conn, &self.target, self.table, &refs).await {
+            Err(StoreError::Mssql {
+                error: tiberius::error::Error::Server(e),
+                ..
+            }) if e.code() == 2627 || e.code() == 2601 => Err(repeated_id()),
+            other => other,
+        }
+    }
+
+    async fn end_writes(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn first_orphan(
+        &mut self,
+        column: &str,
+        parent: Table,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let sql = first_orphan_sql(Dialect::Mssql, self.table, column, parent);
+        let rows = rows_of(self.conn, &sql, &[]).await?;
+        Ok(match rows.first() {
+            Some(r) => Some((
+                i64::from(int_at::<i32>(r, 0)?),
+                i64::from(int_at::<i32>(r, 1)?),
+            )),
+            None => None,
+        })
+    }
+
+    async fn orphans_of(
+        &mut self,
+        child: Table,
+        column: &str,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let sql = orphans_sql(Dialect::Mssql, child, column, &self.target);
+        let rows = rows_of(self.conn, &sql, &[]).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::Task("COUNT returned no row".into()))?;
+        let example = row.try_get::<i32, _>(1)?.map(i64::from);
+        Ok((int_at(row, 0)?, example))
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        if !self.staged() {
+            return Ok(());
+        }
+        let table = self.table;
+        for sql in apply_stage_sql(table) {
+            let applied = async { self.conn.simple_query(sql).await?.into_results().await };
+            applied.await.map_err(|e| match e {
+                // A child row written after the check by a session that had
+                // read the parent before this one locked it.
+                tiberius::error::Error::Server(t) if t.code() == 547 => {
+                    let children: Vec<&str> = table.children().map(|c| c.name()).collect();
+                    StoreError::Refused(format!(
+                        "rows of {} that reference {table} were written during the restore; \
+                         nothing was changed, run it again",
+                        children.join(", ")
+                    ))
+                }
+                other => StoreError::from(other),
+            })?;
+        }
+        self.conn
+            .simple_query(format!("DROP TABLE {STAGE}"))
+            .await?
+            .into_results()
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,531 @@
+//! PostgreSQL backend: a pool of connections to a server that several
+//! hrmig processes may share.
+//!
+//! Checks that need the database (an id already taken, a parent that does
+//! not exist) are made for a whole batch at once, and the insert itself
+//! settles races with other writers: `ON CONFLICT ("id") DO NOTHING` keeps
+//! one copy of an id, and a row that lost the race becomes a duplicate
+//! rejection. Loads stream rows with binary `COPY`; rejections go in with
+//! one statement per 4096. Transient failures (a dropped connection, a
+//! server restarting, a deadlock) make the whole transaction run again.
+
+mod load;
+mod restore;
+pub(super) mod tls;
+
+pub(super) use tls::is_keyword_form;
+
+use super::backend::Backend;
+use super::error::Fault;
+use super::retry::retrying;
+use super::sql::{self, Param, Read, SqlRow, Statement};
+use super::{
+    BatchRest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome,
+    Render, RestoreFeed, RowSink, StoreError, TableBatch, ddl,
+};
+use crate::dictionary::check::MAX_COLUMNS;
+use crate::dictionary::{ColumnType, Table, datetime};
+use bytes::{BufMut, BytesMut};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::TryStreamExt;
+use std::time::Duration;
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+/// A pooled connection's transaction.
+type PooledTx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Connections per process unless the URL's `pool_size` says otherwise.
+const DEFAULT_POOL: usize = 16;
+/// Key of the advisory lock that serialises migrations between processes.
+const MIGRATION_LOCK: i64 = 0x6872_6d69_6700;
+
+pub struct PgStore {
+    pool: Pool,
+    /// `host:port` for messages about the server's certificate.
+    server: String,
+}
+
+impl PgStore {
+    /// Connects and brings the schema up to date. `pool_size=N` in the
+    /// URL's query sets the pool size (it is not a libpq parameter, so it is
+    /// taken out before the URL is parsed); `sslmode` and `sslrootcert`
+    /// are libpq's (see [`pg_tls`]). `url` may also be a libpq keyword
+    /// string (`host=… dbname=…`).
+    pub(super) async fn open(url: &str) -> Result<PgStore, StoreError> {
+        let (url, pool_size) = take_pool_size(url)?;
+        let (url, tls) = tls::TlsSettings::take(&url)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|_| StoreError::BadUrl(super::redact(&url)))?;
+        config.ssl_mode(tls.driver_mode());
+        let connector = tls.connector()?;
+        let server = tls::server_names(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("hrmig");
+        }
+        let manager = Manager::from_config(
+            config,
+            connector,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Task(e.to_string()))?;
+        let store = PgStore { pool, server };
+        retrying!(store.migrate()).map(|()| store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        // Two processes starting at once would race on `CREATE … IF NOT
+        // EXISTS` (both see nothing, one fails on the catalog's unique index).
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let mut result = Ok(());
+        for (_, sql) in ddl::migrations(super::Dialect::Postgres) {
+            result = client.batch_execute(&sql).await;
+            if result.is_err() {
+                break;
+            }
+        }
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        Ok(result?)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => match tls::tls_failure(&e, &self.server) {
+                Some(tls) => StoreError::Tls(tls),
+                None => StoreError::from(e),
+            },
+            other => StoreError::Unavailable(other.to_string()),
+        })
+    }
+
+    async fn ingest_once(
+        &self,
+        source: &str,
+        tables: &[TableBatch],
+        idempotency: Option<&Idempotency>,
+        render: &Render,
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if let Some(idem) = idempotency {
+            // The key is claimed first: a second request with the same key
+            // waits here until the first commits, then replays its response.
+            let claim = sql::idempotency_claim(Dialect::Postgres, &idem.key, &idem.fingerprint);
+            if tx.execute(claim.sql.as_str(), &params(&claim)).await? == 0 {
+                let seen = sql::idempotency_seen(Dialect::Postgres, &idem.key);
+                let row = tx.query_one(seen.sql.as_str(), &params(&seen)).await?;
+                let (fingerprint, response): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                return Ok(if fingerprint == idem.fingerprint {
+                    IngestOutcome::Replayed(response)
+                } else {
+                    IngestOutcome::KeyReused
+                });
+            }
+        }
+        let mut outcomes = Vec::with_capacity(tables.len());
+        for batch in tables {
+            outcomes.push(load::ingest_table(&tx, source, batch).await?);
+        }
+        let response = render(&outcomes, tables);
+        if let Some(idem) = idempotency {
+            let respond = sql::idempotency_respond(Dialect::Postgres, &idem.key, &response);
+            tx.execute(respond.sql.as_str(), &params(&respond)).await?;
+        }
+        tx.commit().await?;
+        Ok(IngestOutcome::Applied(response))
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        let fault = if transient(&error) {
+            Fault::Transient
+        } else if cannot_write(&error) {
+            Fault::CannotWrite
+        } else {
+            Fault::Refused
+        };
+        StoreError::Postgres { error, fault }
+    }
+}
+
+/// No writes for now: insufficient resources (class 53: disk full, out of
+/// memory), a system error (class 58: I/O), or a read-only transaction.
+fn cannot_write(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        let class = &code.code()[..2];
+        class == "53" || class == "58" || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    })
+}
+
+/// Whether running the transaction again may succeed: the connection was
+/// lost or refused, the server is starting or stopping, or the transaction
+/// lost a deadlock or serialisation conflict. Constraint violations never are.
+fn transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_DOES_NOT_EXIST,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION,
+        ]
+        .contains(code);
+    }
+    // No SQLSTATE: the socket failed (refused, reset, timed out: the
+    // connect timeout is an I/O error too).
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The parameters of a statement as the driver takes them.
+pub(super) fn params(st: &Statement) -> Vec<&(dyn ToSql + Sync)> {
+    st.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Text(s) => s.to_sql_checked(ty, out),
+            Param::Int(n) => n.to_sql_checked(ty, out),
+            Param::Time(ms) => Millis(*ms).to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each value checks the type when it is written (`to_sql_checked`).
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+impl SqlRow for tokio_postgres::Row {
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(match *self.columns()[i].type_() {
+            Type::INT2 => i64::from(self.try_get::<_, i16>(i)?),
+            Type::INT4 => i64::from(self.try_get::<_, i32>(i)?),
+            _ => self.try_get(i)?,
+        })
+    }
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn time(&self, i: usize) -> Result<String, StoreError> {
+        let ms = self.try_get::<_, Millis>(i)?.0;
+        if !datetime::in_range(ms) {
+            return Err(StoreError::TimeOutOfRange);
+        }
+        Ok(datetime::format(ms))
+    }
+}
+
+impl Backend for PgStore {
+    async fn execute(&self, st: Statement) -> Result<u64, StoreError> {
+        let params = params(&st);
+        retrying!(async {
+            let client = self.client().await?;
+            Ok(client.execute(st.sql.as_str(), &params).await?)
+        })
+    }
+
+    async fn query<T: Send + 'static>(
+        &self,
+        st: Statement,
+        read: Read<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let params = params(&st);
+        retrying!(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&st.sql).await?;
+            let rows = client.query(&stmt, &params).await?;
+            rows.iter().map(|r| read(r)).collect()
+        })
+    }
+
+    async fn load_file(
+        &self,
+        load: FileLoad,
+        mut feed: FileFeed,
+    ) -> Result<FileLoadOutcome, StoreError> {
+        // A load is not retried: its rows were consumed. It commits whole or
+        // not at all, and running it again is safe.
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        load::load_file_tx(tx, &load, &mut feed).await
+    }
+
+    async fn ingest(
+        &self,
+        source: String,
+        mut tables: Vec<TableBatch>,
+        rest: Option<BatchRest>,
+        idempotency: Option<Idempotency>,
+        render: Render,
+    ) -> Result<IngestOutcome, StoreError> {
+        if let Some(rest) = rest {
+            super::feed::collect_rest(&mut tables, rest).await?;
+        }
+        retrying!(self.ingest_once(&source, &tables, idempotency.as_ref(), &render))
+    }
+
+    async fn scan<S: RowSink>(&self, table: Table, mut sink: S) -> Result<S, StoreError> {
+        let mut client = self.client().await?;
+        // One statement in a REPEATABLE READ transaction: one snapshot,
+        // writers go on.
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let types: Vec<Type> = table.columns().iter().map(|c| pg_type(c.ty)).collect();
+        let out = tx
+            .copy_out(&format!(
+                "COPY (SELECT {} FROM \"{}\" ORDER BY \"id\") TO STDOUT (FORMAT binary)",
+                Dialect::Postgres.table_columns(table),
+                table.name()
+            ))
+            .await?;
+        let rows = BinaryCopyOutStream::new(out, &types);
+        futures::pin_mut!(rows);
+        let columns = table.columns();
+        while let Some(row) = rows.try_next().await? {
+            let mut fields = [Field::Int(0); MAX_COLUMNS];
+            for (i, column) in columns.iter().enumerate() {
+                fields[i] = match column.ty {
+                    ColumnType::Integer => Field::Int(row.try_get(i)?),
+                    ColumnType::String => Field::Text(row.try_get::<RawText>(i)?.0),
+                    ColumnType::DateTime => Field::DateTime(accepted_datetime(
+                        table,
+                        row.try_get::<i32>(0).unwrap_or_default(),
+                        column.name,
+                        row.try_get::<Millis>(i)?.0,
+                    )?),
+                };
+            }
+            sink.row(&fields[..columns.len()])?;
+        }
+        tx.commit().await?;
+        Ok(sink)
+    }
+
+    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let target = restore::PgRestore {
+            tx,
+            table,
+            copy: None,
+        };
+        super::restore::run(target, table, rows).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Read-only sessions: a hot standby, or `default_transaction_read_only`.
+    async fn check_writes(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT current_setting('transaction_read_only')", &[])
+            .await?;
+        match row.get::<_, String>(0).as_str() {
+            "off" => Ok(()),
+            _ => Err(StoreError::ReadOnly(
+                "transactions are read-only (a standby, or default_transaction_read_only)".into(),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.pool.close();
+        Ok(())
+    }
+}
+
+/// Splits `pool_size=N` off the URL's query.
+fn take_pool_size(url: &str) -> Result<(String, usize), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), DEFAULT_POOL));
+    };
+    let mut size = DEFAULT_POOL;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.strip_prefix("pool_size=") {
+            Some(n) => {
+                size = n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| StoreError::BadUrl(super::redact(url)))?;
+            }
+            None => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, size))
+}
+
+/// A DATETIME: UTC milliseconds, sent and read as PostgreSQL's binary
+/// timestamp (microseconds since 2000-01-01).
+#[derive(Debug, Clone, Copy)]
+struct Millis(i64);
+
+/// Milliseconds from 1970-01-01 to 2000-01-01.
+const PG_EPOCH_MS: i64 = 946_684_800_000;
+
+impl ToSql for Millis {
+    fn to_sql(
+        &self,
+        _: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.put_i64((self.0 - PG_EPOCH_MS) * 1000);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ || *ty == Type::TIMESTAMP
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for Millis {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<Millis, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw.try_into()?;
+        Ok(Millis(
+            i64::from_be_bytes(bytes).div_euclid(1000) + PG_EPOCH_MS,
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ || *ty == Type::TIMESTAMP
+    }
+}
+
+/// Text as the server sent it, unchecked: a backup checks it on its
+/// writing thread (see [`Field`]).
+struct RawText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for RawText<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<RawText<'a>, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawText(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::VARCHAR || *ty == Type::TEXT
+    }
+}
+
+/// A stored timestamp, if the dictionary accepts it: a server column may
+/// hold years (or `infinity`) that no backup or response may carry, and
+/// the canonical text could not spell them.
+fn accepted_datetime(table: Table, id: i32, column: &str, ms: i64) -> Result<i64, StoreError> {
+    if datetime::in_range(ms) {
+        return Ok(ms);
+    }
+    Err(StoreError::BadStoredValue {
+        table,
+        id: i64::from(id),
+        message: format!(
+            "{column} is outside years {}..{}",
+            datetime::MIN_YEAR,
+            datetime::MAX_YEAR
+        ),
+    })
+}
+
+fn pg_type(ty: ColumnType) -> Type {
+    match ty {
+        ColumnType::Integer => Type::INT4,
+        ColumnType::String => Type::VARCHAR,
+        ColumnType::DateTime => Type::TIMESTAMPTZ,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_size_is_taken_out_of_the_url() {
+        let (url, n) = take_pool_size("postgres://u@h/db?pool_size=4&sslmode=disable").unwrap();
+        assert_eq!((url.as_str(), n), ("postgres://u@h/db?sslmode=disable", 4));
+        let (url, n) = take_pool_size("postgres://u@h/db").unwrap();
+        assert_eq!((url.as_str(), n), ("postgres://u@h/db", DEFAULT_POOL));
+        assert!(take_pool_size("postgres://u@h/db?pool_size=0").is_err());
+        assert!(take_pool_size("postgres://u@h/db?pool_size=x").is_err());
+    }
+
+    #[test]
+    fn millis_round_trip_pg_epoch() {
+        for ms in [
+            0i64,
+            -1,
+            1,
+            PG_EPOCH_MS,
+            -62_135_596_800_000,
+            253_402_300_799_999,
+        ] {
+            let mut buf = BytesMut::new();
+            Millis(ms).to_sql(&Type::TIMESTAMPTZ, &mut buf).unwrap();
+            assert_eq!(Millis::from_sql(&Type::TIMESTAMPTZ, &buf).unwrap().0, ms);
+        }
+    }
+}

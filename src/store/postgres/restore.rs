@@ -1,0 +1,105 @@
+//! PostgreSQL's side of a restore (see [`crate::store::restore`]): rows
+//! stream in by binary `COPY`.
+
+use super::super::admission::IdBitmap;
+use super::super::restore::{RestoreTarget, first_orphan_sql, orphans_sql, repeated_id};
+use super::super::{Dialect, StoreError};
+use super::PooledTx;
+use super::load::{CopyIn, copy_row, open_copy, read_ids};
+use crate::dictionary::{Row, Table};
+use tokio_postgres::error::SqlState;
+
+/// A restore's transaction (see [`crate::store::restore`]). Foreign keys
+/// are declared `DEFERRABLE`: they are deferred here so that a parent table
+/// can be emptied and filled again, and checked by queries that name the
+/// offending rows before the commit checks them once more.
+pub(super) struct PgRestore<'a> {
+    pub(super) tx: PooledTx<'a>,
+    pub(super) table: Table,
+    pub(super) copy: Option<CopyIn>,
+}
+
+impl RestoreTarget for PgRestore<'_> {
+    type Ids = IdBitmap;
+
+    async fn lock(&mut self) -> Result<(), StoreError> {
+        self.tx
+            .batch_execute(&format!(
+                "SET CONSTRAINTS ALL DEFERRED; LOCK TABLE \"{}\" IN ACCESS EXCLUSIVE MODE",
+                self.table.name()
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn parent_ids(&mut self, parent: Table) -> Result<Option<IdBitmap>, StoreError> {
+        Ok(Some(read_ids(&self.tx, parent).await?))
+    }
+
+    async fn empty(&mut self) -> Result<(), StoreError> {
+        let name = self.table.name();
+        let sql = if self.table.children().next().is_some() {
+            format!("DELETE FROM \"{name}\"")
+        } else {
+            // No foreign key points here: TRUNCATE empties the table
+            // without writing a dead row per old row.
+            format!("TRUNCATE \"{name}\"")
+        };
+        self.tx.batch_execute(&sql).await?;
+        self.copy = Some(open_copy(&self.tx, self.table).await?);
+        Ok(())
+    }
+
+    async fn write(&mut self, rows: Vec<Row>) -> Result<(), StoreError> {
+        let Some(copy) = self.copy.as_mut() else {
+            return Err(StoreError::Task("the restore's COPY is not open".into()));
+        };
+        for row in &rows {
+            copy_row(copy, row).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_writes(&mut self) -> Result<(), StoreError> {
+        let Some(mut copy) = self.copy.take() else {
+            return Ok(());
+        };
+        match copy.as_mut().finish().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(repeated_id()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn first_orphan(
+        &mut self,
+        column: &str,
+        parent: Table,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let sql = first_orphan_sql(Dialect::Postgres, self.table, column, parent);
+        let row = self.tx.query_opt(&sql, &[]).await?;
+        Ok(match row {
+            Some(r) => Some((
+                i64::from(r.try_get::<_, i32>(0)?),
+                i64::from(r.try_get::<_, i32>(1)?),
+            )),
+            None => None,
+        })
+    }
+
+    async fn orphans_of(
+        &mut self,
+        child: Table,
+        column: &str,
+    ) -> Result<(i64, Option<i64>), StoreError> {
+        let table = Dialect::Postgres.quote(self.table.name());
+        let sql = orphans_sql(Dialect::Postgres, child, column, &table);
+        let row = self.tx.query_one(&sql, &[]).await?;
+        let example: Option<i32> = row.try_get(1)?;
+        Ok((row.try_get(0)?, example.map(i64::from)))
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        Ok(self.tx.commit().await?)
+    }
+}

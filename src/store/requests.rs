@@ -1,0 +1,90 @@
+//! What the operations ask of the store, and what became of it.
+
+use super::Chunk;
+use crate::dictionary::{FieldError, Table};
+
+/// A file load, as the store sees it.
+#[derive(Debug, Clone)]
+pub struct FileLoad {
+    /// Target table.
+    pub table: Table,
+    /// `file:<location>`, recorded with every rejection and in the history.
+    pub source: String,
+    /// Load even when the same content was loaded before.
+    pub force: bool,
+    /// Abort once more rows than this are rejected.
+    pub max_rejects: Option<u64>,
+    /// When the load started (UTC text).
+    pub started_at: String,
+    /// Size of the file in bytes, when known: a server database loads a
+    /// big file differently from a small one.
+    pub bytes: Option<u64>,
+}
+
+/// How a file load ended in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileLoadOutcome {
+    /// Committed: rows, rejections and the history entry.
+    Loaded {
+        /// Rows inserted.
+        inserted: u64,
+        /// Rows written to the rejection log.
+        rejected: u64,
+    },
+    /// The same content is already in the table's history; nothing changed.
+    AlreadyLoaded,
+    /// Too many rejections; rolled back.
+    Aborted {
+        /// Rejections counted when the load stopped.
+        rejected: u64,
+    },
+}
+
+/// One API batch for one table, checked by the pure rules.
+#[derive(Debug)]
+pub struct TableBatch {
+    /// Target table.
+    pub table: Table,
+    /// The rows, `position` being the index in the request.
+    pub chunk: Chunk,
+}
+
+/// Idempotency of a request: the client's key and a fingerprint of its body.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The `Idempotency-Key` header.
+    pub key: String,
+    /// SHA-256 of the request (route and body), hex.
+    pub fingerprint: String,
+}
+
+/// What the store did with one table of a batch.
+#[derive(Debug, Clone)]
+pub struct TableOutcome {
+    /// The table.
+    pub table: Table,
+    /// Rows received.
+    pub received: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rejected rows: position and errors (all of them logged).
+    pub rejected: Vec<(u64, Vec<FieldError>)>,
+}
+
+/// Renders the response of a batch from its outcomes and the batches as
+/// received (for the raw text of rejected rows); a keyed batch is rendered
+/// inside its transaction, so that the stored response is exactly the one sent.
+/// A backend may call it more than once: a transaction that is run again
+/// after a transient failure renders again.
+pub type Render = Box<dyn Fn(&[TableOutcome], &[TableBatch]) -> String + Send + Sync>;
+
+/// What became of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// Applied now; the rendered response.
+    Applied(String),
+    /// The key was seen before with the same body: the first response.
+    Replayed(String),
+    /// The key was seen before with another body: nothing done.
+    KeyReused,
+}

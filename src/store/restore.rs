@@ -1,0 +1,176 @@
+//! Replacing a table's rows with a backup's, written once for every
+//! backend: the checks, their order and their messages are here; a
+//! backend supplies a [`RestoreTarget`], the writes of one transaction.
+//!
+//! The order: lock the table, read the parents' ids, empty the table (or a
+//! staging copy), write the rows as they arrive, each one's foreign keys
+//! checked in memory; then check the count announced, the parents too big
+//! to hold in memory, and the children that would lose their parent. Only
+//! then commit. Any failure drops the target, which rolls back: the table
+//! keeps its contents.
+
+use super::admission::IdBitmap;
+use super::{Dialect, Feed, RestoreFeed, StoreError};
+use crate::dictionary::{Row, Table, Value};
+
+/// Every id of a parent table, for the check of each row.
+pub(super) trait Ids {
+    /// Whether `id` is one of them.
+    fn has(&self, id: i32) -> bool;
+}
+
+impl Ids for IdBitmap {
+    fn has(&self, id: i32) -> bool {
+        self.contains(id)
+    }
+}
+
+/// The writes of one restore, in one transaction (rolled back when the
+/// target is dropped without [`RestoreTarget::commit`]).
+pub(super) trait RestoreTarget {
+    /// A parent's ids as this backend holds them.
+    type Ids: Ids;
+
+    /// Keeps other writers out of the table until the end.
+    async fn lock(&mut self) -> Result<(), StoreError>;
+
+    /// Every id of `parent`, or `None` when there are too many to hold:
+    /// then its rows are checked by [`RestoreTarget::first_orphan`].
+    async fn parent_ids(&mut self, parent: Table) -> Result<Option<Self::Ids>, StoreError>;
+
+    /// Empties the table (or makes the copy the rows are staged in).
+    async fn empty(&mut self) -> Result<(), StoreError>;
+
+    /// Writes rows, in order; an id written twice is
+    /// [`StoreError::Refused`] (here or by [`RestoreTarget::end_writes`]).
+    async fn write(&mut self, rows: Vec<Row>) -> Result<(), StoreError>;
+
+    /// After the last row.
+    async fn end_writes(&mut self) -> Result<(), StoreError>;
+
+    /// A row written whose `column` names no row of `parent`: its id and
+    /// that value.
+    async fn first_orphan(
+        &mut self,
+        column: &str,
+        parent: Table,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
+
+    /// Rows of `child` whose `column` names none of the rows written: how
+    /// many, and the smallest such value.
+    async fn orphans_of(
+        &mut self,
+        child: Table,
+        column: &str,
+    ) -> Result<(i64, Option<i64>), StoreError>;
+
+    /// Makes the rows written the table's, for good.
+    async fn commit(self) -> Result<(), StoreError>;
+}
+
+/// Replaces the rows of `table` with those of `rows` through `target`;
+/// returns the rows written.
+pub(super) async fn run<T: RestoreTarget>(
+    mut target: T,
+    table: Table,
+    mut rows: RestoreFeed,
+) -> Result<u64, StoreError> {
+    target.lock().await?;
+    let mut in_memory = Vec::new();
+    let mut by_query = Vec::new();
+    for (i, column, parent) in table.foreign_keys() {
+        match target.parent_ids(parent).await? {
+            Some(ids) => in_memory.push((i, column.name, parent, ids)),
+            None => by_query.push((column.name, parent)),
+        }
+    }
+    target.empty().await?;
+    let mut written = 0u64;
+    loop {
+        match rows.recv().await {
+            Some(Feed::Rows(batch)) => {
+                for row in &batch {
+                    for (i, column, parent, ids) in &in_memory {
+                        if let Some(v) = row.0.get(*i).and_then(Value::as_int)
+                            && !ids.has(v)
+                        {
+                            return Err(missing_parent(row.id().into(), column, v.into(), *parent));
+                        }
+                    }
+                }
+                written += batch.len() as u64;
+                target.write(batch).await?;
+            }
+            Some(Feed::End(sent)) if sent == written => break,
+            Some(Feed::End(sent)) => {
+                return Err(StoreError::Refused(format!(
+                    "{sent} rows were sent but {written} written"
+                )));
+            }
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+    target.end_writes().await?;
+    for (column, parent) in by_query {
+        if let Some((id, value)) = target.first_orphan(column, parent).await? {
+            return Err(missing_parent(id, column, value, parent));
+        }
+    }
+    for child in table.children() {
+        for (_, column, _) in child.foreign_keys().filter(|(_, _, p)| *p == table) {
+            let (count, example) = target.orphans_of(child, column.name).await?;
+            if count > 0 {
+                return Err(StoreError::Refused(format!(
+                    "{count} rows of {child} would lose their {table} (e.g. {} = {}): \
+                     restore {table} from a backup that has them, or restore {child} first",
+                    column.name,
+                    example.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    target.commit().await?;
+    Ok(written)
+}
+
+fn missing_parent(id: i64, column: &str, value: i64, parent: Table) -> StoreError {
+    StoreError::Refused(format!(
+        "row id {id} has {column} {value}, which is not an id of {parent}"
+    ))
+}
+
+/// The refusal of a backup in which an id appears more than once.
+pub(super) fn repeated_id() -> StoreError {
+    StoreError::Refused("an id appears more than once in the backup".into())
+}
+
+/// Rows of `child` whose `column` names no row of `parent` (a quoted table
+/// name, or a staging table's): how many, and the smallest such value.
+pub(super) fn orphans_sql(d: Dialect, child: Table, column: &str, parent: &str) -> String {
+    let count = match d {
+        Dialect::Mssql => "COUNT_BIG(*)",
+        Dialect::Sqlite | Dialect::Postgres => "COUNT(*)",
+    };
+    format!(
+        "SELECT {count}, MIN(c.{col}) FROM {child} c WHERE NOT EXISTS \
+         (SELECT 1 FROM {parent} p WHERE p.{id} = c.{col})",
+        col = d.quote(column),
+        child = d.quote(child.name()),
+        id = d.quote("id"),
+    )
+}
+
+/// A row of `table` whose `column` names no row of `parent`: its id and
+/// that value.
+pub(super) fn first_orphan_sql(d: Dialect, table: Table, column: &str, parent: Table) -> String {
+    let (id, col) = (d.quote("id"), d.quote(column));
+    d.select_limited(
+        &format!("t.{id}, t.{col}"),
+        &format!(
+            "FROM {t} t WHERE NOT EXISTS (SELECT 1 FROM {p} p WHERE p.{id} = t.{col})",
+            t = d.quote(table.name()),
+            p = d.quote(parent.name()),
+        ),
+        "1",
+    )
+}

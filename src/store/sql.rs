@@ -1,0 +1,569 @@
+//! The SQL every backend shares, written once and rendered for a dialect.
+//!
+//! The bookkeeping (load history, rejection log, idempotency keys), the
+//! reads of the API (rows, counts, reports) and the load jobs are the same
+//! statements everywhere; what differs is a [`Dialect`] override:
+//! placeholders (`?1` / `$1` / `@P1`), quoting, `LIMIT` or `TOP`, casts.
+//! A backend only binds [`Param`]s and reads columns through [`SqlRow`].
+//!
+//! No parameter is ever NULL: an absent value is an empty string that the
+//! statement turns into NULL or "any" itself, because some TDS servers
+//! refuse an untyped NULL parameter.
+
+use super::{
+    DepartmentHires, Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, QuarterRow,
+    Rejection, RejectionFilter, StoreError, ddl,
+};
+use crate::dictionary::{ColumnType, Table, datetime};
+
+/// A parameter of a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Param {
+    /// Text.
+    Text(String),
+    /// A 64-bit integer.
+    Int(i64),
+    /// An instant, UTC milliseconds, bound as the dialect's timestamp type.
+    Time(i64),
+}
+
+/// A statement and its parameters, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The SQL text, in the dialect it was rendered for.
+    pub sql: String,
+    /// The values of its placeholders, the first one first.
+    pub params: Vec<Param>,
+    dialect: Dialect,
+}
+
+impl Statement {
+    /// An empty statement for `dialect`; [`Statement::bind`] adds
+    /// parameters, then the SQL is set.
+    pub fn new(dialect: Dialect) -> Statement {
+        Statement {
+            sql: String::new(),
+            params: Vec::new(),
+            dialect,
+        }
+    }
+
+    /// Adds a parameter; returns its placeholder, with the cast
+    /// PostgreSQL needs to infer its type where the column's type differs.
+    pub fn bind(&mut self, p: Param) -> String {
+        let kind = match p {
+            Param::Text(_) => "text",
+            Param::Int(_) => "int8",
+            Param::Time(_) => "timestamptz",
+        };
+        self.params.push(p);
+        let mark = self.dialect.placeholder(self.params.len());
+        match self.dialect {
+            Dialect::Postgres => format!("{mark}::{kind}"),
+            Dialect::Sqlite | Dialect::Mssql => mark,
+        }
+    }
+
+    /// [`Statement::bind`] of a text.
+    pub fn text(&mut self, s: &str) -> String {
+        self.bind(Param::Text(s.to_owned()))
+    }
+
+    /// [`Statement::bind`] of an integer.
+    pub fn int(&mut self, n: i64) -> String {
+        self.bind(Param::Int(n))
+    }
+
+    /// Sets the SQL text.
+    pub fn sql(mut self, sql: String) -> Statement {
+        self.sql = sql;
+        self
+    }
+}
+
+impl Dialect {
+    /// The `n`th placeholder (from 1).
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Mssql => format!("@P{n}"),
+        }
+    }
+
+    /// `SELECT {columns} {rest}` with at most `limit` rows: `TOP` in
+    /// T-SQL, `LIMIT` elsewhere.
+    pub fn select_limited(self, columns: &str, rest: &str, limit: &str) -> String {
+        match self {
+            Dialect::Mssql => format!("SELECT TOP ({limit}) {columns} {rest}"),
+            Dialect::Sqlite | Dialect::Postgres => {
+                format!("SELECT {columns} {rest} LIMIT {limit}")
+            }
+        }
+    }
+
+    /// A JSON column read as text.
+    fn json_text(self, column: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("{column}::text"),
+            Dialect::Sqlite | Dialect::Mssql => self.quote(column),
+        }
+    }
+
+    /// A list of quoted column names.
+    pub fn columns(self, names: &[&str]) -> String {
+        let quoted: Vec<String> = names.iter().map(|n| self.quote(n)).collect();
+        quoted.join(", ")
+    }
+
+    /// Every column of `table`, quoted, in dictionary order.
+    pub fn table_columns(self, table: Table) -> String {
+        let names: Vec<&str> = table.columns().iter().map(|c| c.name).collect();
+        self.columns(&names)
+    }
+}
+
+/// One row of a result, read by column index (from 0) whatever the driver.
+pub trait SqlRow {
+    /// An integer column of any width.
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    /// A text column that is never NULL.
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    /// A timestamp column as canonical UTC text (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+    fn time(&self, i: usize) -> Result<String, StoreError>;
+    /// A dictionary column of type `ty`, as its JSON value.
+    fn value(&self, i: usize, ty: ColumnType) -> Result<serde_json::Value, StoreError> {
+        Ok(match ty {
+            ColumnType::Integer => self.int(i)?.into(),
+            ColumnType::String => self.text(i)?.into(),
+            ColumnType::DateTime => self.time(i)?.into(),
+        })
+    }
+}
+
+/// Reads one result row into a value.
+pub type Read<T> = fn(&dyn SqlRow) -> Result<T, StoreError>;
+
+/// Whether `table` has a load of this content that committed.
+pub fn history_has(d: Dialect, table: Table, sha256: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let (t, sha) = (st.text(table.name()), st.text(sha256));
+    let sql = d.select_limited(
+        "1",
+        &format!(
+            "FROM {} WHERE {} = {t} AND {} = {sha} AND {} = 'loaded'",
+            d.quote(ddl::LOADS),
+            d.quote("table_name"),
+            d.quote("sha256"),
+            d.quote("status"),
+        ),
+        "1",
+    );
+    st.sql(sql)
+}
+
+/// One entry of the load history.
+pub struct HistoryEntry<'a> {
+    /// The load.
+    pub load: &'a FileLoad,
+    /// What its producer read.
+    pub summary: &'a FeedSummary,
+    /// How it ended.
+    pub status: HistoryStatus,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Why it was aborted.
+    pub message: Option<&'a str>,
+}
+
+/// Adds an entry to the load history, finished now.
+pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
+    let started = datetime::parse(&e.load.started_at).unwrap_or_else(|_| now_ms());
+    let mut st = Statement::new(d);
+    let values = [
+        st.text(e.load.table.name()),
+        st.text(&e.load.source),
+        st.text(&e.summary.sha256),
+        st.text(e.status.as_str()),
+        st.int(e.summary.rows_read as i64),
+        st.int(e.inserted as i64),
+        st.int(e.rejected as i64),
+        st.int(e.summary.blank as i64),
+        format!("NULLIF({}, '')", st.text(e.message.unwrap_or(""))),
+        st.bind(Param::Time(started)),
+        st.bind(Param::Time(now_ms())),
+    ];
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        d.quote(ddl::LOADS),
+        d.columns(&LOAD_COLUMNS[1..]),
+        values.join(", ")
+    );
+    st.sql(sql)
+}
+
+/// The columns of the load history, in [`LoadRecord`]'s order.
+const LOAD_COLUMNS: [&str; 12] = [
+    "id",
+    "table_name",
+    "source",
+    "sha256",
+    "status",
+    "rows_read",
+    "inserted",
+    "rejected",
+    "blank",
+    "message",
+    "started_at",
+    "finished_at",
+];
+
+/// The newest `limit` entries of the load history, newest first.
+pub fn loads(d: Dialect, limit: u32) -> Statement {
+    let mut st = Statement::new(d);
+    let limit = st.int(i64::from(limit));
+    let rest = format!(
+        "FROM {} ORDER BY {} DESC",
+        d.quote(ddl::LOADS),
+        d.quote("id")
+    );
+    let sql = d.select_limited(&d.columns(&LOAD_COLUMNS), &rest, &limit);
+    st.sql(sql)
+}
+
+/// Reads a row of [`loads`].
+pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
+    Ok(LoadRecord {
+        id: r.int(0)?,
+        table: r.text(1)?,
+        source: r.text(2)?,
+        sha256: r.text(3)?,
+        status: {
+            let status = r.text(4)?;
+            HistoryStatus::parse(&status).ok_or_else(|| {
+                StoreError::Task(format!("{} holds a status {status:?}", ddl::LOADS))
+            })?
+        },
+        rows_read: r.int(5)?,
+        inserted: r.int(6)?,
+        rejected: r.int(7)?,
+        blank: r.int(8)?,
+        message: r.opt_text(9)?,
+        started_at: r.time(10)?,
+        finished_at: r.time(11)?,
+    })
+}
+
+/// The rejection log as `filter` asks, oldest first.
+pub fn rejections(d: Dialect, filter: &RejectionFilter) -> Statement {
+    let mut st = Statement::new(d);
+    let table = st.text(filter.table.map(Table::name).unwrap_or(""));
+    let source = st.text(filter.source.as_deref().unwrap_or(""));
+    let after = st.int(filter.after.unwrap_or(0));
+    let limit = st.int(i64::from(filter.limit));
+    let [id, table_name, src] = ["id", "table_name", "source"].map(|c| d.quote(c));
+    let columns = format!(
+        "{id}, {table_name}, {src}, {}, {}, {}, {}",
+        d.quote("position"),
+        d.quote("raw"),
+        d.json_text("errors"),
+        d.quote("rejected_at")
+    );
+    let rest = format!(
+        "FROM {} WHERE ({table} = '' OR {table_name} = {table}) \
+         AND ({source} = '' OR {src} = {source}) AND {id} > {after} ORDER BY {id}",
+        d.quote(ddl::REJECTIONS),
+    );
+    let sql = d.select_limited(&columns, &rest, &limit);
+    st.sql(sql)
+}
+
+/// Reads a row of [`rejections`].
+pub fn rejection(r: &dyn SqlRow) -> Result<Rejection, StoreError> {
+    Ok(Rejection {
+        id: r.int(0)?,
+        table: r.text(1)?,
+        source: r.text(2)?,
+        position: r.int(3)?,
+        raw: r.text(4)?,
+        errors: serde_json::from_str(&r.text(5)?).unwrap_or_default(),
+        rejected_at: r.time(6)?,
+    })
+}
+
+/// Rows of `table` with ids above `after_id`, in id order.
+pub fn rows(d: Dialect, table: Table, after_id: i64, limit: u32) -> Statement {
+    let mut st = Statement::new(d);
+    let after = st.int(after_id);
+    let limit = st.int(i64::from(limit));
+    let id = d.quote("id");
+    let rest = format!(
+        "FROM {} WHERE {id} > {after} ORDER BY {id}",
+        d.quote(table.name())
+    );
+    let sql = d.select_limited(&d.table_columns(table), &rest, &limit);
+    st.sql(sql)
+}
+
+/// The number of rows of `table`.
+pub fn count(d: Dialect, table: Table) -> Statement {
+    let count = match d {
+        Dialect::Mssql => "COUNT_BIG(*)",
+        Dialect::Sqlite | Dialect::Postgres => "COUNT(*)",
+    };
+    Statement::new(d).sql(format!("SELECT {count} FROM {}", d.quote(table.name())))
+}
+
+/// Hires of one year per department and job, by quarter, from the report
+/// view (one definition for the API and BI tools), ordered by code point.
+pub fn hires_by_quarter(d: Dialect, year: i32) -> Statement {
+    let mut st = Statement::new(d);
+    let year = st.int(i64::from(year));
+    let sql = match d {
+        // SQLite's default BINARY collation orders by code point.
+        Dialect::Sqlite => format!(
+            "SELECT department, job, q1, q2, q3, q4 FROM gold_hires_by_quarter
+             WHERE year = {year} ORDER BY department, job, department_id, job_id"
+        ),
+        Dialect::Postgres => format!(
+            r#"SELECT department::text, job::text, q1, q2, q3, q4 FROM gold_hires_by_quarter
+             WHERE year = {year}
+             ORDER BY department COLLATE "C", job COLLATE "C", department_id, job_id"#
+        ),
+        Dialect::Mssql => format!(
+            "SELECT [department], [job], CAST([q1] AS BIGINT), CAST([q2] AS BIGINT),
+                    CAST([q3] AS BIGINT), CAST([q4] AS BIGINT)
+             FROM [gold_hires_by_quarter] WHERE [year] = {year}
+             ORDER BY [department] COLLATE Latin1_General_100_BIN2,
+                      [job] COLLATE Latin1_General_100_BIN2, [department_id], [job_id]"
+        ),
+    };
+    st.sql(sql)
+}
+
+/// Reads a row of [`hires_by_quarter`].
+pub fn quarter_row(r: &dyn SqlRow) -> Result<QuarterRow, StoreError> {
+    Ok(QuarterRow {
+        department: r.text(0)?,
+        job: r.text(1)?,
+        q1: r.int(2)?,
+        q2: r.int(3)?,
+        q3: r.int(4)?,
+        q4: r.int(5)?,
+    })
+}
+
+/// Departments whose hires in the year exceed the mean over all
+/// departments (departments without hires count as zero), most first. The
+/// mean is taken over floats: T-SQL's `AVG` of integers truncates.
+pub fn departments_above_mean(d: Dialect, year: i32) -> Statement {
+    let mut st = Statement::new(d);
+    let year = st.int(i64::from(year));
+    let (text, hired, mean) = match d {
+        Dialect::Sqlite => ("department", "hired", "AVG(hired)"),
+        Dialect::Postgres => ("department::text", "hired", "AVG(hired)"),
+        Dialect::Mssql => (
+            "department",
+            "CAST(hired AS BIGINT)",
+            "AVG(CAST(hired AS FLOAT))",
+        ),
+    };
+    let sql = format!(
+        "WITH hires AS (
+             SELECT d.id, d.department, COALESCE(g.hired, 0) AS hired
+             FROM departments d
+             LEFT JOIN gold_department_hires g ON g.id = d.id AND g.year = {year}
+         )
+         SELECT id, {text}, {hired} FROM hires
+         WHERE hired > (SELECT {mean} FROM hires)
+         ORDER BY hired DESC, id"
+    );
+    st.sql(sql)
+}
+
+/// Reads a row of [`departments_above_mean`].
+pub fn department_hires(r: &dyn SqlRow) -> Result<DepartmentHires, StoreError> {
+    Ok(DepartmentHires {
+        id: r.int(0)?,
+        department: r.text(1)?,
+        hired: r.int(2)?,
+    })
+}
+
+/// The fingerprint and response stored under an idempotency key.
+pub fn idempotency_seen(d: Dialect, key: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let key = st.text(key);
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} = {key}",
+        d.columns(&["fingerprint", "response"]),
+        d.quote(ddl::IDEMPOTENCY),
+        d.quote("key"),
+    );
+    st.sql(sql)
+}
+
+/// Stores a key with its fingerprint and response.
+pub fn idempotency_insert(d: Dialect, key: &str, fingerprint: &str, response: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let values = [
+        st.text(key),
+        st.text(fingerprint),
+        st.text(response),
+        st.bind(Param::Time(now_ms())),
+    ];
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        d.quote(ddl::IDEMPOTENCY),
+        d.columns(&["key", "fingerprint", "response", "created_at"]),
+        values.join(", ")
+    );
+    st.sql(sql)
+}
+
+/// Claims a key for a batch about to run, with an empty response: one row
+/// changed when it was free. A second request with the same key waits on
+/// the claim until the first commits (a server database's row lock).
+pub fn idempotency_claim(d: Dialect, key: &str, fingerprint: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let (k, f, now) = (
+        st.text(key),
+        st.text(fingerprint),
+        st.bind(Param::Time(now_ms())),
+    );
+    let t = d.quote(ddl::IDEMPOTENCY);
+    let columns = d.columns(&["key", "fingerprint", "response", "created_at"]);
+    let sql = match d {
+        Dialect::Mssql => format!(
+            "INSERT INTO {t} ({columns}) SELECT {k}, {f}, N'', {now} WHERE NOT EXISTS \
+             (SELECT 1 FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE [key] = {k})"
+        ),
+        Dialect::Sqlite | Dialect::Postgres => format!(
+            "INSERT INTO {t} ({columns}) VALUES ({k}, {f}, '', {now}) \
+             ON CONFLICT ({}) DO NOTHING",
+            d.quote("key")
+        ),
+    };
+    st.sql(sql)
+}
+
+/// Stores the response of a batch under its claimed key.
+pub fn idempotency_respond(d: Dialect, key: &str, response: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let (key, response) = (st.text(key), st.text(response));
+    let sql = format!(
+        "UPDATE {} SET {} = {response} WHERE {} = {key}",
+        d.quote(ddl::IDEMPOTENCY),
+        d.quote("response"),
+        d.quote("key"),
+    );
+    st.sql(sql)
+}
+
+/// Now, in UTC milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every placeholder of a statement is there once per parameter, in
+    /// the dialect's form, and none beyond.
+    fn numbered(st: &Statement) {
+        let d = st.dialect;
+        for n in 1..=st.params.len() {
+            assert!(st.sql.contains(&d.placeholder(n)), "{n}: {}", st.sql);
+        }
+        assert!(
+            !st.sql.contains(&d.placeholder(st.params.len() + 1)),
+            "{}",
+            st.sql
+        );
+    }
+
+    #[test]
+    fn every_statement_numbers_its_parameters_in_every_dialect() {
+        let load = FileLoad {
+            table: Table::Jobs,
+            source: "file:jobs.csv".into(),
+            force: false,
+            max_rejects: None,
+            started_at: "2024-01-01T00:00:00Z".into(),
+            bytes: None,
+        };
+        let summary = FeedSummary {
+            rows_read: 3,
+            blank: 0,
+            sha256: "ab".into(),
+        };
+        let entry = HistoryEntry {
+            load: &load,
+            summary: &summary,
+            status: HistoryStatus::Loaded,
+            inserted: 3,
+            rejected: 0,
+            message: None,
+        };
+        for d in Dialect::ALL {
+            for st in [
+                history_has(d, Table::Jobs, "ab"),
+                insert_history(d, &entry),
+                loads(d, 5),
+                rejections(d, &RejectionFilter::default()),
+                rows(d, Table::HiredEmployees, 7, 10),
+                count(d, Table::Jobs),
+                hires_by_quarter(d, 2021),
+                departments_above_mean(d, 2021),
+                idempotency_seen(d, "k"),
+                idempotency_insert(d, "k", "f", "{}"),
+                idempotency_claim(d, "k", "f"),
+                idempotency_respond(d, "k", "{}"),
+            ] {
+                numbered(&st);
+            }
+        }
+    }
+
+    #[test]
+    fn limits_are_top_in_t_sql_and_limit_elsewhere() {
+        let sql = loads(Dialect::Mssql, 5).sql;
+        assert!(sql.starts_with("SELECT TOP (@P1) [id]"), "{sql}");
+        let sql = loads(Dialect::Sqlite, 5).sql;
+        assert!(sql.ends_with("LIMIT ?1"), "{sql}");
+        let sql = rows(Dialect::Postgres, Table::Jobs, 0, 5).sql;
+        assert!(sql.contains("\"id\" > $1::int8"), "{sql}");
+        assert!(sql.ends_with("LIMIT $2::int8"), "{sql}");
+    }
+
+    #[test]
+    fn reports_order_by_code_point_and_average_over_floats() {
+        let sql = hires_by_quarter(Dialect::Mssql, 2021).sql;
+        assert!(sql.contains("[department] COLLATE Latin1_General_100_BIN2"));
+        assert!(sql.contains("[job] COLLATE Latin1_General_100_BIN2"));
+        assert!(
+            hires_by_quarter(Dialect::Postgres, 2021)
+                .sql
+                .contains("COLLATE \"C\"")
+        );
+        let sql = departments_above_mean(Dialect::Mssql, 2021).sql;
+        assert!(sql.contains("AVG(CAST(hired AS FLOAT))"), "{sql}");
+    }
+
+    #[test]
+    fn an_absent_filter_or_message_is_an_empty_text_not_a_null() {
+        let st = rejections(Dialect::Mssql, &RejectionFilter::default());
+        assert_eq!(st.params[0], Param::Text(String::new()));
+        assert_eq!(st.params[1], Param::Text(String::new()));
+        assert!(
+            st.sql.contains("(@P1 = '' OR [table_name] = @P1)"),
+            "{}",
+            st.sql
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! SQLite's writes of rows: file loads and API batches, row by row with
+//! prepared statements, on the writer thread.
+//!
+//! Parents are checked from id sets cached between transactions
+//! ([`ParentCache`]), so SQLite's own per-row foreign-key check is turned
+//! off around each transaction: it would repeat the check with a lookup.
+
+use super::super::admission::{self, Known, LoggedRejection};
+use super::super::sql::{self, HistoryEntry};
+use super::super::{
+    BatchRest, Candidate, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus,
+    Idempotency, IngestOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
+};
+use super::{execute_on, query_on};
+use crate::dictionary::{FieldError, Row, Table, Value, datetime};
+use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
+
+/// Runs `f` with SQLite's per-row foreign-key check off (see the module
+/// docs); the cached parent ids are dropped after a write to a parent.
+pub(super) fn without_fk_checks<T>(
+    conn: &mut Connection,
+    parents_written: bool,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // The pragma cannot change inside a transaction, so it is set around it.
+    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    let result = f(conn);
+    if parents_written {
+        // Rolled back or committed, the cache may not match.
+        forget_parents();
+    }
+    conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    result
+}
+
+/// A file load in one transaction.
+pub(super) fn load_file(
+    conn: &mut Connection,
+    load: &FileLoad,
+    feed: &mut FileFeed,
+) -> Result<FileLoadOutcome, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut writer = RowWriter::new(&tx, load.table, &load.source)?;
+    loop {
+        match feed.blocking_recv() {
+            Some(Feed::Rows(chunk)) => {
+                writer.write_chunk(&chunk)?;
+                if load.max_rejects.is_some_and(|max| writer.rejected > max) {
+                    return Ok(FileLoadOutcome::Aborted {
+                        rejected: writer.rejected,
+                    });
+                }
+            }
+            Some(Feed::End(summary)) => {
+                let (inserted, rejected) = (writer.inserted, writer.rejected);
+                drop(writer);
+                // Checked again here, where no other load can interleave:
+                // two loads of the same content racing each other commit once.
+                let seen = sql::history_has(Dialect::Sqlite, load.table, &summary.sha256);
+                if !load.force && !query_on(&tx, &seen, |_| Ok(()))?.is_empty() {
+                    return Ok(FileLoadOutcome::AlreadyLoaded);
+                }
+                let entry = HistoryEntry {
+                    load,
+                    summary: &summary,
+                    status: HistoryStatus::Loaded,
+                    inserted,
+                    rejected,
+                    message: None,
+                };
+                execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
+                tx.commit()?;
+                return Ok(FileLoadOutcome::Loaded { inserted, rejected });
+            }
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+}
+
+/// The outcome of a batch inside its transaction: rendered when a key must
+/// store the response, else returned for the caller to render.
+pub(super) fn ingest(
+    conn: &mut Connection,
+    source: &str,
+    tables: &mut [TableBatch],
+    mut rest: Option<BatchRest>,
+    idempotency: Option<&Idempotency>,
+    render: Option<Render>,
+) -> Result<Result<IngestOutcome, Vec<TableOutcome>>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(idem) = idempotency {
+        let st = sql::idempotency_seen(Dialect::Sqlite, &idem.key);
+        let seen = query_on(&tx, &st, |r| Ok((r.text(0)?, r.text(1)?)))?;
+        if let Some((fingerprint, response)) = seen.into_iter().next() {
+            return Ok(Ok(if fingerprint == idem.fingerprint {
+                IngestOutcome::Replayed(response)
+            } else {
+                IngestOutcome::KeyReused
+            }));
+        }
+    }
+    let mut outcomes = Vec::with_capacity(tables.len());
+    let last = tables.len().saturating_sub(1);
+    for (i, batch) in tables.iter_mut().enumerate() {
+        let mut writer = RowWriter::new(&tx, batch.table, source)?;
+        let mut rejected = writer.write_chunk(&batch.chunk)?;
+        if let Some(rest) = rest.as_mut().filter(|_| i == last) {
+            loop {
+                match rest.blocking_recv() {
+                    Some(Feed::Rows(chunk)) => {
+                        rejected.extend(writer.write_chunk(&chunk)?);
+                        batch.chunk.append(chunk);
+                    }
+                    Some(Feed::End(())) => break,
+                    // The request failed while it was parsed: roll back.
+                    None => return Err(StoreError::FeedInterrupted),
+                }
+            }
+        }
+        outcomes.push(TableOutcome {
+            table: batch.table,
+            received: batch.chunk.rows.len() as u64,
+            inserted: writer.inserted,
+            rejected,
+        });
+    }
+    let result = match (idempotency, render) {
+        (Some(idem), Some(render)) => {
+            let response = render(&outcomes, tables);
+            let st =
+                sql::idempotency_insert(Dialect::Sqlite, &idem.key, &idem.fingerprint, &response);
+            execute_on(&tx, &st)?;
+            Ok(IngestOutcome::Applied(response))
+        }
+        _ => Err(outcomes),
+    };
+    tx.commit()?;
+    Ok(result)
+}
+
+/// Largest parent table whose ids are held in memory (4 MB each); bigger
+/// ones are looked up per row.
+pub(super) const MAX_PARENT_IDS: i64 = 1_000_000;
+
+/// How a foreign key is checked.
+enum Parent<'t> {
+    /// A lookup per row (parents too big to hold in memory).
+    Lookup(CachedStatement<'t>),
+    /// Every id of the parent, from the writer's cache.
+    Ids(std::rc::Rc<IdSet>),
+}
+
+/// Parent id sets, cached on the writer thread between transactions.
+///
+/// Valid while nothing changed the parents: writes by this process all run
+/// on this thread and clear the cache when they touch a parent table
+/// ([`forget_parents`]); commits by other connections change SQLite's
+/// `data_version`, which is compared on every use.
+#[derive(Default)]
+struct ParentCache {
+    data_version: i64,
+    sets: std::collections::HashMap<Table, std::rc::Rc<IdSet>>,
+}
+
+/// A set of ids, hashed with one multiplication: every row of a batch is
+/// looked up in it, and ids are not chosen to collide with each other
+/// (a hostile client can only slow its own parents' lookups).
+pub(super) type IdSet = std::collections::HashSet<i32, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a 32-bit id, high bits folded into the low ones.
+#[derive(Default)]
+pub(super) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 32)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i32(&mut self, id: i32) {
+        self.0 = u64::from(id as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+thread_local! {
+    static PARENTS: std::cell::RefCell<ParentCache> = Default::default();
+}
+
+/// The ids of `parent`, or `None` when the table is too big to hold.
+pub(super) fn parent_ids(
+    tx: &Transaction<'_>,
+    parent: Table,
+) -> Result<Option<std::rc::Rc<IdSet>>, rusqlite::Error> {
+    let version: i64 = tx
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?;
+    let cached = PARENTS.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.data_version != version {
+            c.sets.clear();
+            c.data_version = version;
+        }
+        c.sets.get(&parent).cloned()
+    });
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    let n: i64 = tx.query_row(
+        &format!("SELECT COUNT(*) FROM \"{}\"", parent.name()),
+        [],
+        |r| r.get(0),
+    )?;
+    if n > MAX_PARENT_IDS {
+        return Ok(None);
+    }
+    let mut stmt = tx.prepare_cached(&format!("SELECT \"id\" FROM \"{}\"", parent.name()))?;
+    let ids: IdSet = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let ids = std::rc::Rc::new(ids);
+    PARENTS.with(|c| c.borrow_mut().sets.insert(parent, ids.clone()));
+    Ok(Some(ids))
+}
+
+/// Drops the cached parent ids (a parent table is being written).
+pub(super) fn forget_parents() {
+    PARENTS.with(|c| c.borrow_mut().sets.clear());
+}
+
+impl Parent<'_> {
+    fn has(&mut self, id: i32) -> Result<bool, rusqlite::Error> {
+        match self {
+            Parent::Lookup(stmt) => stmt.exists([id]),
+            Parent::Ids(ids) => Ok(ids.contains(&id)),
+        }
+    }
+}
+
+/// Binds a row's values to an `INSERT` of all the table's columns.
+pub(super) fn bind_row(stmt: &mut CachedStatement<'_>, row: &Row) -> Result<(), rusqlite::Error> {
+    bind_row_at(stmt, 0, row)
+}
+
+/// Binds a row's values from parameter `offset + 1` on.
+pub(super) fn bind_row_at(
+    stmt: &mut CachedStatement<'_>,
+    offset: usize,
+    row: &Row,
+) -> Result<(), rusqlite::Error> {
+    let mut buf = [0u8; 24];
+    for (i, v) in row.0.iter().enumerate() {
+        let i = offset + i;
+        match v {
+            Value::Int(n) => stmt.raw_bind_parameter(i + 1, n)?,
+            Value::Text(s) => stmt.raw_bind_parameter(i + 1, s.as_str())?,
+            Value::DateTime(ms) => stmt.raw_bind_parameter(
+                i + 1,
+                rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(
+                    datetime::format_ascii(*ms, &mut buf),
+                )),
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Inserts checked rows and logs rejected ones, within one transaction:
+/// the [`Known`] of the admission rules, answered by prepared statements
+/// (the insert itself finds a taken id).
+struct RowWriter<'t> {
+    table: Table,
+    source: &'t str,
+    rejected_at: String,
+    insert: CachedStatement<'t>,
+    exists: CachedStatement<'t>,
+    parents: Vec<(Table, Parent<'t>)>,
+    reject: CachedStatement<'t>,
+    inserted: u64,
+    rejected: u64,
+}
+
+impl<'t> RowWriter<'t> {
+    fn new(tx: &'t Transaction<'_>, table: Table, source: &'t str) -> Result<Self, StoreError> {
+        let d = Dialect::Sqlite;
+        let marks: Vec<String> = (1..=table.columns().len())
+            .map(|i| format!("?{i}"))
+            .collect();
+        let insert = tx.prepare_cached(&format!(
+            "INSERT INTO {t} ({}) VALUES ({}) ON CONFLICT (\"id\") DO NOTHING",
+            d.table_columns(table),
+            marks.join(", "),
+            t = d.quote(table.name())
+        ))?;
+        if table.children().next().is_some() {
+            forget_parents();
+        }
+        let exists = tx.prepare_cached(&format!(
+            "SELECT 1 FROM {} WHERE \"id\" = ?1",
+            d.quote(table.name())
+        ))?;
+        let mut parents = Vec::new();
+        for (_, _, parent) in table.foreign_keys() {
+            let check = match parent_ids(tx, parent)? {
+                Some(ids) => Parent::Ids(ids),
+                None => Parent::Lookup(tx.prepare_cached(&format!(
+                    "SELECT 1 FROM {} WHERE \"id\" = ?1",
+                    d.quote(parent.name())
+                ))?),
+            };
+            parents.push((parent, check));
+        }
+        let reject = tx.prepare_cached(&format!(
+            "INSERT INTO {} (table_name, source, position, raw, errors, rejected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            ddl::REJECTIONS
+        ))?;
+        Ok(RowWriter {
+            table,
+            source,
+            rejected_at: datetime::now_text(),
+            insert,
+            exists,
+            parents,
+            reject,
+            inserted: 0,
+            rejected: 0,
+        })
+    }
+
+    /// Writes every candidate; returns the rejected ones (position, errors).
+    fn write_chunk(&mut self, chunk: &Chunk) -> Result<Vec<(u64, Vec<FieldError>)>, StoreError> {
+        let mut rejected = Vec::new();
+        for candidate in &chunk.rows {
+            if let Some(errors) = self.write(candidate, &chunk.raw)? {
+                rejected.push((candidate.position, errors));
+            }
+        }
+        Ok(rejected)
+    }
+
+    /// Inserts one candidate or logs it; returns its errors when rejected.
+    fn write(&mut self, c: &Candidate, raw: &[u8]) -> Result<Option<Vec<FieldError>>, StoreError> {
+        let errors = match admission::admit(self.table, c, self)? {
+            Ok(_) => {
+                self.inserted += 1;
+                return Ok(None);
+            }
+            Err(errors) => errors,
+        };
+        let LoggedRejection {
+            position,
+            raw,
+            errors: json,
+        } = admission::rejection_record(Dialect::Sqlite, self.table, self.source, raw, c, &errors);
+        self.reject.execute(params![
+            self.table.name(),
+            self.source,
+            position,
+            raw,
+            json,
+            self.rejected_at
+        ])?;
+        self.rejected += 1;
+        Ok(Some(errors))
+    }
+}
+
+impl Known for RowWriter<'_> {
+    fn taken(&mut self, id: i32) -> Result<bool, StoreError> {
+        Ok(self.exists.exists([id])?)
+    }
+
+    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
+        bind_row(&mut self.insert, row)?;
+        // Parents were checked first: only the id can conflict.
+        Ok(self.insert.raw_execute()? == 1)
+    }
+
+    fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
+        match self.parents.iter_mut().find(|(p, _)| *p == parent) {
+            Some((_, check)) => Ok(check.has(id)?),
+            None => Ok(false),
+        }
+    }
+}
