@@ -7,8 +7,8 @@
 
 use super::sql::{Read, Statement};
 use super::{
-    BatchRest, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render,
-    RestoreFeed, RowSink, StoreError, TableBatch,
+    BatchRequest, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed, RowSink,
+    StoreError,
 };
 use crate::dictionary::Table;
 
@@ -54,14 +54,7 @@ pub(super) trait Backend {
     ) -> Result<FileLoadOutcome, StoreError>;
 
     /// Applies an API batch in one transaction (see [`super::Store::ingest`]).
-    async fn ingest(
-        &self,
-        source: String,
-        tables: Vec<TableBatch>,
-        rest: Option<BatchRest>,
-        idempotency: Option<Idempotency>,
-        render: Render,
-    ) -> Result<IngestOutcome, StoreError>;
+    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError>;
 
     /// Streams a table from one snapshot (see [`super::Store::scan`]).
     async fn scan<S: RowSink>(&self, table: Table, sink: S) -> Result<S, StoreError>;

@@ -16,11 +16,13 @@
 
 mod admission;
 mod backend;
+mod batch;
 pub mod ddl;
 
 mod error;
 mod feed;
 pub mod jobs;
+mod load;
 mod mssql;
 mod postgres;
 mod records;
@@ -37,7 +39,8 @@ pub use records::{
     RowSink, SCAN_CHUNK,
 };
 pub use requests::{
-    FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render, TableBatch, TableOutcome,
+    BatchRequest, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render, TableBatch,
+    TableOutcome,
 };
 
 use crate::dictionary::Table;
@@ -261,7 +264,14 @@ impl Store {
         idempotency: Option<Idempotency>,
         render: Render,
     ) -> Result<IngestOutcome, StoreError> {
-        on_backend!(self, b => b.ingest(source, tables, rest, idempotency, render).await)
+        let batch = BatchRequest {
+            source,
+            tables,
+            rest,
+            idempotency,
+            render,
+        };
+        on_backend!(self, b => b.ingest(batch).await)
     }
 
     /// Streams every row of `table` in id order to `sink`, from one

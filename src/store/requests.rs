@@ -88,3 +88,17 @@ pub enum IngestOutcome {
     /// The key was seen before with another body: nothing done.
     KeyReused,
 }
+
+/// An API batch as the store applies it (see [`super::Store::ingest`]).
+pub struct BatchRequest {
+    /// `api:<batch id>`, recorded with every rejection.
+    pub source: String,
+    /// The tables of the batch, in the order they are applied.
+    pub tables: Vec<TableBatch>,
+    /// The rest of the last table, when it is still being parsed.
+    pub rest: Option<super::BatchRest>,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency: Option<Idempotency>,
+    /// Renders the response (inside the transaction when it is keyed).
+    pub render: Render,
+}

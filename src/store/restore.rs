@@ -48,21 +48,13 @@ pub(super) trait RestoreTarget {
     /// After the last row.
     async fn end_writes(&mut self) -> Result<(), StoreError>;
 
-    /// A row written whose `column` names no row of `parent`: its id and
-    /// that value.
-    async fn first_orphan(
-        &mut self,
-        column: &str,
-        parent: Table,
-    ) -> Result<Option<(i64, i64)>, StoreError>;
+    /// The table the rows were written into, quoted: the table itself, or
+    /// the copy they are staged in.
+    fn written_into(&self) -> String;
 
-    /// Rows of `child` whose `column` names none of the rows written: how
-    /// many, and the smallest such value.
-    async fn orphans_of(
-        &mut self,
-        child: Table,
-        column: &str,
-    ) -> Result<(i64, Option<i64>), StoreError>;
+    /// The first row of a query of two integer columns, the second one
+    /// possibly NULL.
+    async fn two_ints(&mut self, sql: &str) -> Result<Option<(i64, Option<i64>)>, StoreError>;
 
     /// Makes the rows written the table's, for good.
     async fn commit(self) -> Result<(), StoreError>;
@@ -72,6 +64,7 @@ pub(super) trait RestoreTarget {
 /// returns the rows written.
 pub(super) async fn run<T: RestoreTarget>(
     mut target: T,
+    d: Dialect,
     table: Table,
     mut rows: RestoreFeed,
 ) -> Result<u64, StoreError> {
@@ -112,13 +105,15 @@ pub(super) async fn run<T: RestoreTarget>(
     }
     target.end_writes().await?;
     for (column, parent) in by_query {
-        if let Some((id, value)) = target.first_orphan(column, parent).await? {
+        let orphan = first_orphan_sql(d, table, column, parent);
+        if let Some((id, Some(value))) = target.two_ints(&orphan).await? {
             return Err(missing_parent(id, column, value, parent));
         }
     }
     for child in table.children() {
         for (_, column, _) in child.foreign_keys().filter(|(_, _, p)| *p == table) {
-            let (count, example) = target.orphans_of(child, column.name).await?;
+            let orphans = orphans_sql(d, child, column.name, &target.written_into());
+            let (count, example) = target.two_ints(&orphans).await?.unwrap_or((0, None));
             if count > 0 {
                 return Err(StoreError::Refused(format!(
                     "{count} rows of {child} would lose their {table} (e.g. {} = {}): \
@@ -146,7 +141,7 @@ pub(super) fn repeated_id() -> StoreError {
 
 /// Rows of `child` whose `column` names no row of `parent` (a quoted table
 /// name, or a staging table's): how many, and the smallest such value.
-pub(super) fn orphans_sql(d: Dialect, child: Table, column: &str, parent: &str) -> String {
+fn orphans_sql(d: Dialect, child: Table, column: &str, parent: &str) -> String {
     let count = match d {
         Dialect::Mssql => "COUNT_BIG(*)",
         Dialect::Sqlite | Dialect::Postgres => "COUNT(*)",
@@ -162,7 +157,7 @@ pub(super) fn orphans_sql(d: Dialect, child: Table, column: &str, parent: &str) 
 
 /// A row of `table` whose `column` names no row of `parent`: its id and
 /// that value.
-pub(super) fn first_orphan_sql(d: Dialect, table: Table, column: &str, parent: Table) -> String {
+fn first_orphan_sql(d: Dialect, table: Table, column: &str, parent: Table) -> String {
     let (id, col) = (d.quote("id"), d.quote(column));
     d.select_limited(
         &format!("t.{id}, t.{col}"),
@@ -173,4 +168,38 @@ pub(super) fn first_orphan_sql(d: Dialect, table: Table, column: &str, parent: T
         ),
         "1",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphan_queries_name_the_rows_in_each_dialect() {
+        assert_eq!(
+            orphans_sql(
+                Dialect::Mssql,
+                Table::HiredEmployees,
+                "department_id",
+                "#hrmig_restore"
+            ),
+            "SELECT COUNT_BIG(*), MIN(c.[department_id]) FROM [hired_employees] c WHERE NOT EXISTS \
+             (SELECT 1 FROM #hrmig_restore p WHERE p.[id] = c.[department_id])"
+        );
+        let sql = first_orphan_sql(
+            Dialect::Sqlite,
+            Table::HiredEmployees,
+            "job_id",
+            Table::Jobs,
+        );
+        assert_eq!(
+            sql,
+            "SELECT t.\"id\", t.\"job_id\" FROM \"hired_employees\" t WHERE NOT EXISTS \
+             (SELECT 1 FROM \"jobs\" p WHERE p.\"id\" = t.\"job_id\") LIMIT 1"
+        );
+        assert!(
+            first_orphan_sql(Dialect::Mssql, Table::HiredEmployees, "job_id", Table::Jobs)
+                .starts_with("SELECT TOP (1) t.[id]")
+        );
+    }
 }

@@ -1,24 +1,21 @@
-//! SQL Server's writes of rows: API batches with multi-row inserts that
-//! settle races under a range lock, and file loads by bulk copy under a
-//! table lock, every check in memory.
+//! SQL Server's writes of rows (see [`crate::store::batch`] and
+//! [`crate::store::load`]): a batch's rows with multi-row inserts that
+//! settle races under a range lock, a file's by bulk copy under a table
+//! lock.
 
-use super::super::admission::{
-    BatchKnown, IdBitmap, LoadKnown, LoggedRejection, Sorted, admit, ints, outcome,
-    rejection_record,
-};
-use super::super::sql::{self, HistoryEntry};
-use super::super::{
-    Candidate, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus, Idempotency,
-    IngestOutcome, Render, StoreError, TableBatch, TableOutcome,
-};
+use super::super::StoreError;
+use super::super::admission::{IdBitmap, LoggedRejection};
+use super::super::batch::BatchTarget;
+use super::super::load::LoadTarget;
+use super::super::sql::Statement;
 use super::statements::{
     conflict_insert_sql, existing_sql, insert_sql, q, rejection_insert_sql, rows_per_statement,
 };
 use super::types::{DateTime2, datetime2, int_at, param, rows_of, sql_params, text_at};
-use super::{Conn, Done, TRANSIENT};
-use crate::dictionary::{FieldError, Row, Table, Value};
+use super::{Conn, TRANSIENT};
+use crate::dictionary::{Row, Table, Value};
 use futures::TryStreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use tiberius::{ColumnData, ToSql};
 
 /// Ids of `table` among `ids`.
@@ -48,130 +45,140 @@ pub(super) async fn read_ids(conn: &mut Conn, table: Table) -> Result<IdBitmap, 
     Ok(ids)
 }
 
-/// Rejections waiting to be written.
-#[derive(Default)]
-struct RejectionLog {
-    rows: Vec<LoggedRejection>,
+/// Writes rejections to the log, in order, in statements under the
+/// parameter limit.
+async fn log_rejections(
+    conn: &mut Conn,
+    table: Table,
+    source: &str,
+    rejected: &[LoggedRejection],
+) -> Result<(), StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    for group in rejected.chunks(rows_per_statement(6)) {
+        let mut params: Vec<Box<dyn ToSql>> = Vec::with_capacity(group.len() * 6);
+        for logged in group {
+            params.push(Box::new(table.name()));
+            params.push(Box::new(source));
+            params.push(Box::new(logged.position));
+            params.push(Box::new(logged.raw.as_str()));
+            params.push(Box::new(logged.errors.as_str()));
+            params.push(Box::new(DateTime2(now)));
+        }
+        rows_of(conn, &rejection_insert_sql(group.len()), &params).await?;
+    }
+    Ok(())
 }
 
-impl RejectionLog {
-    fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
-        self.rows.push(rejection_record(
-            Dialect::Mssql,
-            table,
-            source,
-            raw,
-            c,
-            errs,
-        ));
+/// The statements of a batch's transaction.
+pub(super) struct MssqlBatch<'c>(pub(super) &'c mut Conn);
+
+impl BatchTarget for MssqlBatch<'_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        Ok(self
+            .0
+            .execute(st.sql.as_str(), &sql_params(st))
+            .await?
+            .total())
     }
 
-    /// Writes what is waiting, in order, in statements under the
-    /// parameter limit.
-    async fn flush(
+    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError> {
+        let rows = self
+            .0
+            .query(st.sql.as_str(), &sql_params(st))
+            .await?
+            .into_first_result()
+            .await?;
+        match rows.first() {
+            Some(r) => Ok(Some((text_at(r, 0)?, text_at(r, 1)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
+        existing(self.0, table, ids).await
+    }
+
+    async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
+        let mut inserted_ids = HashSet::new();
+        for group in rows.chunks(rows_per_statement(table.columns().len())) {
+            let params: Vec<Box<dyn ToSql + '_>> = group
+                .iter()
+                .flat_map(|row| row.0.iter().map(param))
+                .collect();
+            for r in rows_of(self.0, &conflict_insert_sql(table, group.len()), &params).await? {
+                inserted_ids.insert(int_at::<i32>(&r, 0)?);
+            }
+        }
+        Ok(inserted_ids)
+    }
+
+    async fn log(
         &mut self,
-        conn: &mut Conn,
         table: Table,
         source: &str,
+        rejected: Vec<LoggedRejection>,
     ) -> Result<(), StoreError> {
-        let now = chrono::Utc::now().timestamp_millis();
-        for group in self.rows.chunks(rows_per_statement(6)) {
-            let mut params: Vec<Box<dyn ToSql>> = Vec::with_capacity(group.len() * 6);
-            for logged in group {
-                params.push(Box::new(table.name()));
-                params.push(Box::new(source));
-                params.push(Box::new(logged.position));
-                params.push(Box::new(logged.raw.as_str()));
-                params.push(Box::new(logged.errors.as_str()));
-                params.push(Box::new(DateTime2(now)));
-            }
-            rows_of(conn, &rejection_insert_sql(group.len()), &params).await?;
-        }
-        self.rows.clear();
+        log_rejections(self.0, table, source, &rejected).await
+    }
+}
+
+/// A file load's transaction: the table is locked exclusively, and rows go
+/// in by bulk copy (or, with `bulk=false` in the URL, multi-row
+/// `INSERT`s).
+pub(super) struct MssqlLoad<'c> {
+    pub(super) conn: &'c mut Conn,
+    pub(super) table: Table,
+    pub(super) source: String,
+    pub(super) bulk: bool,
+}
+
+impl LoadTarget for MssqlLoad<'_> {
+    async fn lock(&mut self) -> Result<(), StoreError> {
+        let sql = format!(
+            "SELECT TOP 0 [id] FROM {} WITH (TABLOCKX, HOLDLOCK)",
+            q(self.table.name())
+        );
+        self.conn.simple_query(sql).await?.into_results().await?;
         Ok(())
     }
-}
 
-pub(super) async fn ingest_tx(
-    conn: &mut Conn,
-    source: &str,
-    tables: &[TableBatch],
-    idempotency: Option<&Idempotency>,
-    render: &Render,
-) -> Result<Done<IngestOutcome>, StoreError> {
-    if let Some(idem) = idempotency {
-        let claim = sql::idempotency_claim(Dialect::Mssql, &idem.key, &idem.fingerprint);
-        if conn
-            .execute(claim.sql.as_str(), &sql_params(&claim))
+    async fn ids(&mut self, table: Table) -> Result<IdBitmap, StoreError> {
+        read_ids(self.conn, table).await
+    }
+
+    async fn write(&mut self, rows: &[&Row]) -> Result<(), StoreError> {
+        if self.bulk {
+            bulk_rows(self.conn, self.table, rows).await
+        } else {
+            insert_rows(self.conn, &q(self.table.name()), self.table, rows).await
+        }
+    }
+
+    async fn log(&mut self, rejected: Vec<LoggedRejection>) -> Result<(), StoreError> {
+        log_rejections(self.conn, self.table, &self.source, &rejected).await
+    }
+
+    async fn end_writes(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .execute(st.sql.as_str(), &sql_params(st))
             .await?
-            .total()
-            == 0
-        {
-            let seen = sql::idempotency_seen(Dialect::Mssql, &idem.key);
-            let rows = conn
-                .query(seen.sql.as_str(), &sql_params(&seen))
-                .await?
-                .into_first_result()
-                .await?;
-            let row = rows
-                .first()
-                .ok_or_else(|| StoreError::Task("an idempotency key vanished".into()))?;
-            return Ok(Done::Rollback(if text_at(row, 0)? == idem.fingerprint {
-                IngestOutcome::Replayed(text_at(row, 1)?)
-            } else {
-                IngestOutcome::KeyReused
-            }));
-        }
+            .total())
     }
-    let mut outcomes = Vec::with_capacity(tables.len());
-    for batch in tables {
-        outcomes.push(ingest_table(conn, source, batch).await?);
-    }
-    let response = render(&outcomes, tables);
-    if let Some(idem) = idempotency {
-        let respond = sql::idempotency_respond(Dialect::Mssql, &idem.key, &response);
-        conn.execute(respond.sql.as_str(), &sql_params(&respond))
-            .await?;
-    }
-    Ok(Done::Commit(IngestOutcome::Applied(response)))
-}
 
-async fn ingest_table(
-    conn: &mut Conn,
-    source: &str,
-    batch: &TableBatch,
-) -> Result<TableOutcome, StoreError> {
-    let table = batch.table;
-    let chunk = &batch.chunk;
-    let mut known = BatchKnown {
-        taken: existing(conn, table, &ints(chunk, Table::PRIMARY_KEY)).await?,
-        parents: HashMap::new(),
-    };
-    for (i, _, parent) in table.foreign_keys() {
-        let found = existing(conn, parent, &ints(chunk, i)).await?;
-        known.parents.entry(parent).or_default().extend(found);
+    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
+        let rows = self
+            .conn
+            .query(st.sql.as_str(), &sql_params(st))
+            .await?
+            .into_first_result()
+            .await?;
+        Ok(!rows.is_empty())
     }
-    let sorted = Sorted::new(table, chunk, known)?;
-    let mut inserted_ids = HashSet::new();
-    for group in sorted
-        .chosen
-        .chunks(rows_per_statement(table.columns().len()))
-    {
-        let params: Vec<Box<dyn ToSql + '_>> = group
-            .iter()
-            .flat_map(|(_, row)| row.0.iter().map(param))
-            .collect();
-        for r in rows_of(conn, &conflict_insert_sql(table, group.len()), &params).await? {
-            inserted_ids.insert(int_at::<i32>(&r, 0)?);
-        }
-    }
-    let (inserted, rejected) = sorted.settle(&inserted_ids);
-    let mut log = RejectionLog::default();
-    for (c, errors) in &rejected {
-        log.add(table, source, &chunk.raw, c, errors);
-    }
-    log.flush(conn, table, source).await?;
-    Ok(outcome(table, chunk, inserted, rejected))
 }
 
 /// Inserts rows of `table` into `target` with plain multi-row statements
@@ -254,92 +261,6 @@ async fn send_bulk(conn: &mut Conn, table: Table, rows: &[&Row]) -> tiberius::Re
     }
     request.finalize().await?;
     Ok(())
-}
-
-/// A file load in one transaction: the table is locked exclusively for the
-/// transaction, its ids and its parents' are read once, every check is made
-/// in memory, and rows go in by bulk copy (or, with `bulk=false` in the
-/// URL, multi-row `INSERT`s).
-pub(super) async fn load_file_tx(
-    conn: &mut Conn,
-    bulk: bool,
-    load: &FileLoad,
-    feed: &mut FileFeed,
-) -> Result<Done<FileLoadOutcome>, StoreError> {
-    let table = load.table;
-    conn.simple_query(format!(
-        "SELECT TOP 0 [id] FROM {} WITH (TABLOCKX, HOLDLOCK)",
-        q(table.name())
-    ))
-    .await?
-    .into_results()
-    .await?;
-    let mut known = LoadKnown {
-        taken: read_ids(conn, table).await?,
-        parents: HashMap::new(),
-    };
-    for (_, _, parent) in table.foreign_keys() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
-            slot.insert(read_ids(conn, parent).await?);
-        }
-    }
-    let (mut inserted, mut rejected_total) = (0u64, 0u64);
-    let mut log = RejectionLog::default();
-    loop {
-        match feed.recv().await {
-            Some(Feed::Rows(chunk)) => {
-                let mut valid: Vec<&Row> = Vec::with_capacity(chunk.rows.len());
-                for c in &chunk.rows {
-                    match admit(table, c, &mut known)? {
-                        Ok(row) => valid.push(row),
-                        Err(errors) => {
-                            rejected_total += 1;
-                            log.add(table, &load.source, &chunk.raw, c, &errors);
-                        }
-                    }
-                }
-                if load.max_rejects.is_some_and(|max| rejected_total > max) {
-                    return Ok(Done::Rollback(FileLoadOutcome::Aborted {
-                        rejected: rejected_total,
-                    }));
-                }
-                if bulk {
-                    bulk_rows(conn, table, &valid).await?;
-                } else {
-                    insert_rows(conn, &q(table.name()), table, &valid).await?;
-                }
-                inserted += valid.len() as u64;
-                log.flush(conn, table, &load.source).await?;
-            }
-            Some(Feed::End(summary)) => {
-                let seen = sql::history_has(Dialect::Mssql, table, &summary.sha256);
-                let found = conn
-                    .query(seen.sql.as_str(), &sql_params(&seen))
-                    .await?
-                    .into_first_result()
-                    .await?;
-                if !load.force && !found.is_empty() {
-                    return Ok(Done::Rollback(FileLoadOutcome::AlreadyLoaded));
-                }
-                let entry = HistoryEntry {
-                    load,
-                    summary: &summary,
-                    status: HistoryStatus::Loaded,
-                    inserted,
-                    rejected: rejected_total,
-                    message: None,
-                };
-                let history = sql::insert_history(Dialect::Mssql, &entry);
-                conn.execute(history.sql.as_str(), &sql_params(&history))
-                    .await?;
-                return Ok(Done::Commit(FileLoadOutcome::Loaded {
-                    inserted,
-                    rejected: rejected_total,
-                }));
-            }
-            None => return Err(StoreError::FeedInterrupted),
-        }
-    }
 }
 
 #[cfg(test)]

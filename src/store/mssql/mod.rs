@@ -19,12 +19,13 @@ mod types;
 pub(super) use connect::is_mssql_url;
 
 use super::backend::Backend;
+use super::batch::{self, Done};
 use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Read, SqlRow, Statement};
 use super::{
-    BatchRest, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render,
-    RestoreFeed, RowSink, StoreError, TableBatch, ddl,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed,
+    RowSink, StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table};
@@ -201,7 +202,13 @@ impl Backend for MssqlStore {
         let mut conn = self.conn().await?;
         let bulk = self.bulk.load(Ordering::Relaxed);
         let result = in_transaction(&mut conn, async |c| {
-            load::load_file_tx(c, bulk, &load, &mut feed).await
+            let mut target = load::MssqlLoad {
+                conn: c,
+                table: load.table,
+                source: load.source.clone(),
+                bulk,
+            };
+            super::load::run(&mut target, Dialect::Mssql, &load, &mut feed).await
         })
         .await;
         if let Err(StoreError::BulkCopyFailed(e)) = &result {
@@ -214,21 +221,23 @@ impl Backend for MssqlStore {
         result
     }
 
-    async fn ingest(
-        &self,
-        source: String,
-        mut tables: Vec<TableBatch>,
-        rest: Option<BatchRest>,
-        idempotency: Option<Idempotency>,
-        render: Render,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        let BatchRequest {
+            source,
+            mut tables,
+            rest,
+            idempotency,
+            render,
+        } = batch;
         if let Some(rest) = rest {
             super::feed::collect_rest(&mut tables, rest).await?;
         }
         retrying!(async {
             let mut conn = self.conn().await?;
             in_transaction(&mut conn, async |c| {
-                load::ingest_tx(c, &source, &tables, idempotency.as_ref(), &render).await
+                let mut target = load::MssqlBatch(c);
+                let (d, idem) = (Dialect::Mssql, idempotency.as_ref());
+                batch::apply(&mut target, d, &source, &tables, idem, &render).await
             })
             .await
         })
@@ -287,7 +296,7 @@ impl Backend for MssqlStore {
         let mut conn = self.conn().await?;
         in_transaction(&mut conn, async |c| {
             let target = restore::MssqlRestore::new(c, table);
-            super::restore::run(target, table, rows)
+            super::restore::run(target, Dialect::Mssql, table, rows)
                 .await
                 .map(Done::Commit)
         })
@@ -315,12 +324,6 @@ impl Backend for MssqlStore {
             _ => Ok(()),
         }
     }
-}
-
-/// How a transaction's work ended: keep its writes or not.
-enum Done<T> {
-    Commit(T),
-    Rollback(T),
 }
 
 /// Runs `work` in a transaction, committed or rolled back as it says;

@@ -5,13 +5,14 @@
 //! offending rows, and only then is the table made equal to it
 //! ([`apply_stage_sql`]).
 
+use super::super::StoreError;
 use super::super::admission::IdBitmap;
-use super::super::restore::{RestoreTarget, first_orphan_sql, orphans_sql, repeated_id};
-use super::super::{Dialect, StoreError};
+use super::super::restore::{RestoreTarget, repeated_id};
+use super::super::sql::SqlRow;
 use super::Conn;
 use super::load::{insert_rows, read_ids};
 use super::statements::{STAGE, apply_stage_sql, q, stage_sql};
-use super::types::{int_at, rows_of};
+use super::types::rows_of;
 use crate::dictionary::{Row, Table};
 
 /// A restore on a connection whose transaction [`super::in_transaction`]
@@ -82,34 +83,20 @@ impl RestoreTarget for MssqlRestore<'_> {
         Ok(())
     }
 
-    async fn first_orphan(
-        &mut self,
-        column: &str,
-        parent: Table,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let sql = first_orphan_sql(Dialect::Mssql, self.table, column, parent);
-        let rows = rows_of(self.conn, &sql, &[]).await?;
-        Ok(match rows.first() {
-            Some(r) => Some((
-                i64::from(int_at::<i32>(r, 0)?),
-                i64::from(int_at::<i32>(r, 1)?),
-            )),
-            None => None,
-        })
+    fn written_into(&self) -> String {
+        self.target.clone()
     }
 
-    async fn orphans_of(
-        &mut self,
-        child: Table,
-        column: &str,
-    ) -> Result<(i64, Option<i64>), StoreError> {
-        let sql = orphans_sql(Dialect::Mssql, child, column, &self.target);
-        let rows = rows_of(self.conn, &sql, &[]).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Task("COUNT returned no row".into()))?;
-        let example = row.try_get::<i32, _>(1)?.map(i64::from);
-        Ok((int_at(row, 0)?, example))
+    async fn two_ints(&mut self, sql: &str) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let rows = rows_of(self.conn, sql, &[]).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let second = match row.get_column_data(1)? {
+            tiberius::ColumnData::I32(None) | tiberius::ColumnData::I64(None) => None,
+            _ => Some(row.int(1)?),
+        };
+        Ok(Some((row.int(0)?, second)))
     }
 
     async fn commit(self) -> Result<(), StoreError> {

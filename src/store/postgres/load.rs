@@ -1,20 +1,17 @@
-//! PostgreSQL's writes of rows: API batches with one `INSERT … SELECT
-//! FROM unnest(…)` per table, file loads by binary `COPY` under a table
-//! lock, every check in memory.
+//! PostgreSQL's writes of rows (see [`crate::store::batch`] and
+//! [`crate::store::load`]): a batch's rows with one `INSERT … SELECT FROM
+//! unnest(…)` per table, a file's by binary `COPY` under a table lock.
 
-use super::super::admission::{
-    BatchKnown, IdBitmap, LoadKnown, Sorted, admit, ints, outcome, rejection_record,
-};
-use super::super::sql::{self, HistoryEntry};
-use super::super::{
-    Candidate, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus, StoreError,
-    TableBatch, TableOutcome, ddl,
-};
-use super::{Millis, PooledTx, params, pg_type};
+use super::super::admission::{IdBitmap, LoggedRejection};
+use super::super::batch::BatchTarget;
+use super::super::load::LoadTarget;
+use super::super::sql::{self, Statement};
+use super::super::{Dialect, FileLoad, StoreError, ddl};
+use super::{Millis, params, pg_type};
 use crate::dictionary::check::MAX_COLUMNS;
-use crate::dictionary::{ColumnType, FieldError, Row, Table, Value};
+use crate::dictionary::{ColumnType, Row, Table, Value};
 use futures::TryStreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::{ToSql, Type};
@@ -36,7 +33,7 @@ pub(super) async fn read_ids(tx: &Transaction<'_>, table: Table) -> Result<IdBit
     Ok(ids)
 }
 
-async fn existing(
+pub(super) async fn existing(
     tx: &Transaction<'_>,
     table: Table,
     ids: &[i32],
@@ -95,29 +92,29 @@ fn array_type(ty: ColumnType) -> &'static str {
     }
 }
 
-/// One table of an API batch: the ids it names are looked up in two
-/// queries, the rows that pass go in with one `INSERT`, and the rest with
-/// one insert into the rejection log.
-pub(super) async fn ingest_table(
-    tx: &Transaction<'_>,
-    source: &str,
-    batch: &TableBatch,
-) -> Result<TableOutcome, StoreError> {
-    let table = batch.table;
-    let chunk = &batch.chunk;
-    let mut known = BatchKnown {
-        taken: existing(tx, table, &ints(chunk, Table::PRIMARY_KEY)).await?,
-        parents: HashMap::new(),
-    };
-    for (i, _, parent) in table.foreign_keys() {
-        let found = existing(tx, parent, &ints(chunk, i)).await?;
-        known.parents.entry(parent).or_default().extend(found);
+/// The statements of a batch's transaction.
+pub(super) struct PgBatch<'a, 't>(pub(super) &'a Transaction<'t>);
+
+impl BatchTarget for PgBatch<'_, '_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        Ok(self.0.execute(st.sql.as_str(), &params(st)).await?)
     }
-    let sorted = Sorted::new(table, chunk, known)?;
-    let mut inserted_ids = HashSet::new();
-    if !sorted.chosen.is_empty() {
-        let rows: Vec<&Row> = sorted.chosen.iter().map(|(_, row)| *row).collect();
-        let arrays = column_arrays(table, &rows);
+
+    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError> {
+        let row = self.0.query_opt(st.sql.as_str(), &params(st)).await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
+        Ok(existing(self.0, table, ids).await?)
+    }
+
+    async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
+        let tx = self.0;
+        let arrays = column_arrays(table, rows);
         let casts: Vec<String> = table
             .columns()
             .iter()
@@ -126,7 +123,7 @@ pub(super) async fn ingest_table(
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        inserted_ids = tx
+        Ok(tx
             .query(
                 &format!(
                     "INSERT INTO \"{t}\" ({cols}) SELECT * FROM unnest({casts})
@@ -140,26 +137,19 @@ pub(super) async fn ingest_table(
             .await?
             .iter()
             .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?)
     }
-    let (inserted, rejected) = sorted.settle(&inserted_ids);
-    log_rejections(tx, table, source, &chunk.raw, &rejected).await?;
-    Ok(outcome(table, chunk, inserted, rejected))
-}
 
-/// Writes rejections to the log with one statement, in the given order.
-async fn log_rejections(
-    tx: &Transaction<'_>,
-    table: Table,
-    source: &str,
-    raw: &[u8],
-    rejected: &[(&Candidate, Vec<FieldError>)],
-) -> Result<(), StoreError> {
-    let mut log = RejectionLog::default();
-    for (c, errors) in rejected {
-        log.add(table, source, raw, c, errors);
+    async fn log(
+        &mut self,
+        table: Table,
+        source: &str,
+        rejected: Vec<LoggedRejection>,
+    ) -> Result<(), StoreError> {
+        let mut log = RejectionLog::default();
+        log.add(rejected);
+        log.flush(self.0, table, source).await
     }
-    log.flush(tx, table, source).await
 }
 
 /// Rejections waiting to be written, as the columns of one `INSERT`.
@@ -179,13 +169,14 @@ impl RejectionLog {
         self.positions.len()
     }
 
-    fn add(&mut self, table: Table, source: &str, raw: &[u8], c: &Candidate, errs: &[FieldError]) {
-        let logged = rejection_record(Dialect::Postgres, table, source, raw, c, errs);
-        self.positions.push(logged.position);
-        self.raws.push(logged.raw);
-        // JSONB refuses the escape `\u0000` as well.
-        self.errors
-            .push(logged.errors.replace("\\u0000", "\\ufffd"));
+    fn add(&mut self, rejected: Vec<LoggedRejection>) {
+        for logged in rejected {
+            self.positions.push(logged.position);
+            self.raws.push(logged.raw);
+            // JSONB refuses the escape `\u0000` as well.
+            self.errors
+                .push(logged.errors.replace("\\u0000", "\\ufffd"));
+        }
     }
 
     /// Writes what is waiting, in order, with one statement.
@@ -255,125 +246,121 @@ pub(super) async fn copy_row(copy: &mut CopyIn, row: &Row) -> Result<(), StoreEr
     Ok(())
 }
 
-/// A file load in one transaction. The target table is locked against
-/// other writers (readers go on), and the parents are read once (a restore
-/// of a parent waits for this transaction), so that the ids read at the
-/// start stay true to the end and every check is made in memory; rows then
-/// stream straight into the table by binary `COPY`, and rejections are
-/// written 4096 at a time between two `COPY`s.
-pub(super) async fn load_file_tx(
-    tx: PooledTx<'_>,
-    load: &FileLoad,
-    feed: &mut FileFeed,
-) -> Result<FileLoadOutcome, StoreError> {
-    let table = load.table;
-    let bulk = table.foreign_keys().next().is_some() && load.bytes.is_some_and(|b| b >= BULK_BYTES);
-    // A bulk load keeps readers out too (ALTER TABLE needs it), taken at
-    // once rather than upgraded later, which could deadlock.
-    let mode = if bulk {
-        "ACCESS EXCLUSIVE"
-    } else {
-        "SHARE ROW EXCLUSIVE"
-    };
-    tx.batch_execute(&format!("LOCK TABLE \"{}\" IN {mode} MODE", table.name()))
-        .await?;
-    let (set_aside, indexes) = if bulk {
-        (
-            set_aside_foreign_keys(&tx, table).await?,
-            set_aside_indexes(&tx, table).await?,
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    let mut known = LoadKnown {
-        taken: read_ids(&tx, table).await?,
-        parents: HashMap::new(),
-    };
-    for (_, _, parent) in table.foreign_keys() {
-        if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
-            slot.insert(read_ids(&tx, parent).await?);
+/// A file load's transaction. The table is locked against other writers
+/// (readers go on), and a restore of a parent waits for it; rows stream
+/// straight into the table by binary `COPY`, and rejections are written
+/// 4096 at a time between two `COPY`s.
+pub(super) struct PgLoad<'a, 't> {
+    tx: &'a Transaction<'t>,
+    table: Table,
+    source: String,
+    /// Set aside for a big file (see [`BULK_BYTES`]): added again before
+    /// the commit.
+    bulk: bool,
+    foreign_keys: Vec<(String, String)>,
+    indexes: Vec<String>,
+    copy: Option<CopyIn>,
+    log: RejectionLog,
+}
+
+impl<'a, 't> PgLoad<'a, 't> {
+    pub(super) fn new(tx: &'a Transaction<'t>, load: &FileLoad) -> PgLoad<'a, 't> {
+        let table = load.table;
+        PgLoad {
+            tx,
+            table,
+            source: load.source.clone(),
+            bulk: table.foreign_keys().next().is_some()
+                && load.bytes.is_some_and(|b| b >= BULK_BYTES),
+            foreign_keys: Vec::new(),
+            indexes: Vec::new(),
+            copy: None,
+            log: RejectionLog::default(),
         }
     }
-    let (mut inserted, mut rejected_total) = (0u64, 0u64);
-    let mut copy: Option<CopyIn> = None;
-    let mut log = RejectionLog::default();
-    loop {
-        match feed.recv().await {
-            Some(Feed::Rows(chunk)) => {
-                let mut rejected = Vec::new();
-                for c in &chunk.rows {
-                    match admit(table, c, &mut known)? {
-                        Ok(row) => {
-                            let open = match copy.as_mut() {
-                                Some(open) => open,
-                                None => copy.insert(open_copy(&tx, table).await?),
-                            };
-                            copy_row(open, row).await?;
-                            inserted += 1;
-                        }
-                        Err(errors) => rejected.push((c, errors)),
-                    }
-                }
-                rejected_total += rejected.len() as u64;
-                if load.max_rejects.is_some_and(|max| rejected_total > max) {
-                    return Ok(FileLoadOutcome::Aborted {
-                        rejected: rejected_total,
-                    });
-                }
-                for (c, errors) in &rejected {
-                    log.add(table, &load.source, &chunk.raw, c, errors);
-                }
-                if log.len() >= RejectionLog::LOAD_BATCH {
-                    if let Some(mut open) = copy.take() {
-                        open.as_mut().finish().await?;
-                    }
-                    log.flush(&tx, table, &load.source).await?;
-                }
-            }
-            Some(Feed::End(summary)) => {
-                if let Some(mut open) = copy.take() {
-                    open.as_mut().finish().await?;
-                }
-                log.flush(&tx, table, &load.source).await?;
-                // Checked again under the table lock: two loads of the same
-                // content racing each other commit once.
-                let seen = sql::history_has(Dialect::Postgres, table, &summary.sha256);
-                if !load.force
-                    && tx
-                        .query_opt(seen.sql.as_str(), &params(&seen))
-                        .await?
-                        .is_some()
-                {
-                    return Ok(FileLoadOutcome::AlreadyLoaded);
-                }
-                for create in &indexes {
-                    tx.batch_execute(create).await?;
-                }
-                for (name, definition) in &set_aside {
-                    tx.batch_execute(&format!(
-                        "ALTER TABLE \"{}\" ADD CONSTRAINT \"{name}\" {definition}",
-                        table.name()
-                    ))
-                    .await?;
-                }
-                let entry = HistoryEntry {
-                    load,
-                    summary: &summary,
-                    status: HistoryStatus::Loaded,
-                    inserted,
-                    rejected: rejected_total,
-                    message: None,
-                };
-                let history = sql::insert_history(Dialect::Postgres, &entry);
-                tx.execute(history.sql.as_str(), &params(&history)).await?;
-                tx.commit().await?;
-                return Ok(FileLoadOutcome::Loaded {
-                    inserted,
-                    rejected: rejected_total,
-                });
-            }
-            None => return Err(StoreError::FeedInterrupted),
+
+    async fn end_copy(&mut self) -> Result<(), StoreError> {
+        if let Some(mut open) = self.copy.take() {
+            open.as_mut().finish().await?;
         }
+        Ok(())
+    }
+
+    /// Adds again what a bulk load set aside; before the commit.
+    pub(super) async fn restore_keys(&mut self) -> Result<(), StoreError> {
+        for create in &self.indexes {
+            self.tx.batch_execute(create).await?;
+        }
+        for (name, definition) in &self.foreign_keys {
+            self.tx
+                .batch_execute(&format!(
+                    "ALTER TABLE \"{}\" ADD CONSTRAINT \"{name}\" {definition}",
+                    self.table.name()
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl LoadTarget for PgLoad<'_, '_> {
+    async fn lock(&mut self) -> Result<(), StoreError> {
+        // A bulk load keeps readers out too (ALTER TABLE needs it), taken
+        // at once rather than upgraded later, which could deadlock.
+        let mode = match self.bulk {
+            true => "ACCESS EXCLUSIVE",
+            false => "SHARE ROW EXCLUSIVE",
+        };
+        let name = self.table.name();
+        self.tx
+            .batch_execute(&format!("LOCK TABLE \"{name}\" IN {mode} MODE"))
+            .await?;
+        if self.bulk {
+            self.foreign_keys = set_aside_foreign_keys(self.tx, self.table).await?;
+            self.indexes = set_aside_indexes(self.tx, self.table).await?;
+        }
+        Ok(())
+    }
+
+    async fn ids(&mut self, table: Table) -> Result<IdBitmap, StoreError> {
+        read_ids(self.tx, table).await
+    }
+
+    async fn write(&mut self, rows: &[&Row]) -> Result<(), StoreError> {
+        for row in rows {
+            let open = match self.copy.as_mut() {
+                Some(open) => open,
+                None => self.copy.insert(open_copy(self.tx, self.table).await?),
+            };
+            copy_row(open, row).await?;
+        }
+        Ok(())
+    }
+
+    async fn log(&mut self, rejected: Vec<LoggedRejection>) -> Result<(), StoreError> {
+        self.log.add(rejected);
+        if self.log.len() >= RejectionLog::LOAD_BATCH {
+            self.end_copy().await?;
+            self.log.flush(self.tx, self.table, &self.source).await?;
+        }
+        Ok(())
+    }
+
+    async fn end_writes(&mut self) -> Result<(), StoreError> {
+        self.end_copy().await?;
+        self.log.flush(self.tx, self.table, &self.source).await
+    }
+
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        Ok(self.tx.execute(st.sql.as_str(), &params(st)).await?)
+    }
+
+    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(st.sql.as_str(), &params(st))
+            .await?
+            .is_some())
     }
 }
 

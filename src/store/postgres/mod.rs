@@ -16,11 +16,12 @@ pub(super) mod tls;
 pub(super) use tls::is_keyword_form;
 
 use super::backend::Backend;
+use super::batch::{self, Done};
 use super::error::Fault;
 use super::retry::retrying;
-use super::sql::{self, Param, Read, SqlRow, Statement};
+use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome,
     Render, RestoreFeed, RowSink, StoreError, TableBatch, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
@@ -126,32 +127,15 @@ impl PgStore {
     ) -> Result<IngestOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if let Some(idem) = idempotency {
-            // The key is claimed first: a second request with the same key
-            // waits here until the first commits, then replays its response.
-            let claim = sql::idempotency_claim(Dialect::Postgres, &idem.key, &idem.fingerprint);
-            if tx.execute(claim.sql.as_str(), &params(&claim)).await? == 0 {
-                let seen = sql::idempotency_seen(Dialect::Postgres, &idem.key);
-                let row = tx.query_one(seen.sql.as_str(), &params(&seen)).await?;
-                let (fingerprint, response): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-                return Ok(if fingerprint == idem.fingerprint {
-                    IngestOutcome::Replayed(response)
-                } else {
-                    IngestOutcome::KeyReused
-                });
+        let mut target = load::PgBatch(&tx);
+        let d = Dialect::Postgres;
+        match batch::apply(&mut target, d, source, tables, idempotency, render).await? {
+            Done::Commit(outcome) => {
+                tx.commit().await?;
+                Ok(outcome)
             }
+            Done::Rollback(outcome) => Ok(outcome),
         }
-        let mut outcomes = Vec::with_capacity(tables.len());
-        for batch in tables {
-            outcomes.push(load::ingest_table(&tx, source, batch).await?);
-        }
-        let response = render(&outcomes, tables);
-        if let Some(idem) = idempotency {
-            let respond = sql::idempotency_respond(Dialect::Postgres, &idem.key, &response);
-            tx.execute(respond.sql.as_str(), &params(&respond)).await?;
-        }
-        tx.commit().await?;
-        Ok(IngestOutcome::Applied(response))
     }
 }
 
@@ -293,17 +277,25 @@ impl Backend for PgStore {
         // not at all, and running it again is safe.
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        load::load_file_tx(tx, &load, &mut feed).await
+        let mut target = load::PgLoad::new(&tx, &load);
+        match super::load::run(&mut target, Dialect::Postgres, &load, &mut feed).await? {
+            Done::Commit(outcome) => {
+                target.restore_keys().await?;
+                tx.commit().await?;
+                Ok(outcome)
+            }
+            Done::Rollback(outcome) => Ok(outcome),
+        }
     }
 
-    async fn ingest(
-        &self,
-        source: String,
-        mut tables: Vec<TableBatch>,
-        rest: Option<BatchRest>,
-        idempotency: Option<Idempotency>,
-        render: Render,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        let BatchRequest {
+            source,
+            mut tables,
+            rest,
+            idempotency,
+            render,
+        } = batch;
         if let Some(rest) = rest {
             super::feed::collect_rest(&mut tables, rest).await?;
         }
@@ -359,7 +351,7 @@ impl Backend for PgStore {
             table,
             copy: None,
         };
-        super::restore::run(target, table, rows).await
+        super::restore::run(target, Dialect::Postgres, table, rows).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

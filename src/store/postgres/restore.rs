@@ -2,7 +2,8 @@
 //! stream in by binary `COPY`.
 
 use super::super::admission::IdBitmap;
-use super::super::restore::{RestoreTarget, first_orphan_sql, orphans_sql, repeated_id};
+use super::super::restore::{RestoreTarget, repeated_id};
+use super::super::sql::SqlRow;
 use super::super::{Dialect, StoreError};
 use super::PooledTx;
 use super::load::{CopyIn, copy_row, open_copy, read_ids};
@@ -71,35 +72,27 @@ impl RestoreTarget for PgRestore<'_> {
         }
     }
 
-    async fn first_orphan(
-        &mut self,
-        column: &str,
-        parent: Table,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let sql = first_orphan_sql(Dialect::Postgres, self.table, column, parent);
-        let row = self.tx.query_opt(&sql, &[]).await?;
-        Ok(match row {
-            Some(r) => Some((
-                i64::from(r.try_get::<_, i32>(0)?),
-                i64::from(r.try_get::<_, i32>(1)?),
-            )),
-            None => None,
-        })
+    fn written_into(&self) -> String {
+        Dialect::Postgres.quote(self.table.name())
     }
 
-    async fn orphans_of(
-        &mut self,
-        child: Table,
-        column: &str,
-    ) -> Result<(i64, Option<i64>), StoreError> {
-        let table = Dialect::Postgres.quote(self.table.name());
-        let sql = orphans_sql(Dialect::Postgres, child, column, &table);
-        let row = self.tx.query_one(&sql, &[]).await?;
-        let example: Option<i32> = row.try_get(1)?;
-        Ok((row.try_get(0)?, example.map(i64::from)))
+    async fn two_ints(&mut self, sql: &str) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let Some(row) = self.tx.query_opt(sql, &[]).await? else {
+            return Ok(None);
+        };
+        Ok(Some((row.int(0)?, opt_int(&row, 1)?)))
     }
 
     async fn commit(self) -> Result<(), StoreError> {
         Ok(self.tx.commit().await?)
     }
+}
+
+/// An integer column that may be NULL.
+fn opt_int(row: &tokio_postgres::Row, i: usize) -> Result<Option<i64>, StoreError> {
+    let value: Option<i64> = match *row.columns()[i].type_() {
+        tokio_postgres::types::Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map(i64::from),
+        _ => row.try_get(i)?,
+    };
+    Ok(value)
 }

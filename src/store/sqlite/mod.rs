@@ -12,8 +12,8 @@ use super::backend::Backend;
 use super::error::Fault;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRest, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render,
-    RestoreFeed, RowSink, StoreError, TableBatch, ddl,
+    BatchRequest, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed, RowSink,
+    StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
@@ -295,14 +295,14 @@ impl Backend for SqliteStore {
         .await
     }
 
-    async fn ingest(
-        &self,
-        source: String,
-        mut tables: Vec<TableBatch>,
-        rest: Option<BatchRest>,
-        idempotency: Option<Idempotency>,
-        render: Render,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        let BatchRequest {
+            source,
+            mut tables,
+            rest,
+            idempotency,
+            render,
+        } = batch;
         // Without a key the response is rendered (and the batch freed) here,
         // off the writer thread, which every write waits for.
         let (inside, outside) = match idempotency {
@@ -348,7 +348,12 @@ impl Backend for SqliteStore {
                 let target = restore::SqliteRestore::new(tx, table)?;
                 // The restore's steps never wait but for rows, on this
                 // thread of its own.
-                futures::executor::block_on(super::restore::run(target, table, rows))
+                futures::executor::block_on(super::restore::run(
+                    target,
+                    super::Dialect::Sqlite,
+                    table,
+                    rows,
+                ))
             })
         })
         .await

@@ -1,7 +1,7 @@
 //! SQLite's side of a restore (see [`crate::store::restore`]): rows go
 //! in 64 to a prepared `INSERT`, on the writer thread.
 
-use super::super::restore::{Ids, RestoreTarget, first_orphan_sql, orphans_sql, repeated_id};
+use super::super::restore::{Ids, RestoreTarget, repeated_id};
 use super::super::{Dialect, StoreError};
 use super::writer::{IdSet, bind_row, bind_row_at, parent_ids};
 use crate::dictionary::{Row, Table};
@@ -119,28 +119,13 @@ impl RestoreTarget for SqliteRestore<'_> {
         Ok(())
     }
 
-    async fn first_orphan(
-        &mut self,
-        column: &str,
-        parent: Table,
-    ) -> Result<Option<(i64, i64)>, StoreError> {
-        let sql = first_orphan_sql(Dialect::Sqlite, self.table, column, parent);
-        Ok(self
-            .tx
-            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+    fn written_into(&self) -> String {
+        Dialect::Sqlite.quote(self.table.name())
     }
 
-    async fn orphans_of(
-        &mut self,
-        child: Table,
-        column: &str,
-    ) -> Result<(i64, Option<i64>), StoreError> {
-        let table = Dialect::Sqlite.quote(self.table.name());
-        let sql = orphans_sql(Dialect::Sqlite, child, column, &table);
-        Ok(self
-            .tx
-            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    async fn two_ints(&mut self, sql: &str) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let row = self.tx.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)));
+        Ok(row.optional()?)
     }
 
     async fn commit(self) -> Result<(), StoreError> {

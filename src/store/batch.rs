@@ -1,0 +1,108 @@
+//! An API batch on a server database, written once for PostgreSQL and
+//! SQL Server: the idempotency key claimed first, then for each table the
+//! ids it names looked up in one query per column, every row admitted in
+//! memory, the admitted ones inserted in one go, and the rest logged.
+//!
+//! The insert settles races with other writers: a row whose id another
+//! writer took since the lookup is not inserted, and becomes a duplicate
+//! rejection. A backend supplies a [`BatchTarget`], the statements of one
+//! transaction.
+
+use super::admission::{BatchKnown, LoggedRejection, Sorted, ints, outcome, rejection_record};
+use super::sql::{self, Statement};
+use super::{Dialect, IngestOutcome, Render, StoreError, TableBatch};
+use crate::dictionary::{Row, Table};
+use std::collections::{HashMap, HashSet};
+
+/// How a transaction's work ended: keep its writes or not.
+pub(super) enum Done<T> {
+    /// Commit, and return this.
+    Commit(T),
+    /// Roll back, and return this.
+    Rollback(T),
+}
+
+/// The statements of one batch's transaction.
+pub(super) trait BatchTarget {
+    /// Runs a statement; the rows it changed.
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError>;
+
+    /// The two text columns of the first row of a query, if any.
+    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError>;
+
+    /// The ids of `table` among `ids` (sorted, distinct).
+    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError>;
+
+    /// Inserts rows unless their id is taken; the ids it inserted.
+    async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError>;
+
+    /// Writes rejections of `table` from `source` to the log, in order.
+    async fn log(
+        &mut self,
+        table: Table,
+        source: &str,
+        rejected: Vec<LoggedRejection>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Applies a batch through `target`; the outcome, and whether to commit.
+pub(super) async fn apply(
+    target: &mut impl BatchTarget,
+    d: Dialect,
+    source: &str,
+    tables: &[TableBatch],
+    idempotency: Option<&super::Idempotency>,
+    render: &Render,
+) -> Result<Done<IngestOutcome>, StoreError> {
+    if let Some(idem) = idempotency {
+        // The key is claimed first: a second request with the same key
+        // waits here until the first commits, then replays its response.
+        let claim = sql::idempotency_claim(d, &idem.key, &idem.fingerprint);
+        if target.execute(&claim).await? == 0 {
+            let seen = sql::idempotency_seen(d, &idem.key);
+            let (fingerprint, response) = target
+                .texts(&seen)
+                .await?
+                .ok_or_else(|| StoreError::Task("an idempotency key vanished".into()))?;
+            return Ok(Done::Rollback(if fingerprint == idem.fingerprint {
+                IngestOutcome::Replayed(response)
+            } else {
+                IngestOutcome::KeyReused
+            }));
+        }
+    }
+    let mut outcomes = Vec::with_capacity(tables.len());
+    for batch in tables {
+        let (table, chunk) = (batch.table, &batch.chunk);
+        let mut known = BatchKnown {
+            taken: target
+                .existing(table, &ints(chunk, Table::PRIMARY_KEY))
+                .await?,
+            parents: HashMap::new(),
+        };
+        for (i, _, parent) in table.foreign_keys() {
+            let found = target.existing(parent, &ints(chunk, i)).await?;
+            known.parents.entry(parent).or_default().extend(found);
+        }
+        let sorted = Sorted::new(table, chunk, known)?;
+        let rows: Vec<&Row> = sorted.chosen.iter().map(|(_, row)| *row).collect();
+        let inserted_ids = match rows.is_empty() {
+            true => HashSet::new(),
+            false => target.insert(table, &rows).await?,
+        };
+        let (inserted, rejected) = sorted.settle(&inserted_ids);
+        let logged = rejected
+            .iter()
+            .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
+            .collect();
+        target.log(table, source, logged).await?;
+        outcomes.push(outcome(table, chunk, inserted, rejected));
+    }
+    let response = render(&outcomes, tables);
+    if let Some(idem) = idempotency {
+        target
+            .execute(&sql::idempotency_respond(d, &idem.key, &response))
+            .await?;
+    }
+    Ok(Done::Commit(IngestOutcome::Applied(response)))
+}

@@ -1,0 +1,112 @@
+//! A file load on a server database, written once for PostgreSQL and SQL
+//! Server: the table is locked against other writers for the transaction
+//! and its ids and its parents' are read once, so that they stay true to
+//! the end and every check is made in memory; the admitted rows then go in
+//! by the backend's bulk path, chunk by chunk, and the rejections to the
+//! log. The history entry commits with them.
+//!
+//! A backend supplies a [`LoadTarget`], the writes of one transaction.
+
+use super::admission::{IdBitmap, LoadKnown, LoggedRejection, admit, rejection_record};
+use super::batch::Done;
+use super::sql::{self, HistoryEntry, Statement};
+use super::{Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus, StoreError};
+use crate::dictionary::{Row, Table};
+use std::collections::HashMap;
+
+/// The writes of one load's transaction.
+pub(super) trait LoadTarget {
+    /// Keeps other writers out of the table until the end.
+    async fn lock(&mut self) -> Result<(), StoreError>;
+
+    /// Every id of `table`.
+    async fn ids(&mut self, table: Table) -> Result<IdBitmap, StoreError>;
+
+    /// Writes admitted rows, in order.
+    async fn write(&mut self, rows: &[&Row]) -> Result<(), StoreError>;
+
+    /// Logs rejections, in order (now, or with the next ones).
+    async fn log(&mut self, rejected: Vec<LoggedRejection>) -> Result<(), StoreError>;
+
+    /// After the last chunk: every row and rejection is written.
+    async fn end_writes(&mut self) -> Result<(), StoreError>;
+
+    /// Runs a statement; the rows it changed.
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError>;
+
+    /// Whether a query returns a row.
+    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError>;
+}
+
+/// Loads `feed` into `load.table` through `target`; the outcome, and
+/// whether to commit.
+pub(super) async fn run(
+    target: &mut impl LoadTarget,
+    d: Dialect,
+    load: &FileLoad,
+    feed: &mut FileFeed,
+) -> Result<Done<FileLoadOutcome>, StoreError> {
+    let table = load.table;
+    target.lock().await?;
+    let mut known = LoadKnown {
+        taken: target.ids(table).await?,
+        parents: HashMap::new(),
+    };
+    for (_, _, parent) in table.foreign_keys() {
+        if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
+            slot.insert(target.ids(parent).await?);
+        }
+    }
+    let (mut inserted, mut rejected) = (0u64, 0u64);
+    loop {
+        match feed.recv().await {
+            Some(Feed::Rows(chunk)) => {
+                let mut valid: Vec<&Row> = Vec::with_capacity(chunk.rows.len());
+                let mut logged = Vec::new();
+                for c in &chunk.rows {
+                    match admit(table, c, &mut known)? {
+                        Ok(row) => valid.push(row),
+                        Err(errors) => logged.push(rejection_record(
+                            d,
+                            table,
+                            &load.source,
+                            &chunk.raw,
+                            c,
+                            &errors,
+                        )),
+                    }
+                }
+                rejected += logged.len() as u64;
+                if load.max_rejects.is_some_and(|max| rejected > max) {
+                    return Ok(Done::Rollback(FileLoadOutcome::Aborted { rejected }));
+                }
+                target.write(&valid).await?;
+                inserted += valid.len() as u64;
+                target.log(logged).await?;
+            }
+            Some(Feed::End(summary)) => {
+                target.end_writes().await?;
+                // Checked again under the table lock: two loads of the same
+                // content racing each other commit once.
+                if !load.force
+                    && target
+                        .exists(&sql::history_has(d, table, &summary.sha256))
+                        .await?
+                {
+                    return Ok(Done::Rollback(FileLoadOutcome::AlreadyLoaded));
+                }
+                let entry = HistoryEntry {
+                    load,
+                    summary: &summary,
+                    status: HistoryStatus::Loaded,
+                    inserted,
+                    rejected,
+                    message: None,
+                };
+                target.execute(&sql::insert_history(d, &entry)).await?;
+                return Ok(Done::Commit(FileLoadOutcome::Loaded { inserted, rejected }));
+            }
+            None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+}
