@@ -10,9 +10,19 @@
 
 use super::admission::{BatchKnown, LoggedRejection, Sorted, ints, outcome, rejection_record};
 use super::sql::{self, Statement};
-use super::{Dialect, IngestOutcome, Render, StoreError, TableBatch};
+use super::{BatchRequest, Dialect, IngestOutcome, StoreError};
 use crate::dictionary::{Row, Table};
 use std::collections::{HashMap, HashSet};
+
+/// Rejected rows of one table, as the log keeps them.
+pub(super) struct Logged<'a> {
+    /// The table they were meant for.
+    pub(super) table: Table,
+    /// `api:<batch id>` or `file:<location>`.
+    pub(super) source: &'a str,
+    /// The rejections, in input order.
+    pub(super) rows: Vec<LoggedRejection>,
+}
 
 /// How a transaction's work ended: keep its writes or not.
 pub(super) enum Done<T> {
@@ -36,25 +46,18 @@ pub(super) trait BatchTarget {
     /// Inserts rows unless their id is taken; the ids it inserted.
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError>;
 
-    /// Writes rejections of `table` from `source` to the log, in order.
-    async fn log(
-        &mut self,
-        table: Table,
-        source: &str,
-        rejected: Vec<LoggedRejection>,
-    ) -> Result<(), StoreError>;
+    /// Writes rejections to the log, in order.
+    async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError>;
 }
 
 /// Applies a batch through `target`; the outcome, and whether to commit.
 pub(super) async fn apply(
     target: &mut impl BatchTarget,
     d: Dialect,
-    source: &str,
-    tables: &[TableBatch],
-    idempotency: Option<&super::Idempotency>,
-    render: &Render,
+    batch: &BatchRequest,
 ) -> Result<Done<IngestOutcome>, StoreError> {
-    if let Some(idem) = idempotency {
+    let (source, tables) = (batch.source.as_str(), batch.tables.as_slice());
+    if let Some(idem) = &batch.idempotency {
         // The key is claimed first: a second request with the same key
         // waits here until the first commits, then replays its response.
         let claim = sql::idempotency_claim(d, &idem.key, &idem.fingerprint);
@@ -72,8 +75,8 @@ pub(super) async fn apply(
         }
     }
     let mut outcomes = Vec::with_capacity(tables.len());
-    for batch in tables {
-        let (table, chunk) = (batch.table, &batch.chunk);
+    for one in tables {
+        let (table, chunk) = (one.table, &one.chunk);
         let mut known = BatchKnown {
             taken: target
                 .existing(table, &ints(chunk, Table::PRIMARY_KEY))
@@ -91,15 +94,21 @@ pub(super) async fn apply(
             false => target.insert(table, &rows).await?,
         };
         let (inserted, rejected) = sorted.settle(&inserted_ids);
-        let logged = rejected
+        let rows = rejected
             .iter()
             .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
             .collect();
-        target.log(table, source, logged).await?;
+        target
+            .log(Logged {
+                table,
+                source,
+                rows,
+            })
+            .await?;
         outcomes.push(outcome(table, chunk, inserted, rejected));
     }
-    let response = render(&outcomes, tables);
-    if let Some(idem) = idempotency {
+    let response = (batch.render)(&outcomes, tables);
+    if let Some(idem) = &batch.idempotency {
         target
             .execute(&sql::idempotency_respond(d, &idem.key, &response))
             .await?;

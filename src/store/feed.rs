@@ -76,24 +76,26 @@ impl Chunk {
     }
 }
 
-/// Collects the rest of the last table of a batch (see [`BatchRest`])
-/// before the transaction starts, on a blocking thread: the server
-/// backends say they are never idle, so batches normally arrive whole,
-/// but a caller may still send the rest in pieces.
-pub(super) async fn collect_rest(
-    tables: &mut [super::TableBatch],
-    mut rest: BatchRest,
-) -> Result<(), StoreError> {
-    let more = tokio::task::spawn_blocking(move || {
-        let mut more = Chunk::default();
-        receive_rest(&mut more, &mut rest).map(|()| more)
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))??;
-    if let Some(last) = tables.last_mut() {
-        last.chunk.append(more);
+impl super::BatchRequest {
+    /// Moves the rest of the last table (see [`BatchRest`]) into it before
+    /// a server backend's transaction starts, receiving on a blocking
+    /// thread: the server backends say they are never idle, so batches
+    /// normally arrive whole, but a caller may still send the rest.
+    pub(super) async fn collect_rest(&mut self) -> Result<(), StoreError> {
+        let Some(mut rest) = self.rest.take() else {
+            return Ok(());
+        };
+        let more = tokio::task::spawn_blocking(move || {
+            let mut more = Chunk::default();
+            receive_rest(&mut more, &mut rest).map(|()| more)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))??;
+        if let Some(last) = self.tables.last_mut() {
+            last.chunk.append(more);
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Receives what is left of a batch's last table (see [`BatchRest`]) and

@@ -10,7 +10,7 @@
 use super::admission::{IdBitmap, LoadKnown, LoggedRejection, admit, rejection_record};
 use super::batch::Done;
 use super::sql::{self, HistoryEntry, Statement};
-use super::{Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus, StoreError};
+use super::{Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, StoreError};
 use crate::dictionary::{Row, Table};
 use std::collections::HashMap;
 
@@ -95,14 +95,7 @@ pub(super) async fn run(
                 {
                     return Ok(Done::Rollback(FileLoadOutcome::AlreadyLoaded));
                 }
-                let entry = HistoryEntry {
-                    load,
-                    summary: &summary,
-                    status: HistoryStatus::Loaded,
-                    inserted,
-                    rejected,
-                    message: None,
-                };
+                let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 target.execute(&sql::insert_history(d, &entry)).await?;
                 return Ok(Done::Commit(FileLoadOutcome::Loaded { inserted, rejected }));
             }

@@ -180,6 +180,25 @@ pub struct HistoryEntry<'a> {
     pub message: Option<&'a str>,
 }
 
+impl<'a> HistoryEntry<'a> {
+    /// A load that committed.
+    pub fn loaded(
+        load: &'a FileLoad,
+        summary: &'a FeedSummary,
+        inserted: u64,
+        rejected: u64,
+    ) -> HistoryEntry<'a> {
+        HistoryEntry {
+            load,
+            summary,
+            status: HistoryStatus::Loaded,
+            inserted,
+            rejected,
+            message: None,
+        }
+    }
+}
+
 /// Adds an entry to the load history, finished now.
 pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
     let started = datetime::parse(&e.load.started_at).unwrap_or_else(|_| now_ms());

@@ -5,7 +5,7 @@
 
 use super::super::StoreError;
 use super::super::admission::{IdBitmap, LoggedRejection};
-use super::super::batch::BatchTarget;
+use super::super::batch::{BatchTarget, Logged};
 use super::super::load::LoadTarget;
 use super::super::sql::Statement;
 use super::statements::{
@@ -112,13 +112,8 @@ impl BatchTarget for MssqlBatch<'_> {
         Ok(inserted_ids)
     }
 
-    async fn log(
-        &mut self,
-        table: Table,
-        source: &str,
-        rejected: Vec<LoggedRejection>,
-    ) -> Result<(), StoreError> {
-        log_rejections(self.0, table, source, &rejected).await
+    async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
+        log_rejections(self.0, rejected.table, rejected.source, &rejected.rows).await
     }
 }
 

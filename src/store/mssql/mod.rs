@@ -221,23 +221,12 @@ impl Backend for MssqlStore {
         result
     }
 
-    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
-        let BatchRequest {
-            source,
-            mut tables,
-            rest,
-            idempotency,
-            render,
-        } = batch;
-        if let Some(rest) = rest {
-            super::feed::collect_rest(&mut tables, rest).await?;
-        }
+    async fn ingest(&self, mut batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        batch.collect_rest().await?;
         retrying!(async {
             let mut conn = self.conn().await?;
             in_transaction(&mut conn, async |c| {
-                let mut target = load::MssqlBatch(c);
-                let (d, idem) = (Dialect::Mssql, idempotency.as_ref());
-                batch::apply(&mut target, d, &source, &tables, idem, &render).await
+                batch::apply(&mut load::MssqlBatch(c), Dialect::Mssql, &batch).await
             })
             .await
         })

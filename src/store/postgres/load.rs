@@ -3,7 +3,7 @@
 //! unnest(…)` per table, a file's by binary `COPY` under a table lock.
 
 use super::super::admission::{IdBitmap, LoggedRejection};
-use super::super::batch::BatchTarget;
+use super::super::batch::{BatchTarget, Logged};
 use super::super::load::LoadTarget;
 use super::super::sql::{self, Statement};
 use super::super::{Dialect, FileLoad, StoreError, ddl};
@@ -140,15 +140,10 @@ impl BatchTarget for PgBatch<'_, '_> {
             .collect::<Result<_, _>>()?)
     }
 
-    async fn log(
-        &mut self,
-        table: Table,
-        source: &str,
-        rejected: Vec<LoggedRejection>,
-    ) -> Result<(), StoreError> {
+    async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
         let mut log = RejectionLog::default();
-        log.add(rejected);
-        log.flush(self.0, table, source).await
+        log.add(rejected.rows);
+        log.flush(self.0, rejected.table, rejected.source).await
     }
 }
 

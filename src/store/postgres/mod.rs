@@ -21,8 +21,8 @@ use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome,
-    Render, RestoreFeed, RowSink, StoreError, TableBatch, ddl,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed,
+    RowSink, StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
@@ -118,18 +118,11 @@ impl PgStore {
         })
     }
 
-    async fn ingest_once(
-        &self,
-        source: &str,
-        tables: &[TableBatch],
-        idempotency: Option<&Idempotency>,
-        render: &Render,
-    ) -> Result<IngestOutcome, StoreError> {
+    async fn ingest_once(&self, batch: &BatchRequest) -> Result<IngestOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mut target = load::PgBatch(&tx);
-        let d = Dialect::Postgres;
-        match batch::apply(&mut target, d, source, tables, idempotency, render).await? {
+        match batch::apply(&mut target, Dialect::Postgres, batch).await? {
             Done::Commit(outcome) => {
                 tx.commit().await?;
                 Ok(outcome)
@@ -288,18 +281,9 @@ impl Backend for PgStore {
         }
     }
 
-    async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
-        let BatchRequest {
-            source,
-            mut tables,
-            rest,
-            idempotency,
-            render,
-        } = batch;
-        if let Some(rest) = rest {
-            super::feed::collect_rest(&mut tables, rest).await?;
-        }
-        retrying!(self.ingest_once(&source, &tables, idempotency.as_ref(), &render))
+    async fn ingest(&self, mut batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        batch.collect_rest().await?;
+        retrying!(self.ingest_once(&batch))
     }
 
     async fn scan<S: RowSink>(&self, table: Table, mut sink: S) -> Result<S, StoreError> {

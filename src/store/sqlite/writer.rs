@@ -8,8 +8,8 @@
 use super::super::admission::{self, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
-    BatchRest, Candidate, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, HistoryStatus,
-    Idempotency, IngestOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
+    BatchRest, Candidate, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, Idempotency,
+    IngestOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -60,14 +60,7 @@ pub(super) fn load_file(
                 if !load.force && !query_on(&tx, &seen, |_| Ok(()))?.is_empty() {
                     return Ok(FileLoadOutcome::AlreadyLoaded);
                 }
-                let entry = HistoryEntry {
-                    load,
-                    summary: &summary,
-                    status: HistoryStatus::Loaded,
-                    inserted,
-                    rejected,
-                    message: None,
-                };
+                let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
                 tx.commit()?;
                 return Ok(FileLoadOutcome::Loaded { inserted, rejected });
