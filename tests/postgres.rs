@@ -359,3 +359,41 @@ async fn a_server_error_names_its_sqlstate_once() {
     assert_eq!(err.matches("does not exist").count(), 1, "{err}");
     assert!(!err.contains("db error"), "{err}");
 }
+
+/// `hrmig demo` prints each table's row count after its load: the counts
+/// are read before the database is closed, and they are the database's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_loads_the_sample_and_counts_its_rows() {
+    if !server_available().await {
+        return;
+    }
+    let url = common::fresh_postgres_schema().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
+        .current_dir(dir.path())
+        .env_remove("HRMIG_STORAGE_URL")
+        .env_remove("HRMIG_LOG_FORMAT")
+        .args(["--database", &url, "--log", "warn"])
+        .args(["demo", "--employees", "500"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for table in ["departments", "jobs", "hired_employees"] {
+        let rows = common::query_i64(&url, &format!("SELECT COUNT(*) FROM {table}")).await;
+        assert!(rows > 0, "{table} is empty");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(table) && l.ends_with(" rows"))
+            .unwrap_or_else(|| panic!("no count of {table} in {stdout}"));
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some(rows.to_string().as_str()),
+            "{line}"
+        );
+    }
+}

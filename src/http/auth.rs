@@ -2,13 +2,13 @@
 //! for operations that change data in bulk (loads). Keys are compared as
 //! SHA-256 digests in constant time, so neither timing nor length leaks.
 
-use super::AppState;
 use super::error::ApiError;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// The configured keys (digests only).
@@ -71,8 +71,13 @@ fn is_admin(method: &Method, path: &str) -> bool {
             || (path.starts_with("/api/loads/") && path.ends_with("/run")))
 }
 
-pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let keys = &state.keys;
+/// Answers 401 (no valid key) or 403 (not the admin key) before the route
+/// runs; `/api/health` and a server without keys are open.
+pub(super) async fn require_key(
+    State(keys): State<Arc<Keys>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
     if path == "/api/health" || (keys.api.is_none() && keys.admin.is_none()) {
         return next.run(req).await;

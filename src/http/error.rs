@@ -1,5 +1,7 @@
 //! The one place where errors become HTTP responses: stable `code` strings,
-//! and opaque 5xx bodies (the cause is logged, never sent).
+//! and opaque 5xx bodies (the cause is logged by the trace layer, never
+//! sent). The error answers that several routes document are declared here
+//! once, for the OpenAPI document ([`documented`]).
 
 use crate::ops::backup::BackupError;
 use crate::ops::ingest::IngestError;
@@ -7,6 +9,7 @@ use crate::ops::load::LoadError;
 use crate::store::{Fault, StoreError};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Level;
 
 /// The body of every error response.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -25,6 +28,33 @@ pub struct ErrorDetail {
     pub code: &'static str,
     /// What is wrong and where.
     pub message: String,
+}
+
+/// The error answers several routes document, declared once here: a path
+/// lists them by name beside its own rows (`responses((status = 200, …),
+/// Unauthorized, DatabaseUnavailable)`), and each is the [`ErrorBody`] with
+/// its status and description.
+pub mod documented {
+    macro_rules! error_answers {
+        ($($name:ident: $status:tt, $description:tt;)*) => {$(
+            #[doc = concat!($status, ": ", $description, ".")]
+            #[derive(utoipa::IntoResponses)]
+            #[response(status = $status, description = $description)]
+            pub struct $name(pub super::ErrorBody);
+        )*};
+    }
+
+    error_answers! {
+        Malformed: 400, "Malformed request";
+        BadBackupName: 400, "Malformed request or backup name";
+        Unauthorized: 401, "Missing or wrong API key";
+        Forbidden: 403, "Needs the admin key";
+        UnknownTable: 404, "Unknown table";
+        NoSuchBackup: 404, "Unknown table or backup";
+        NoSuchJob: 404, "No such job";
+        KeyReused: 422, "Idempotency-Key reused with another body";
+        DatabaseUnavailable: 503, "Database unavailable";
+    }
 }
 
 /// An error of the HTTP door.
@@ -60,11 +90,12 @@ pub enum ApiError {
     },
     /// 503: the server is serving as many requests as it may at once.
     Overloaded,
-    /// 503: the database cannot be reached.
-    Unavailable,
+    /// 503: the database cannot be reached; the cause goes to the log only.
+    Unavailable(String),
     /// 503 (`database_unavailable` too): the database answers but takes no
-    /// writes (disk full or failing, read-only); nothing was changed.
-    CannotWrite,
+    /// writes (disk full or failing, read-only); nothing was changed. The
+    /// cause goes to the log only.
+    CannotWrite(String),
     /// 503: the storage (blob service or disk) failed or cannot be reached;
     /// nothing was changed. The cause goes to the log only.
     StorageUnavailable(String),
@@ -72,14 +103,11 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        // `Retry-After` for the answers that say "later": every 503 (5 s
-        // unless the variant knows better) and 429.
-        let mut retry_after = None;
-        let mut close = false;
-        let (status, code, message) = match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+impl ApiError {
+    /// The status, the stable code and the message for the client.
+    fn answer(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -90,80 +118,122 @@ impl IntoResponse for ApiError {
                 "forbidden",
                 "this operation needs the admin key".to_owned(),
             ),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone()),
             ApiError::UnsupportedMediaType(m) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                m,
+                m.clone(),
             ),
             ApiError::KeyReused => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
                 "the Idempotency-Key was already used with a different request".to_owned(),
             ),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
-            ApiError::Damaged(m) => (StatusCode::UNPROCESSABLE_ENTITY, "backup_damaged", m),
-            ApiError::RequestTimeout => {
-                close = true;
-                (
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body made no progress in time; nothing was changed".to_owned(),
-                )
-            }
-            ApiError::RateLimited { retry_after_secs } => {
-                retry_after = Some(retry_after_secs);
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many requests; retry in {retry_after_secs} s"),
-                )
-            }
-            ApiError::Overloaded => {
-                retry_after = Some(1);
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "the server is serving as many requests as it can; retry shortly".to_owned(),
-                )
-            }
-            ApiError::Unavailable => (
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
+            ApiError::Damaged(m) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "backup_damaged",
+                m.clone(),
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body made no progress in time; nothing was changed".to_owned(),
+            ),
+            ApiError::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {retry_after_secs} s"),
+            ),
+            ApiError::Overloaded => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the server is serving as many requests as it can; retry shortly".to_owned(),
+            ),
+            ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "the database is unavailable; retry later".to_owned(),
             ),
-            ApiError::CannotWrite => (
+            ApiError::CannotWrite(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "the database takes no writes now (disk full or read-only); nothing was \
                  changed; retry later"
                     .to_owned(),
             ),
-            ApiError::StorageUnavailable(cause) => {
-                tracing::warn!(%cause, "storage unavailable");
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "the storage is unavailable; nothing was changed; retry later".to_owned(),
-                )
-            }
-            ApiError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the server log".to_owned(),
-                )
-            }
+            ApiError::StorageUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "the storage is unavailable; nothing was changed; retry later".to_owned(),
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the server log".to_owned(),
+            ),
+        }
+    }
+
+    /// `Retry-After` for the answers that say "later": 429, and every 503
+    /// (5 s unless the variant knows better).
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Overloaded => Some(1),
+            ApiError::Unavailable(_)
+            | ApiError::CannotWrite(_)
+            | ApiError::StorageUnavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// What the server's log says about it: the cause, which the client
+    /// never sees.
+    fn cause(self) -> Option<ErrorCause> {
+        let (level, what, cause) = match self {
+            ApiError::Unavailable(cause) => (Level::WARN, "database unavailable", cause),
+            ApiError::CannotWrite(cause) => (Level::WARN, "database takes no writes", cause),
+            ApiError::StorageUnavailable(cause) => (Level::WARN, "storage unavailable", cause),
+            ApiError::Internal(cause) => (Level::ERROR, "internal error", cause),
+            _ => return None,
         };
+        Some(ErrorCause { level, what, cause })
+    }
+}
+
+/// A response extension: why a request failed on the server's side. The
+/// request's trace layer logs it, in the request's span.
+#[derive(Debug, Clone)]
+pub struct ErrorCause {
+    level: Level,
+    what: &'static str,
+    cause: String,
+}
+
+impl ErrorCause {
+    /// Logs the cause at its level.
+    pub fn log(&self) {
+        let (what, cause) = (self.what, &self.cause);
+        match self.level {
+            Level::ERROR => tracing::error!(%cause, "{what}"),
+            _ => tracing::warn!(%cause, "{what}"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.answer();
+        let retry_after = self.retry_after_secs();
+        // The rest of a stalled body may still come: the connection cannot
+        // carry another request.
+        let close = matches!(self, ApiError::RequestTimeout);
         let body = ErrorBody {
             error: ErrorDetail { code, message },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            retry_after = retry_after.or(Some(5));
-        }
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
@@ -174,6 +244,9 @@ impl IntoResponse for ApiError {
                 header::HeaderValue::from_static("close"),
             );
         }
+        if let Some(cause) = self.cause() {
+            response.extensions_mut().insert(cause);
+        }
         response
     }
 }
@@ -181,16 +254,10 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e.fault() {
-            Fault::CannotWrite => {
-                tracing::warn!(error = %e, "database takes no writes");
-                ApiError::CannotWrite
-            }
+            Fault::CannotWrite => ApiError::CannotWrite(e.to_string()),
             // The credential's name and the fix go to the log; the token
             // never is in the error.
-            Fault::Transient | Fault::Unavailable => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::Unavailable
-            }
+            Fault::Transient | Fault::Unavailable => ApiError::Unavailable(e.to_string()),
             Fault::Refused => ApiError::Internal(e.to_string()),
         }
     }

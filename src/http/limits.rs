@@ -14,6 +14,7 @@
 //!   waiting in a queue;
 //! - the optional **rate limit** is a keyed GCRA limiter from `governor`.
 
+use super::auth::Keys;
 use super::error::ApiError;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
@@ -192,18 +193,18 @@ impl Limits {
 /// configured a request counts against the key it presented, otherwise (or
 /// without a key) against its client's IP address.
 pub(super) async fn rate_limit(
-    State(state): State<super::AppState>,
+    State((keys, limits)): State<(Arc<Keys>, Arc<Limits>)>,
     req: Request,
     next: Next,
 ) -> Response {
     let key = match super::auth::presented(&req) {
-        Some(digest) if state.keys.configured() => RateKey::Key(digest),
+        Some(digest) if keys.configured() => RateKey::Key(digest),
         _ => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
             Some(ConnectInfo(addr)) => RateKey::Peer(addr.ip()),
             None => RateKey::Unknown,
         },
     };
-    match state.limits.check(&key) {
+    match limits.check(&key) {
         Ok(()) => next.run(req).await,
         Err(wait) => ApiError::RateLimited {
             retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
@@ -219,19 +220,6 @@ pub(super) async fn overloaded(error: tower::BoxError) -> Response {
     } else {
         ApiError::Internal(error.to_string()).into_response()
     }
-}
-
-/// Whether a body error is the body timeout's: the error is boxed at every
-/// layer, so the source chain is walked.
-pub(super) fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<tower_http::timeout::TimeoutError>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
 }
 
 #[cfg(test)]

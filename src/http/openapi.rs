@@ -1,13 +1,16 @@
-//! The OpenAPI 3 document: paths and response types from the handlers'
+//! The OpenAPI 3 document and its two routes (`/api/openapi.json` and the
+//! docs page at `/api/docs`): paths and response types from the handlers'
 //! annotations, row schemas from the data dictionary.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::{loads, routes};
+use super::routes::{backups, health, loads, rejections, reports, tables};
 use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
+use axum::Router;
+use axum::routing::get;
 use utoipa::OpenApi;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
 use utoipa::openapi::schema::{
     AdditionalProperties, AllOfBuilder, AnyOfBuilder, ArrayBuilder, KnownFormat, Object,
     ObjectBuilder, SchemaFormat, SchemaType, Type,
@@ -22,22 +25,22 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
         description = "Validated ingest of HR data (departments, jobs, hired employees), the rejection log, historic loads and gold-zone reports. Rows that break a data rule are never inserted and never lost: they are logged with their reasons. Every route but /api/health may also answer 408 `request_timeout` (the request body made no progress within the body timeout; the connection is closed), 429 `rate_limited` and 503 `overloaded` (the concurrency cap), both with Retry-After."
     ),
     paths(
-        routes::health,
-        routes::tables,
-        routes::post_rows,
-        routes::get_rows,
-        routes::post_batches,
+        health::health,
+        tables::tables,
+        tables::post_rows,
+        tables::get_rows,
+        tables::post_batches,
         loads::post_loads,
         loads::get_load,
         loads::run_load,
         loads::get_loads,
-        routes::rejections,
-        routes::hires_by_quarter,
-        routes::departments_above_mean,
-        routes::post_backups,
-        routes::get_backups,
-        routes::restore,
-        routes::verify
+        rejections::rejections,
+        reports::hires_by_quarter,
+        reports::departments_above_mean,
+        backups::post_backups,
+        backups::get_backups,
+        backups::restore,
+        backups::verify
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
@@ -50,6 +53,21 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
     )
 )]
 struct ApiDoc;
+
+/// The document as JSON and the interactive docs page for it, whose assets
+/// are compiled in (it works offline).
+pub(super) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route(
+            "/api/openapi.json",
+            get(|| async { axum::Json(document()) }),
+        )
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/docs").config(
+                utoipa_swagger_ui::Config::from("/api/openapi.json").try_it_out_enabled(true),
+            ),
+        )
+}
 
 /// Schema name of a table's row object.
 fn row_schema_name(table: Table) -> String {
@@ -126,12 +144,61 @@ pub fn document() -> utoipa::openapi::OpenApi {
         "bearer",
         SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
     );
-    // Any JSON value is accepted as a row: one that breaks the table's
-    // rules (the `<table>_row` schema) is answered in the 200 response and
-    // logged, not refused with the batch.
-    let any = || Object::with_type(SchemaType::AnyValue);
+    if let Some(post) = post_of(&mut doc, "/api/tables/{table}/rows") {
+        post.request_body = Some(RefOr::T(rows_body()));
+    }
+    if let Some(post) = post_of(&mut doc, "/api/batches") {
+        post.request_body = Some(RefOr::T(batches_body()));
+    }
+    // A started job links to the routes that take its id, so a client (or
+    // a stateful test) can follow it.
+    if let Some(post) = post_of(&mut doc, "/api/loads")
+        && let Some(RefOr::T(accepted)) = post.responses.responses.get_mut("202")
+    {
+        for (name, operation) in [("job", "get_load"), ("run", "run_load")] {
+            let link = LinkBuilder::new()
+                .operation_id(operation)
+                .parameter("id", "$response.body#/id")
+                .build();
+            accepted.links.insert(name.to_owned(), RefOr::T(link));
+        }
+    }
+    // Bodies whose every field has a default may be left out; utoipa
+    // would mark them required (or, as `Option`, nullable, which they are not).
+    for path in [
+        "/api/backups",
+        "/api/loads",
+        "/api/tables/{table}/restore",
+        "/api/tables/{table}/verify",
+    ] {
+        if let Some(post) = post_of(&mut doc, path)
+            && let Some(RefOr::T(body)) = post.request_body.as_mut()
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+    doc
+}
+
+/// The POST operation of `path`, if the document has one.
+fn post_of<'d>(
+    doc: &'d mut utoipa::openapi::OpenApi,
+    path: &str,
+) -> Option<&'d mut utoipa::openapi::path::Operation> {
+    doc.paths.paths.get_mut(path)?.post.as_mut()
+}
+
+/// Any JSON value is accepted as a row: one that breaks the table's rules
+/// (the `<table>_row` schema) is answered in the 200 response and logged,
+/// not refused with the batch.
+fn any_row() -> Object {
+    Object::with_type(SchemaType::AnyValue)
+}
+
+/// The body of `POST /api/tables/{table}/rows`: JSON rows or CSV lines.
+fn rows_body() -> RequestBody {
     let rows = ArrayBuilder::new()
-        .items(any())
+        .items(any_row())
         .min_items(Some(1))
         .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS))
         .description(Some(
@@ -153,7 +220,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             (table.name(), example)
         })
     };
-    let body = RequestBodyBuilder::new()
+    RequestBodyBuilder::new()
         .description(Some(
             "A JSON array of row objects of the table (see the `<table>_row` schemas), or text/csv lines in the historic format",
         ))
@@ -178,12 +245,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 .build(),
         )
         .required(Some(utoipa::openapi::Required::True))
-        .build();
-    if let Some(item) = doc.paths.paths.get_mut("/api/tables/{table}/rows")
-        && let Some(post) = item.post.as_mut()
-    {
-        post.request_body = Some(RefOr::T(body));
-    }
+        .build()
+}
+
+/// The body of `POST /api/batches`: rows by table, at least one in all.
+fn batches_body() -> RequestBody {
     let mut tables = ObjectBuilder::new()
         .description(Some(
             "Rows by table (`<table>_row` each), 1 to 1000 in all; parents are inserted first",
@@ -193,7 +259,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for table in Table::ALL {
         let array = || {
             ArrayBuilder::new()
-                .items(any())
+                .items(any_row())
                 .max_items(Some(crate::ops::ingest::MAX_BATCH_ROWS))
         };
         tables = tables.property(table.name(), array());
@@ -204,46 +270,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
         );
     }
     let tables = AllOfBuilder::new().item(tables).item(some_rows);
-    let batches = RequestBodyBuilder::new()
+    RequestBodyBuilder::new()
         .content(
             "application/json",
             ContentBuilder::new().schema(Some(tables)).build(),
         )
         .required(Some(utoipa::openapi::Required::True))
-        .build();
-    if let Some(item) = doc.paths.paths.get_mut("/api/batches")
-        && let Some(post) = item.post.as_mut()
-    {
-        post.request_body = Some(RefOr::T(batches));
-    }
-    // A started job links to the routes that take its id, so a client (or
-    // a stateful test) can follow it.
-    if let Some(item) = doc.paths.paths.get_mut("/api/loads")
-        && let Some(post) = item.post.as_mut()
-        && let Some(RefOr::T(accepted)) = post.responses.responses.get_mut("202")
-    {
-        for (name, operation) in [("job", "get_load"), ("run", "run_load")] {
-            let link = LinkBuilder::new()
-                .operation_id(operation)
-                .parameter("id", "$response.body#/id")
-                .build();
-            accepted.links.insert(name.to_owned(), RefOr::T(link));
-        }
-    }
-    // Bodies whose every field has a default may be left out; utoipa
-    // would mark them required (or, as `Option`, nullable, which they are not).
-    for path in [
-        "/api/backups",
-        "/api/loads",
-        "/api/tables/{table}/restore",
-        "/api/tables/{table}/verify",
-    ] {
-        if let Some(item) = doc.paths.paths.get_mut(path)
-            && let Some(post) = item.post.as_mut()
-            && let Some(RefOr::T(body)) = post.request_body.as_mut()
-        {
-            body.required = Some(utoipa::openapi::Required::False);
-        }
-    }
-    doc
+        .build()
 }

@@ -11,7 +11,8 @@
 //! a header value a string.
 
 use super::{Invocation, answer, answer_with, refused};
-use crate::http::{MAX_BODY_BYTES, QueuedJob};
+use crate::http::app::MAX_BODY_BYTES;
+use crate::http::state::QueuedJob;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{Method, Request, StatusCode};

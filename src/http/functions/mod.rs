@@ -23,7 +23,7 @@
 mod invocation;
 mod triggers;
 
-use super::AppState;
+use super::state::AppState;
 use crate::dictionary::Table;
 use crate::ops::backup::{self, Codec};
 use axum::Router;
@@ -67,7 +67,7 @@ pub fn router(state: AppState) -> Router {
             &format!("/{}", triggers::LOAD_LANDED_BLOB),
             post(triggers::load_landed_blob),
         );
-    let api = super::router(state.clone());
+    let api = super::app::router(state.clone());
     for name in QUEUED_HTTP {
         let api = api.clone();
         router = router.route(

@@ -18,7 +18,7 @@
 //! queue, `hrmig-loads-poison`).
 
 use super::{Invocation, answer, refused};
-use crate::http::AppState;
+use crate::http::state::AppState;
 use crate::ops::jobs::{self, JobError, Ran};
 use crate::ops::load::LoadError;
 use axum::body::Bytes;

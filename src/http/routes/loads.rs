@@ -8,14 +8,18 @@
 //! than a front end's request timeout (Azure's 230 s) is not lost to its
 //! caller. Who runs it is [`Runner`]'s choice.
 
-use super::error::{ApiError, ErrorBody};
-use super::routes::{folder_under_root, optional_body, tables_in_body};
-use super::{AppState, QueuedJob, Runner};
 use crate::dictionary::Table;
+use crate::http::error::documented::{
+    DatabaseUnavailable, Forbidden, Malformed, NoSuchJob, Unauthorized,
+};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{folder_under_root, optional_body, tables_in_body};
+use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
 use crate::store::LoadRecord;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +27,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub fn router() -> Router<AppState> {
+pub(in crate::http) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/loads", post(post_loads).get(get_loads))
         .route("/api/loads/{id}", get(get_load))
@@ -83,18 +87,16 @@ impl From<JobError> for ApiError {
     request_body(content = LoadBody, description = "Optional, as are all its fields; `from` defaults to `landing`"),
     responses(
         (status = 202, description = "The job, recorded; `Location` is its URL", body = Job),
-        (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 403, description = "Needs the admin key", body = ErrorBody),
         (status = 404, description = "A file is missing (no job was recorded)", body = ErrorBody),
-        (status = 503, description = "Database or storage unavailable", body = ErrorBody)
+        (status = 503, description = "Database or storage unavailable", body = ErrorBody),
+        Malformed, Unauthorized, Forbidden
     )
 )]
-pub(super) async fn post_loads(
+async fn post_loads(
     State(state): State<AppState>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let req: LoadBody = optional_body(&super::routes::body_of(body)?)?;
+    let req: LoadBody = optional_body(&body?)?;
     let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?.to_owned();
     let request = JobRequest {
         from,
@@ -112,17 +114,15 @@ pub(super) async fn post_loads(
     params(("id" = String, Path, description = "The job's id")),
     responses(
         (status = 202, description = "The job, to run again", body = Job),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 403, description = "Needs the admin key", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job is done, or running", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody)
+        Unauthorized, Forbidden, NoSuchJob, DatabaseUnavailable
     )
 )]
-pub(super) async fn run_load(
+async fn run_load(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id?;
     let job = jobs::get(&state.store, &id, state.jobs).await?;
     match job.status {
         JobStatus::Done => Err(ApiError::Conflict(format!(
@@ -164,25 +164,25 @@ fn accepted(state: &AppState, job: Job) -> Response {
     params(("id" = String, Path, description = "The job's id")),
     responses(
         (status = 200, description = "The job", body = Job),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody)
+        Unauthorized, NoSuchJob, DatabaseUnavailable
     )
 )]
-pub(super) async fn get_load(
+async fn get_load(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path(id) = id?;
     let job = jobs::get(&state.store, &id, state.jobs).await?;
     Ok(axum::Json(job).into_response())
 }
 
 /// The history of file loads, newest first.
 #[utoipa::path(get, path = "/api/loads", tag = "loads",
-    responses((status = 200, description = "History", body = Vec<LoadRecord>), (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Missing or wrong API key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody))
+    responses(
+        (status = 200, description = "History", body = Vec<LoadRecord>),
+        Malformed, Unauthorized, DatabaseUnavailable
+    )
 )]
-pub(super) async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(axum::Json(state.store.loads(1000).await?).into_response())
 }

@@ -1,0 +1,211 @@
+//! One function per subcommand: open what it needs, call the operation,
+//! print its report, and say how the process should exit.
+
+use super::args::{
+    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, RejectionsArgs,
+    Report, ReportArgs, SchemaArgs, ServeArgs,
+};
+use super::print;
+use crate::dictionary::Table;
+use crate::ops::backup;
+use crate::ops::load::{self, LoadRequest, LoadStatus};
+use crate::ops::sample::{self, GenOptions};
+use crate::storage::Storage;
+use crate::store::{RejectionFilter, Store, ddl};
+use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+
+async fn open_store(cli: &Cli) -> Result<Store> {
+    Store::open(&cli.database).await.with_context(|| {
+        format!(
+            "cannot open database {}",
+            crate::store::redact(&cli.database)
+        )
+    })
+}
+
+/// The tables named, or all of them when none is.
+fn or_all(tables: &[Table]) -> Vec<Table> {
+    match tables {
+        [] => Table::ALL.to_vec(),
+        named => named.to_vec(),
+    }
+}
+
+pub(super) async fn gen_sample(args: &GenArgs) -> Result<ExitCode> {
+    let opts = GenOptions {
+        employees: args.employees,
+        invalid_rate: args.invalid_rate,
+        seed: args.seed,
+    };
+    let out = args.out.clone();
+    let invalid = tokio::task::spawn_blocking(move || sample::generate(&out, &opts))
+        .await?
+        .context("cannot write sample files")?;
+    println!(
+        "wrote {}: {} departments, {} jobs, {} employees ({invalid} break a rule)",
+        args.out.display(),
+        sample::DEPARTMENTS.len(),
+        sample::JOBS,
+        args.employees
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails when a file was aborted; rejected rows alone are not a failure.
+pub(super) async fn load(cli: &Cli, args: &LoadArgs) -> Result<ExitCode> {
+    let from = match &args.from {
+        Some(dir) => Storage::open_existing(dir)?,
+        None => Storage::open(&cli.storage)?.child("landing")?,
+    };
+    let store = open_store(cli).await?;
+    let req = LoadRequest {
+        force: args.force,
+        max_rejects: args.max_rejects,
+        progress: true,
+        ..LoadRequest::new(from, args.tables.clone())
+    };
+    let reports = load::load(&store, &req).await?;
+    store.close().await?;
+    print::load_reports(&reports, args.json)?;
+    let aborted = reports.iter().any(|r| r.status == LoadStatus::Aborted);
+    Ok(match aborted {
+        true => ExitCode::FAILURE,
+        false => ExitCode::SUCCESS,
+    })
+}
+
+pub(super) async fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
+    let landing = Storage::open(&cli.storage)?.child("landing")?;
+    let Some(dir) = landing.local_dir().map(ToOwned::to_owned) else {
+        bail!("demo writes sample files and needs a local storage root");
+    };
+    let present = Table::ALL
+        .iter()
+        .all(|t| dir.join(load::file_name(*t)).is_file());
+    if present {
+        println!("using the files in {}", dir.display());
+    } else {
+        let opts = GenOptions {
+            employees: args.employees,
+            ..GenOptions::default()
+        };
+        let target = dir.clone();
+        tokio::task::spawn_blocking(move || sample::generate(&target, &opts))
+            .await?
+            .context("cannot write sample files")?;
+        println!("wrote sample files to {}", dir.display());
+    }
+    let store = open_store(cli).await?;
+    let req = LoadRequest {
+        progress: true,
+        ..LoadRequest::new(landing, Vec::new())
+    };
+    let reports = load::load(&store, &req).await?;
+    print::load_reports(&reports, false)?;
+    println!();
+    for table in Table::ALL {
+        println!(
+            "{:<16} {:>10} rows",
+            table.name(),
+            store.count(table).await?
+        );
+    }
+    // Closed after the counts: a server backend's pool takes no queries
+    // once closed.
+    store.close().await?;
+    println!(
+        "\nRejected rows are kept with their reasons: `hrmig rejections --limit 20`\n\
+         (or --format csv|json). Run it again: files already loaded are skipped."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let config = crate::http::server::ServerConfig {
+        database: cli.database.clone(),
+        storage: cli.storage.clone(),
+        listen: args.listen.clone(),
+    };
+    crate::http::server::start(config, crate::http::shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let storage = Storage::open(&cli.storage)?;
+    for table in or_all(&args.tables) {
+        let m = backup::backup(&store, &storage, table, args.codec, true)
+            .await
+            .with_context(|| format!("backup of {table} failed"))?;
+        print::manifest(&m, args.json)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn list_backups(cli: &Cli, args: &BackupsArgs) -> Result<ExitCode> {
+    let storage = Storage::open(&cli.storage)?;
+    let mut all = Vec::new();
+    for t in or_all(args.table.as_slice()) {
+        all.extend(backup::list(&storage, t).await?);
+    }
+    print::backups(&all, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fails, with the problems, when the backup is damaged.
+pub(super) async fn verify(cli: &Cli, args: &BackupChoiceArgs) -> Result<ExitCode> {
+    let storage = Storage::open(&cli.storage)?;
+    let v = backup::verify(&storage, args.table, args.backup.as_deref(), true).await?;
+    print::verification(&v, args.json)?;
+    if !v.ok {
+        bail!("backup {} is damaged: {}", v.backup, v.problems.join("; "))
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn restore(cli: &Cli, args: &BackupChoiceArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let storage = Storage::open(&cli.storage)?;
+    let r = backup::restore(&store, &storage, args.table, args.backup.as_deref(), true).await?;
+    store.close().await?;
+    print::restored(&r, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    match args.report {
+        Report::HiresByQuarter => {
+            let rows = store.hires_by_quarter(args.year).await?;
+            print::hires_by_quarter(&rows, args.format)?;
+        }
+        Report::DepartmentsAboveMean => {
+            let rows = store.departments_above_mean(args.year).await?;
+            print::departments_above_mean(&rows, args.format)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn rejections(cli: &Cli, args: &RejectionsArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let rows = store
+        .rejections(RejectionFilter {
+            table: args.table,
+            limit: args.limit,
+            ..Default::default()
+        })
+        .await?;
+    print::rejections(&rows, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn schema(args: &SchemaArgs) -> Result<ExitCode> {
+    let sql = match args.reports {
+        true => ddl::reports(args.dialect),
+        false => ddl::init(args.dialect),
+    };
+    print!("{sql}");
+    Ok(ExitCode::SUCCESS)
+}

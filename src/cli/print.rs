@@ -1,0 +1,255 @@
+//! The command line's renderers: an operation's report as a text table, CSV
+//! or JSON on standard output.
+
+use super::args::Format;
+use crate::ops::backup::{Manifest, Restored, Verification};
+use crate::ops::load::LoadReport;
+use crate::store::{DepartmentHires, QuarterRow, Rejection};
+use anyhow::Result;
+use std::io::{StdoutLock, Write};
+
+/// Rows in `format`; `table` writes the text table of a terminal.
+fn in_format<T: serde::Serialize>(
+    rows: &[T],
+    format: Format,
+    table: impl FnOnce(&mut StdoutLock<'static>, &[T]) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, rows)?;
+            writeln!(out)?;
+        }
+        Format::Csv => write_csv(&mut out, rows)?,
+        Format::Table => table(&mut out, rows)?,
+    }
+    Ok(())
+}
+
+fn write_csv<T: serde::Serialize>(out: &mut impl Write, rows: &[T]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    for r in rows {
+        w.serialize(r)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// One JSON object a line.
+fn json_lines<T: serde::Serialize>(items: &[T]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for item in items {
+        serde_json::to_writer(&mut out, item)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+pub(super) fn load_reports(reports: &[LoadReport], json: bool) -> Result<()> {
+    if json {
+        return json_lines(reports);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8}",
+        "table", "status", "rows_read", "inserted", "rejected", "blank", "seconds"
+    )?;
+    for r in reports {
+        writeln!(
+            out,
+            "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8.2}",
+            r.table.name(),
+            r.status.as_str(),
+            r.rows_read,
+            r.inserted,
+            r.rejected,
+            r.blank,
+            r.seconds
+        )?;
+    }
+    for r in reports {
+        if let Some(m) = &r.message {
+            writeln!(out, "{}: {m}", r.table.name())?;
+        }
+    }
+    // The rejected rows themselves are in the log table, not on the
+    // terminal: one line per file says how to list them.
+    for r in reports.iter().filter(|r| r.rejected > 0) {
+        writeln!(
+            out,
+            "{}: {} rows rejected, each with its reasons: hrmig rejections --table {}",
+            r.table.name(),
+            r.rejected,
+            r.table.name()
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn rejections(rows: &[Rejection], format: Format) -> Result<()> {
+    match format {
+        Format::Csv => rejections_csv(rows),
+        _ => in_format(rows, format, |out, rows| {
+            writeln!(
+                out,
+                "{:>6} {:<16} {:>8}  {:<40} raw",
+                "id", "table", "position", "errors"
+            )?;
+            for r in rows {
+                let errors: Vec<String> = r
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}:{}", e.column.as_deref().unwrap_or("*"), e.code))
+                    .collect();
+                let raw: String = r
+                    .raw
+                    .chars()
+                    .take(60)
+                    .collect::<String>()
+                    .replace(['\n', '\r'], " ");
+                writeln!(
+                    out,
+                    "{:>6} {:<16} {:>8}  {:<40} {raw}",
+                    r.id,
+                    r.table,
+                    r.position,
+                    errors.join(" ")
+                )?;
+            }
+            Ok(())
+        }),
+    }
+}
+
+/// The errors column is one JSON array, so a spreadsheet keeps a rejection
+/// on one row.
+fn rejections_csv(rows: &[Rejection]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+    w.write_record([
+        "id",
+        "table",
+        "source",
+        "position",
+        "raw",
+        "errors",
+        "rejected_at",
+    ])?;
+    for r in rows {
+        w.write_record([
+            r.id.to_string(),
+            r.table.clone(),
+            r.source.clone(),
+            r.position.to_string(),
+            r.raw.clone(),
+            serde_json::to_string(&r.errors)?,
+            r.rejected_at.clone(),
+        ])?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+pub(super) fn hires_by_quarter(rows: &[QuarterRow], format: Format) -> Result<()> {
+    in_format(rows, format, |out, rows| {
+        writeln!(
+            out,
+            "{:<26} {:<36} {:>4} {:>4} {:>4} {:>4}",
+            "department", "job", "q1", "q2", "q3", "q4"
+        )?;
+        for r in rows {
+            writeln!(
+                out,
+                "{:<26} {:<36} {:>4} {:>4} {:>4} {:>4}",
+                r.department, r.job, r.q1, r.q2, r.q3, r.q4
+            )?;
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn departments_above_mean(rows: &[DepartmentHires], format: Format) -> Result<()> {
+    in_format(rows, format, |out, rows| {
+        writeln!(out, "{:>4} {:<26} {:>6}", "id", "department", "hired")?;
+        for r in rows {
+            writeln!(out, "{:>4} {:<26} {:>6}", r.id, r.department, r.hired)?;
+        }
+        Ok(())
+    })
+}
+
+/// A backup just made.
+pub(super) fn manifest(m: &Manifest, json: bool) -> Result<()> {
+    if json {
+        return json_lines(std::slice::from_ref(m));
+    }
+    writeln!(
+        std::io::stdout().lock(),
+        "{:<16} {:<42} {:>10} rows {:>12} bytes  {}",
+        m.table.name(),
+        m.backup,
+        m.rows,
+        m.bytes,
+        m.codec.name()
+    )?;
+    Ok(())
+}
+
+/// The backups there are.
+pub(super) fn backups(all: &[Manifest], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, all)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<16} {:<42} {:>10} {:>12} {:<24} sha256",
+        "table", "backup", "rows", "bytes", "created"
+    )?;
+    for m in all {
+        writeln!(
+            out,
+            "{:<16} {:<42} {:>10} {:>12} {:<24} {}",
+            m.table.name(),
+            m.backup,
+            m.rows,
+            m.bytes,
+            m.created_at,
+            m.sha256
+        )?;
+    }
+    Ok(())
+}
+
+/// A verdict; the text of a damaged backup is the caller's error message.
+pub(super) fn verification(v: &Verification, json: bool) -> Result<()> {
+    if json {
+        return json_lines(std::slice::from_ref(v));
+    }
+    if v.ok {
+        writeln!(
+            std::io::stdout().lock(),
+            "{} {}: ok, {} rows",
+            v.table.name(),
+            v.backup,
+            v.rows
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn restored(r: &Restored, json: bool) -> Result<()> {
+    if json {
+        return json_lines(std::slice::from_ref(r));
+    }
+    writeln!(
+        std::io::stdout().lock(),
+        "{}: restored {} rows from {}",
+        r.table.name(),
+        r.rows,
+        r.backup
+    )?;
+    Ok(())
+}
