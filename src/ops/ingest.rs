@@ -376,7 +376,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
     {
         if std::mem::take(&mut first)
             && rec.malformed.is_none()
-            && crate::ops::load::is_header(table, rec.fields())
+            && crate::csvfile::is_header(table, rec.fields())
         {
             continue;
         }
@@ -384,7 +384,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
             return Err(IngestError::TooMany(chunk.rows.len() + 1));
         }
         let check = match rec.malformed {
-            Some(m) => Err(crate::ops::load::malformed(table, m, rec.line)),
+            Some(m) => Err(m.rejection(table, rec.line)),
             None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();

@@ -9,9 +9,9 @@
 
 use super::shape::{Gate, HEAD_BYTES, Refusal, refuse_head};
 use super::{Hashing, Progress, progress_bar};
-use crate::csvfile::{CsvRecords, Malformed};
-use crate::dictionary::check::{Checked, check_csv_row};
-use crate::dictionary::{ErrorCode, FieldError, Table, datetime};
+use crate::csvfile::CsvRecords;
+use crate::dictionary::check::check_csv_row;
+use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
     Candidate, Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, Store, StoreError,
@@ -408,70 +408,6 @@ enum ParseStop {
     Refused(Refusal, FeedSummary),
 }
 
-/// Whether a record is a header line: its fields are the column names.
-pub(crate) fn is_header(
-    table: Table,
-    fields: impl ExactSizeIterator<Item = impl AsRef<[u8]>>,
-) -> bool {
-    let cols = table.columns();
-    fields.len() == cols.len()
-        && fields.zip(cols).all(|(f, c)| {
-            f.as_ref()
-                .trim_ascii()
-                .eq_ignore_ascii_case(c.name.as_bytes())
-        })
-}
-
-pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
-    let column = |field: usize| table.columns().get(field).map(|c| c.name);
-    let error = match m {
-        Malformed::TooLong { bytes } => FieldError::record(
-            ErrorCode::TooLong,
-            format!(
-                "record is {bytes} bytes, over the {} byte limit (raw text cut to its first {} bytes)",
-                crate::csvfile::MAX_RECORD_BYTES,
-                crate::csvfile::MAX_RAW_KEPT
-            ),
-        ),
-        Malformed::TooManyFields => FieldError::record(
-            ErrorCode::Columns,
-            format!(
-                "far more fields than the {} expected",
-                table.columns().len()
-            ),
-        ),
-        Malformed::UnterminatedQuote => FieldError::record(
-            ErrorCode::Format,
-            format!(
-                "the quoted field opened on line {line} is never closed; the rest of the file is this one record"
-            ),
-        ),
-        Malformed::QuoteInUnquotedField { field } => quote_error(
-            column(field),
-            field,
-            "holds a \" but does not start with one: a field with quotes must be quoted whole, its quotes doubled (\"say \"\"hi\"\"\")",
-        ),
-        Malformed::TextAfterQuote { field } => quote_error(
-            column(field),
-            field,
-            "has text after its closing quote: a quoted field ends at its closing quote (a quote inside it is doubled: \"\")",
-        ),
-    };
-    Checked {
-        values: vec![None; table.columns().len()],
-        errors: vec![error],
-    }
-}
-
-/// A quoting error in field `field` (from 0), named by its column when the
-/// table has one there.
-fn quote_error(column: Option<&str>, field: usize, what: &str) -> FieldError {
-    match column {
-        Some(name) => FieldError::column(name, ErrorCode::Format, format!("the field {what}")),
-        None => FieldError::record(ErrorCode::Format, format!("field {} {what}", field + 1)),
-    }
-}
-
 /// Reads up to `head.len()` bytes: fewer only at the end of the file.
 fn read_head(reader: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -537,7 +473,7 @@ fn parse(
         }
         rows_read += 1;
         let check = match rec.malformed {
-            Some(m) => Err(malformed(table, m, rec.line)),
+            Some(m) => Err(m.rejection(table, rec.line)),
             None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();
@@ -581,26 +517,4 @@ fn parse(
         return Err(ParseStop::Receiver(done));
     }
     Ok(done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_lines_are_recognised() {
-        let f = |s: &'static str| {
-            s.split(',')
-                .map(str::as_bytes)
-                .collect::<Vec<_>>()
-                .into_iter()
-        };
-        assert!(is_header(
-            Table::HiredEmployees,
-            f("id,name,datetime,department_id,job_id")
-        ));
-        assert!(is_header(Table::Jobs, f(" ID , Job ")));
-        assert!(!is_header(Table::Jobs, f("1,job")));
-        assert!(!is_header(Table::Jobs, f("id,job,extra")));
-    }
 }
