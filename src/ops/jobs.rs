@@ -92,6 +92,32 @@ pub enum JobStatus {
     Interrupted,
 }
 
+impl JobStatus {
+    /// The status as the job table spells it. An interrupted job is stored
+    /// as `running`: that it stopped is decided when it is read, from its
+    /// heartbeat.
+    fn stored(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running | JobStatus::Interrupted => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// The status the job table's text stands for, if any.
+    fn from_stored(text: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.stored() == text)
+    }
+}
+
 /// The file being read and how far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobProgress {
@@ -260,13 +286,12 @@ fn job_of(r: JobRecord, settings: JobSettings, now: i64) -> Result<Job, JobError
         id: r.id.clone(),
         why,
     };
-    let status = match r.status.as_str() {
-        "queued" => JobStatus::Queued,
-        "running" if r.heartbeat_ms < now - settings.stale_after() => JobStatus::Interrupted,
-        "running" => JobStatus::Running,
-        "done" => JobStatus::Done,
-        "failed" => JobStatus::Failed,
-        other => return Err(unreadable(format!("status {other:?}"))),
+    let status = match JobStatus::from_stored(&r.status) {
+        Some(JobStatus::Running) if r.heartbeat_ms < now - settings.stale_after() => {
+            JobStatus::Interrupted
+        }
+        Some(status) => status,
+        None => return Err(unreadable(format!("status {:?}", r.status))),
     };
     Ok(Job {
         id: r.id.clone(),
@@ -335,15 +360,15 @@ pub async fn run(
         Err(_) => Vec::new(),
     };
     let (status, error) = match &outcome {
-        Ok(_) if aborted.is_empty() => ("done", String::new()),
-        Ok(_) => ("failed", aborted.join("; ")),
-        Err(e) => ("failed", e.to_string()),
+        Ok(_) if aborted.is_empty() => (JobStatus::Done, String::new()),
+        Ok(_) => (JobStatus::Failed, aborted.join("; ")),
+        Err(e) => (JobStatus::Failed, e.to_string()),
     };
     if let Err(e) = &outcome {
         tracing::warn!(error = %e, "load job failed");
     }
     store
-        .finish_job(id, status, &tables, &error, now_ms())
+        .finish_job(id, status.stored(), &tables, &error, now_ms())
         .await?;
     let transient =
         matches!(&outcome, Err(LoadError::Store { source, .. }) if source.is_transient());
