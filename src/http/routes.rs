@@ -66,7 +66,11 @@ pub(super) fn query_table(name: &str) -> Result<Table, ApiError> {
     Table::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-fn json_response(body: String, replayed: bool) -> Response {
+fn json_response(answer: ingest::Answer) -> Response {
+    let (body, replayed) = match answer {
+        ingest::Answer::Applied(body) => (body, false),
+        ingest::Answer::Replayed(body) => (body, true),
+    };
     let mut r = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -167,7 +171,7 @@ async fn post_rows(
     let body = body_of(body)?;
     let idem = idempotency(&headers, &format!("rows:{table}"), &body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let (response, replayed) = match kind {
+    let answer = match kind {
         BodyKind::Json => ingest::ingest_json(&state.store, &batch_id, table, &body, idem).await?,
         BodyKind::Csv => {
             let parsed = ingest::parse_csv(table, &body)?;
@@ -182,7 +186,7 @@ async fn post_rows(
             .await?
         }
     };
-    Ok(json_response(response, replayed))
+    Ok(json_response(answer))
 }
 
 /// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
@@ -212,9 +216,8 @@ async fn post_batches(
     let idem = idempotency(&headers, "batches", &body)?;
     let parsed = ingest::parse_json_tables(&body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let (response, replayed) =
-        ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
-    Ok(json_response(response, replayed))
+    let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
+    Ok(json_response(answer))
 }
 
 /// Liveness, and whether the database answers and takes writes (no key
