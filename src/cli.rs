@@ -1,6 +1,8 @@
 //! The command-line door: parses arguments, calls an operation, renders its
 //! report. Exit codes: 0 success, 1 failure, 2 usage error.
 
+mod bars;
+
 use crate::dictionary::Table;
 use crate::ops::backup::{self, Codec};
 use crate::ops::load::{self, LoadReport, LoadRequest, LoadStatus};
@@ -285,7 +287,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let req = LoadRequest {
                 force: *force,
                 max_rejects: *max_rejects,
-                progress: true,
+                progress: bars::Bars::shared(),
                 ..LoadRequest::new(from, tables.clone())
             };
             let reports = load::load(&store, &req).await?;
@@ -322,7 +324,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let store = open_store(&cli).await?;
             let req = LoadRequest {
-                progress: true,
+                progress: bars::Bars::shared(),
                 ..LoadRequest::new(landing, Vec::new())
             };
             let reports = load::load(&store, &req).await?;
@@ -391,7 +393,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             let mut out = std::io::stdout().lock();
             for table in tables {
-                let m = backup::backup(&store, &storage, table, *codec, true)
+                let m = backup::backup(&store, &storage, table, *codec, bars::Bars::shared())
                     .await
                     .with_context(|| format!("backup of {table} failed"))?;
                 if *json {
@@ -448,7 +450,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let storage = Storage::open(&cli.storage)?;
-            let v = backup::verify(&storage, *table, name.as_deref(), true).await?;
+            let v = backup::verify(&storage, *table, name.as_deref(), bars::Bars::shared()).await?;
             let mut out = std::io::stdout().lock();
             if *json {
                 writeln!(out, "{}", serde_json::to_string(&v)?)?;
@@ -468,7 +470,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let store = open_store(&cli).await?;
             let storage = Storage::open(&cli.storage)?;
-            let r = backup::restore(&store, &storage, *table, name.as_deref(), true).await?;
+            let r = backup::restore(
+                &store,
+                &storage,
+                *table,
+                name.as_deref(),
+                bars::Bars::shared(),
+            )
+            .await?;
             store.close().await?;
             let mut out = std::io::stdout().lock();
             if *json {

@@ -4,6 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::error::ErrorBody;
 use crate::dictionary::Table;
+use crate::ops::Quiet;
 use crate::ops::backup::{self, Codec, Manifest, Restored, Verification};
 use crate::ops::ingest::{self, Shape};
 use crate::ops::ingest::{BatchesResult, TableResult};
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// `/api/health` alone: it stays outside the concurrency cap and the rate
 /// limit, so an orchestrator can tell a busy server from a dead one.
@@ -548,7 +550,9 @@ async fn post_backups(
     let codec = req.codec.unwrap_or(Codec::DEFAULT);
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        out.push(backup::backup(&state.store, &state.storage, table, codec, false).await?);
+        out.push(
+            backup::backup(&state.store, &state.storage, table, codec, Arc::new(Quiet)).await?,
+        );
     }
     Ok(axum::Json(out).into_response())
 }
@@ -610,7 +614,7 @@ async fn restore(
         &state.storage,
         table,
         req.backup.as_deref(),
-        false,
+        Arc::new(Quiet),
     )
     .await?;
     Ok(axum::Json(restored).into_response())
@@ -634,6 +638,12 @@ async fn verify(
 ) -> Result<Response, ApiError> {
     let table = table_of(&name)?;
     let req: BackupChoice = optional_body(&body_of(body)?)?;
-    let v = backup::verify(&state.storage, table, req.backup.as_deref(), false).await?;
+    let v = backup::verify(
+        &state.storage,
+        table,
+        req.backup.as_deref(),
+        Arc::new(Quiet),
+    )
+    .await?;
     Ok(axum::Json(v).into_response())
 }

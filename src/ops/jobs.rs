@@ -10,7 +10,7 @@
 //! file is one transaction, so the file in progress left nothing, and the
 //! files already loaded are skipped by their content hash).
 
-use super::load::{self, LoadError, LoadProgress, LoadReport, LoadRequest, LoadStatus};
+use super::load::{self, LoadError, LoadReport, LoadRequest, LoadStatus, LoadWatch};
 use crate::dictionary::{Table, datetime};
 use crate::storage::Storage;
 use crate::store::{Store, StoreError, jobs::JobRecord};
@@ -328,7 +328,7 @@ pub async fn run(
     let outcome = match job.request.load_request(storage) {
         Err(e) => Err(e),
         Ok(req) => {
-            let watch = Arc::new(LoadProgress::default());
+            let watch = Arc::new(LoadWatch::default());
             let req = LoadRequest {
                 watch: Some(watch.clone()),
                 ..req
@@ -386,7 +386,7 @@ async fn beating<T>(
     id: &str,
     settings: JobSettings,
     reports: &Mutex<Vec<LoadReport>>,
-    watch: &LoadProgress,
+    watch: &LoadWatch,
     work: impl Future<Output = T>,
 ) -> T {
     let mut work = std::pin::pin!(work);
