@@ -6,8 +6,8 @@
 //! `<table>-<UTC yyyymmddTHHMMSSmmmZ>`. A backup is listed only once its
 //! manifest is there and readable.
 
-use super::BackupError;
 use super::codec::Codec;
+use super::error::BackupError;
 use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
 use serde::{Deserialize, Serialize};

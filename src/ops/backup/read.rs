@@ -6,9 +6,9 @@
 //! so the manifest's row count, size and SHA-256 are what make a backup
 //! trustworthy; every read checks them.
 
-use super::BackupError;
 use super::catalogue::{BackupName, FORMAT_VERSION, Manifest};
 use super::codec::{fingerprint, read_row, schema};
+use super::error::BackupError;
 use super::ocf::{self, OcfReader};
 use crate::dictionary::{Row, Table};
 use crate::ops::progress::Metered;

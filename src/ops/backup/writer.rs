@@ -6,9 +6,9 @@
 //! datetimes), compresses it and uploads it, so that reading the table and
 //! writing the file run side by side.
 
-use super::BackupError;
 use super::catalogue::FORMAT_VERSION;
 use super::codec::{Codec, get_long, put_long, schema};
+use super::error::BackupError;
 use crate::dictionary::{ColumnType, Table, datetime};
 use crate::ops::{Hashing, Progress};
 use crate::storage::{StorageError, Upload};

@@ -2,44 +2,20 @@
 //! checked by the pure rules and applied in one transaction with its
 //! rejections (and its idempotency key, when the client sent one).
 
+mod error;
 mod parse;
 mod response;
 
+pub use error::{IngestError, MAX_BATCH_ROWS};
 pub use parse::{MAX_JSON_DEPTH, ParsedRows, Syntax, parse_csv, parse_json, parse_json_tables};
 pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
 
 use crate::dictionary::Table;
 use crate::store::{
-    Chunk, Idempotency, IngestOutcome, Piece, Pieces, Store, StoreError, TableBatch, TableOutcome,
+    Chunk, Idempotency, IngestOutcome, Piece, Pieces, Store, TableBatch, TableOutcome,
 };
 use parse::ObjectArray;
 use sha2::{Digest, Sha256};
-
-/// Most rows one request may carry (all tables together).
-pub const MAX_BATCH_ROWS: usize = 1000;
-
-/// Why a whole request was refused. Nothing was inserted or logged.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// No rows.
-    #[error("the batch is empty: send 1 to {MAX_BATCH_ROWS} rows")]
-    Empty,
-    /// Over the limit.
-    #[error("{0} rows: a batch holds at most {MAX_BATCH_ROWS}")]
-    TooMany(usize),
-    /// Not the JSON expected.
-    #[error("invalid JSON body: {0}")]
-    Json(String),
-    /// A CSV body that cannot be read.
-    #[error("invalid CSV body: {0}")]
-    Csv(String),
-    /// The idempotency key was used before with another body.
-    #[error("the Idempotency-Key was already used with a different request body")]
-    KeyReused,
-    /// The database failed; the transaction was rolled back.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// The response body of a batch, as first given or replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]

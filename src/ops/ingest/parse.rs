@@ -6,7 +6,7 @@
 //! that borrows from the body ([`ObjectArray`]); anything else takes the
 //! general path, which finds the precise error or rejection.
 
-use super::{IngestError, MAX_BATCH_ROWS};
+use super::error::{IngestError, MAX_BATCH_ROWS};
 use crate::csvfile::CsvRecords;
 use crate::dictionary::check::{Checked, JsonScalar, check_csv_row, check_json_row};
 use crate::dictionary::{ErrorCode, FieldError, Table};
