@@ -9,6 +9,8 @@
 //! would quietly repair (`ab"c`, `"ab"c`): such a record is flagged, never
 //! altered. Lines end at LF, CR or CRLF.
 
+use crate::dictionary::check::Checked;
+use crate::dictionary::{ErrorCode, FieldError, Table};
 use std::io::{self, Read};
 
 /// Longest record accepted, in bytes; longer ones are rejected as `too_long`.
@@ -43,6 +45,71 @@ pub enum Malformed {
         /// The quoted field.
         field: usize,
     },
+}
+
+impl Malformed {
+    /// The rejection of a record of `table` that starts on `line` and
+    /// could not be split into fields: one record-level error (or one
+    /// naming the column whose quoting is broken), no values.
+    pub fn rejection(self, table: Table, line: u64) -> Checked {
+        let column = |field: usize| table.columns().get(field).map(|c| c.name);
+        let error = match self {
+            Malformed::TooLong { bytes } => FieldError::record(
+                ErrorCode::TooLong,
+                format!(
+                    "record is {bytes} bytes, over the {MAX_RECORD_BYTES} byte limit (raw text cut to its first {MAX_RAW_KEPT} bytes)"
+                ),
+            ),
+            Malformed::TooManyFields => FieldError::record(
+                ErrorCode::Columns,
+                format!(
+                    "far more fields than the {} expected",
+                    table.columns().len()
+                ),
+            ),
+            Malformed::UnterminatedQuote => FieldError::record(
+                ErrorCode::Format,
+                format!(
+                    "the quoted field opened on line {line} is never closed; the rest of the file is this one record"
+                ),
+            ),
+            Malformed::QuoteInUnquotedField { field } => quote_error(
+                column(field),
+                field,
+                "holds a \" but does not start with one: a field with quotes must be quoted whole, its quotes doubled (\"say \"\"hi\"\"\")",
+            ),
+            Malformed::TextAfterQuote { field } => quote_error(
+                column(field),
+                field,
+                "has text after its closing quote: a quoted field ends at its closing quote (a quote inside it is doubled: \"\")",
+            ),
+        };
+        Checked {
+            values: vec![None; table.columns().len()],
+            errors: vec![error],
+        }
+    }
+}
+
+/// A quoting error in field `field` (from 0), named by its column when the
+/// table has one there.
+fn quote_error(column: Option<&str>, field: usize, what: &str) -> FieldError {
+    match column {
+        Some(name) => FieldError::column(name, ErrorCode::Format, format!("the field {what}")),
+        None => FieldError::record(ErrorCode::Format, format!("field {} {what}", field + 1)),
+    }
+}
+
+/// Whether a record is `table`'s header line: its fields are the column
+/// names, in order (case and surrounding blanks aside).
+pub fn is_header(table: Table, fields: impl ExactSizeIterator<Item = impl AsRef<[u8]>>) -> bool {
+    let cols = table.columns();
+    fields.len() == cols.len()
+        && fields.zip(cols).all(|(f, c)| {
+            f.as_ref()
+                .trim_ascii()
+                .eq_ignore_ascii_case(c.name.as_bytes())
+        })
 }
 
 /// One record of the file.
@@ -253,21 +320,15 @@ impl<R: Read> CsvRecords<R> {
             match res {
                 csv_core::ReadRecordResult::InputEmpty => {}
                 csv_core::ReadRecordResult::OutputFull => {
-                    if self.out.len() >= MAX_RECORD_BYTES {
+                    if !grow(&mut self.out, MAX_RECORD_BYTES) {
                         overflowed = true;
                         out_len = 0;
-                    } else {
-                        let n = self.out.len() * 2;
-                        self.out.resize(n, 0);
                     }
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
-                    if self.ends.len() >= MAX_FIELDS {
+                    if !grow(&mut self.ends, MAX_FIELDS) {
                         too_many = true;
                         ends_len = 0;
-                    } else {
-                        let n = self.ends.len() * 2;
-                        self.ends.resize(n, 0);
                     }
                 }
                 csv_core::ReadRecordResult::Record => break,
@@ -305,6 +366,17 @@ impl<R: Read> CsvRecords<R> {
         }
         Ok(Some((line, malformed, out_len, ends_len)))
     }
+}
+
+/// Doubles `buf`, unless it holds `max` or more already (then `false`):
+/// the bound on what one record may take.
+fn grow<T: Copy + Default>(buf: &mut Vec<T>, max: usize) -> bool {
+    if buf.len() >= max {
+        return false;
+    }
+    let n = buf.len() * 2;
+    buf.resize(n, T::default());
+    true
 }
 
 /// How a record's quotes stand, read the strict way (RFC 4180): a field is
@@ -388,6 +460,23 @@ mod tests {
         raw: String,
         fields: Vec<String>,
         malformed: Option<Malformed>,
+    }
+
+    #[test]
+    fn header_lines_are_recognised() {
+        let f = |s: &'static str| {
+            s.split(',')
+                .map(str::as_bytes)
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(is_header(
+            Table::HiredEmployees,
+            f("id,name,datetime,department_id,job_id")
+        ));
+        assert!(is_header(Table::Jobs, f(" ID , Job ")));
+        assert!(!is_header(Table::Jobs, f("1,job")));
+        assert!(!is_header(Table::Jobs, f("id,job,extra")));
     }
 
     fn read(input: &[u8]) -> (Vec<Rec>, u64) {

@@ -6,9 +6,13 @@
 //! - **Doors** — [`cli`] (the `hrmig` command) and [`http`] (the axum API,
 //!   also what the Azure Functions host forwards to). Doors parse input, call
 //!   an operation and render its report; they hold no business logic.
-//! - **Operations** — [`ops`]: historic load ([`ops::load`]), API batches
-//!   ([`ops::ingest`]) and sample data ([`ops::sample`]). Each returns a
-//!   report and never prints.
+//! - **Operations** — [`ops`]: historic load ([`ops::load`]) and load jobs
+//!   ([`ops::jobs`]), API batches ([`ops::ingest`]: parsing, applying,
+//!   the response), backups ([`ops::backup`]: the catalogue of names and
+//!   manifests, the Avro codec and container, backup, verify and restore)
+//!   and sample data ([`ops::sample`]). Each returns a report and never
+//!   prints; a long one tells the [`ops::Progress`] its door hands in how
+//!   far it has got.
 //! - **Data dictionary** — [`dictionary`]: the tables, their columns and
 //!   types, and the pure validation of a CSV record or JSON object. It drives
 //!   the DDL of every dialect too ([`store::ddl`]).
@@ -18,7 +22,8 @@
 //!   rejection log and idempotency keys happen there, in the same
 //!   transaction as the rows; the reports read its views.
 //! - **Storage** — [`storage`]: files (historic CSVs) behind the
-//!   `object_store` interface; [`csvfile`] reads them as positioned records.
+//!   `object_store` interface; [`csvfile`] reads them as positioned records
+//!   (and knows a header line and the rejection of a malformed record).
 
 pub mod cli;
 pub mod csvfile;

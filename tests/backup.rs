@@ -5,14 +5,21 @@ mod common;
 
 use common::TestEnv;
 use hrmig::dictionary::Table;
-use hrmig::ops::backup::{self, BackupError, Codec, Manifest};
+use hrmig::ops::backup::{self, BackupError, BackupName, Codec, Manifest};
 use hrmig::ops::sample::{self, GenOptions};
+use hrmig::ops::{Progress, Quiet};
 use hrmig::storage::Storage;
 use hrmig::store::{Field, RowSink};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 const CODECS: [Codec; 4] = [Codec::Null, Codec::Deflate, Codec::Snappy, Codec::Zstandard];
+
+/// No progress shown: the operations report to no one.
+fn quiet() -> Arc<dyn Progress> {
+    Arc::new(Quiet)
+}
 
 /// Every row of `table` in id order, as JSON values.
 async fn rows(store: &hrmig::store::Store, table: Table) -> Vec<serde_json::Value> {
@@ -72,7 +79,7 @@ impl Env {
     }
 
     async fn backup(&self, table: Table, codec: Codec) -> Manifest {
-        backup::backup(&self.env.store, &self.storage, table, codec, false)
+        backup::backup(&self.env.store, &self.storage, table, codec, quiet())
             .await
             .unwrap()
     }
@@ -95,7 +102,7 @@ impl Env {
     }
 
     async fn restore(&self, table: Table, name: &str) -> Result<u64, BackupError> {
-        backup::restore(&self.env.store, &self.storage, table, Some(name), false)
+        backup::restore(&self.env.store, &self.storage, table, Some(name), quiet())
             .await
             .map(|r| r.rows)
     }
@@ -117,7 +124,7 @@ async fn every_table_round_trips_with_every_codec() {
                 Table::Jobs => env.sql("UPDATE jobs SET job = CONCAT(job, '!') WHERE id < 50").await,
             }
             assert_ne!(env.digest(table).await, before);
-            let v = backup::verify(&env.storage, table, Some(&m.backup), false)
+            let v = backup::verify(&env.storage, table, Some(&m.backup), quiet())
                 .await
                 .unwrap();
             assert!(v.ok, "{:?}", v.problems);
@@ -130,7 +137,7 @@ async fn every_table_round_trips_with_every_codec() {
     let listed = backup::list(&env.storage, Table::Jobs).await.unwrap();
     assert_eq!(listed.len(), CODECS.len());
     assert!(listed.windows(2).all(|w| w[0].backup < w[1].backup));
-    let r = backup::restore(&env.env.store, &env.storage, Table::Jobs, None, false)
+    let r = backup::restore(&env.env.store, &env.storage, Table::Jobs, None, quiet())
         .await
         .unwrap();
     assert_eq!(r.backup, listed.last().unwrap().backup);
@@ -171,7 +178,7 @@ async fn a_million_rows_round_trip() {
 async fn refused(env: &Env, m: &Manifest, what: &str, expect: &str) {
     let table = m.table;
     let before = env.digest(table).await;
-    let v = backup::verify(&env.storage, table, Some(&m.backup), false)
+    let v = backup::verify(&env.storage, table, Some(&m.backup), quiet())
         .await
         .unwrap();
     assert!(!v.ok, "{what}: verify passed");
@@ -278,9 +285,14 @@ async fn damaged_backups_are_refused_and_the_table_is_unchanged() {
         std::fs::copy(env.file(&jobs), &path).unwrap();
         refused(&env, &m, "another table's file", "schema").await;
         std::fs::write(&path, &good).unwrap();
-        let v = backup::verify(&env.storage, Table::HiredEmployees, Some(&m.backup), false)
-            .await
-            .unwrap();
+        let v = backup::verify(
+            &env.storage,
+            Table::HiredEmployees,
+            Some(&m.backup),
+            quiet(),
+        )
+        .await
+        .unwrap();
         assert!(v.ok, "restored file: {:?}", v.problems);
     }
 }
@@ -459,7 +471,7 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
             &env.storage,
             Table::HiredEmployees,
             Codec::DEFAULT,
-            false,
+            quiet(),
         )
         .await
         .unwrap_err()
@@ -503,7 +515,7 @@ async fn backup_names_from_users_are_strict() {
     ] {
         assert!(
             matches!(
-                backup::check_name(Table::Jobs, bad),
+                BackupName::parse(Table::Jobs, bad),
                 Err(BackupError::BadName(_))
             ),
             "{bad:?}"
@@ -517,11 +529,13 @@ async fn backup_names_from_users_are_strict() {
         );
     }
     assert_eq!(
-        backup::check_name(Table::Jobs, &m.backup).unwrap(),
+        BackupName::parse(Table::Jobs, &m.backup).unwrap().as_str(),
         m.backup
     );
     assert_eq!(
-        backup::check_name(Table::Jobs, &format!("{}.avro", m.backup)).unwrap(),
+        BackupName::parse(Table::Jobs, &format!("{}.avro", m.backup))
+            .unwrap()
+            .as_str(),
         m.backup
     );
     assert!(matches!(
@@ -529,7 +543,7 @@ async fn backup_names_from_users_are_strict() {
         Err(BackupError::NotFound(_))
     ));
     // Well formed, but another table's: not there, rather than malformed.
-    match backup::check_name(Table::Jobs, "departments-20240101T000000000Z") {
+    match BackupName::parse(Table::Jobs, "departments-20240101T000000000Z") {
         Err(BackupError::NotFound(m)) => assert!(m.contains("of departments, not of jobs"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -794,7 +808,7 @@ impl Env {
 async fn refused_at(env: &Env, bytes: &[u8], what: &str, at: &str, expect: &str) {
     let m = env.plant(bytes);
     refused(env, &m, what, expect).await;
-    let v = backup::verify(&env.storage, Table::Jobs, Some(&m.backup), false)
+    let v = backup::verify(&env.storage, Table::Jobs, Some(&m.backup), quiet())
         .await
         .unwrap();
     assert!(

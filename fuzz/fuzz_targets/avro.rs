@@ -1,4 +1,4 @@
-//! The backup files' reader (`ops::ocf`) on arbitrary bytes, read as a
+//! The backup files' reader (`ops::backup::ocf`) on arbitrary bytes, read as a
 //! file of each table:
 //!
 //! - it never panics, and never allocates past its bounds (run with
@@ -13,7 +13,8 @@
 mod common;
 
 use hrmig::dictionary::Table;
-use hrmig::ops::ocf::{MAX_BLOCK_BYTES, OcfReader, read_row};
+use hrmig::ops::backup::codec::read_row;
+use hrmig::ops::backup::ocf::{MAX_BLOCK_BYTES, OcfReader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

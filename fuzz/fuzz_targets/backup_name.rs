@@ -1,4 +1,4 @@
-//! The backup name check (`check_name`) on arbitrary text:
+//! The backup name check (`BackupName::parse`) on arbitrary text:
 //!
 //! - an accepted name is `<table>-<8 digits>T<9 digits>Z`, with or without
 //!   `.avro`, for exactly one table; the stem returned is the name without
@@ -13,7 +13,7 @@
 #![no_main]
 
 use hrmig::dictionary::Table;
-use hrmig::ops::backup::{BackupError, check_name};
+use hrmig::ops::backup::{BackupError, BackupName};
 use libfuzzer_sys::fuzz_target;
 
 fn stamp_shape(stamp: &[u8]) -> bool {
@@ -29,8 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let mut accepted_for = None;
     let mut not_found = 0;
     for table in Table::ALL {
-        match check_name(table, &name) {
-            Ok(stem) => {
+        match BackupName::parse(table, &name) {
+            Ok(parsed) => {
+                assert_eq!(parsed.table(), table);
+                let stem = parsed.as_str().to_owned();
                 assert!(
                     accepted_for.replace(table).is_none(),
                     "{name:?} names two tables"
@@ -50,9 +52,10 @@ fuzz_target!(|data: &[u8]| {
                         || matches!(b, b'_' | b'-' | b'T' | b'Z')),
                     "{stem:?}"
                 );
-                assert_eq!(check_name(table, &stem).ok().as_ref(), Some(&stem));
+                assert_eq!(BackupName::parse(table, &stem).ok(), Some(parsed.clone()));
                 let file = format!("{stem}.avro");
-                assert_eq!(check_name(table, &file).ok().as_ref(), Some(&stem));
+                assert_eq!(parsed.file_name(), file);
+                assert_eq!(BackupName::parse(table, &file).ok(), Some(parsed));
             }
             Err(BackupError::NotFound(_)) => not_found += 1,
             Err(BackupError::BadName(shown)) => {

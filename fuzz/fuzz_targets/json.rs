@@ -17,7 +17,9 @@ mod common;
 
 use hrmig::dictionary::check::Checked;
 use hrmig::dictionary::{Row, Table, Value, datetime};
-use hrmig::ops::ingest::{IngestError, MAX_BATCH_ROWS, ParsedRows, parse_json, parse_json_tables};
+use hrmig::ops::ingest::{
+    IngestError, MAX_BATCH_ROWS, ParsedRows, Syntax, parse_json, parse_json_tables,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -26,7 +28,7 @@ use std::collections::HashMap;
 type Rows = Vec<(u64, Vec<u8>, Result<Row, Checked>)>;
 
 fn describe(parsed: &ParsedRows) -> Rows {
-    assert!(parsed.json);
+    assert_eq!(parsed.syntax, Syntax::Json);
     let chunk = &parsed.batch.chunk;
     let mut end = 0;
     let rows = chunk

@@ -62,7 +62,7 @@ pub(super) async fn load(cli: &Cli, args: &LoadArgs) -> Result<ExitCode> {
     let req = LoadRequest {
         force: args.force,
         max_rejects: args.max_rejects,
-        progress: true,
+        progress: super::bars::Bars::shared(),
         ..LoadRequest::new(from, args.tables.clone())
     };
     let reports = load::load(&store, &req).await?;
@@ -98,7 +98,7 @@ pub(super) async fn demo(cli: &Cli, args: &DemoArgs) -> Result<ExitCode> {
     }
     let store = open_store(cli).await?;
     let req = LoadRequest {
-        progress: true,
+        progress: super::bars::Bars::shared(),
         ..LoadRequest::new(landing, Vec::new())
     };
     let reports = load::load(&store, &req).await?;
@@ -135,9 +135,15 @@ pub(super) async fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let storage = Storage::open(&cli.storage)?;
     for table in or_all(&args.tables) {
-        let m = backup::backup(&store, &storage, table, args.codec, true)
-            .await
-            .with_context(|| format!("backup of {table} failed"))?;
+        let m = backup::backup(
+            &store,
+            &storage,
+            table,
+            args.codec,
+            super::bars::Bars::shared(),
+        )
+        .await
+        .with_context(|| format!("backup of {table} failed"))?;
         print::manifest(&m, args.json)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -156,7 +162,13 @@ pub(super) async fn list_backups(cli: &Cli, args: &BackupsArgs) -> Result<ExitCo
 /// Fails, with the problems, when the backup is damaged.
 pub(super) async fn verify(cli: &Cli, args: &BackupChoiceArgs) -> Result<ExitCode> {
     let storage = Storage::open(&cli.storage)?;
-    let v = backup::verify(&storage, args.table, args.backup.as_deref(), true).await?;
+    let v = backup::verify(
+        &storage,
+        args.table,
+        args.backup.as_deref(),
+        super::bars::Bars::shared(),
+    )
+    .await?;
     print::verification(&v, args.json)?;
     if !v.ok {
         bail!("backup {} is damaged: {}", v.backup, v.problems.join("; "))
@@ -167,7 +179,14 @@ pub(super) async fn verify(cli: &Cli, args: &BackupChoiceArgs) -> Result<ExitCod
 pub(super) async fn restore(cli: &Cli, args: &BackupChoiceArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let storage = Storage::open(&cli.storage)?;
-    let r = backup::restore(&store, &storage, args.table, args.backup.as_deref(), true).await?;
+    let r = backup::restore(
+        &store,
+        &storage,
+        args.table,
+        args.backup.as_deref(),
+        super::bars::Bars::shared(),
+    )
+    .await?;
     store.close().await?;
     print::restored(&r, args.json)?;
     Ok(ExitCode::SUCCESS)

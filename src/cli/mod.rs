@@ -5,6 +5,7 @@
 //! and `print` the renderers of their reports.
 
 mod args;
+mod bars;
 mod commands;
 mod print;
 

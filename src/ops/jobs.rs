@@ -10,7 +10,7 @@
 //! file is one transaction, so the file in progress left nothing, and the
 //! files already loaded are skipped by their content hash).
 
-use super::load::{self, LoadError, LoadProgress, LoadReport, LoadRequest, LoadStatus};
+use super::load::{self, LoadError, LoadReport, LoadRequest, LoadStatus, LoadWatch};
 use crate::dictionary::{Table, datetime};
 use crate::storage::Storage;
 use crate::store::{Store, StoreError, jobs::JobRecord};
@@ -90,6 +90,32 @@ pub enum JobStatus {
     Failed,
     /// Its runner stopped beating (the process died); run it again.
     Interrupted,
+}
+
+impl JobStatus {
+    /// The status as the job table spells it. An interrupted job is stored
+    /// as `running`: that it stopped is decided when it is read, from its
+    /// heartbeat.
+    fn stored(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running | JobStatus::Interrupted => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    /// The status the job table's text stands for, if any.
+    fn from_stored(text: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Queued,
+            JobStatus::Running,
+            JobStatus::Done,
+            JobStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.stored() == text)
+    }
 }
 
 /// The file being read and how far.
@@ -260,13 +286,12 @@ fn job_of(r: JobRecord, settings: JobSettings, now: i64) -> Result<Job, JobError
         id: r.id.clone(),
         why,
     };
-    let status = match r.status.as_str() {
-        "queued" => JobStatus::Queued,
-        "running" if r.heartbeat_ms < now - settings.stale_after() => JobStatus::Interrupted,
-        "running" => JobStatus::Running,
-        "done" => JobStatus::Done,
-        "failed" => JobStatus::Failed,
-        other => return Err(unreadable(format!("status {other:?}"))),
+    let status = match JobStatus::from_stored(&r.status) {
+        Some(JobStatus::Running) if r.heartbeat_ms < now - settings.stale_after() => {
+            JobStatus::Interrupted
+        }
+        Some(status) => status,
+        None => return Err(unreadable(format!("status {:?}", r.status))),
     };
     Ok(Job {
         id: r.id.clone(),
@@ -303,7 +328,7 @@ pub async fn run(
     let outcome = match job.request.load_request(storage) {
         Err(e) => Err(e),
         Ok(req) => {
-            let watch = Arc::new(LoadProgress::default());
+            let watch = Arc::new(LoadWatch::default());
             let req = LoadRequest {
                 watch: Some(watch.clone()),
                 ..req
@@ -335,15 +360,15 @@ pub async fn run(
         Err(_) => Vec::new(),
     };
     let (status, error) = match &outcome {
-        Ok(_) if aborted.is_empty() => ("done", String::new()),
-        Ok(_) => ("failed", aborted.join("; ")),
-        Err(e) => ("failed", e.to_string()),
+        Ok(_) if aborted.is_empty() => (JobStatus::Done, String::new()),
+        Ok(_) => (JobStatus::Failed, aborted.join("; ")),
+        Err(e) => (JobStatus::Failed, e.to_string()),
     };
     if let Err(e) = &outcome {
         tracing::warn!(error = %e, "load job failed");
     }
     store
-        .finish_job(id, status, &tables, &error, now_ms())
+        .finish_job(id, status.stored(), &tables, &error, now_ms())
         .await?;
     let transient =
         matches!(&outcome, Err(LoadError::Store { source, .. }) if source.is_transient());
@@ -361,7 +386,7 @@ async fn beating<T>(
     id: &str,
     settings: JobSettings,
     reports: &Mutex<Vec<LoadReport>>,
-    watch: &LoadProgress,
+    watch: &LoadWatch,
     work: impl Future<Output = T>,
 ) -> T {
     let mut work = std::pin::pin!(work);

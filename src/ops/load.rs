@@ -7,11 +7,12 @@
 //! the file size. The file's SHA-256 keys the load history: the same content
 //! is loaded once unless forced.
 
+use super::Hashing;
+use super::progress::{Metered, Progress, Quiet, Unit};
 use super::shape::{Gate, HEAD_BYTES, Refusal, refuse_head};
-use super::{Hashing, Progress, progress_bar};
-use crate::csvfile::{CsvRecords, Malformed};
-use crate::dictionary::check::{Checked, check_csv_row};
-use crate::dictionary::{ErrorCode, FieldError, Table, datetime};
+use crate::csvfile::CsvRecords;
+use crate::dictionary::check::check_csv_row;
+use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
     Candidate, Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, Store, StoreError,
@@ -39,13 +40,13 @@ pub struct LoadRequest {
     pub force: bool,
     /// Abort a file (nothing from it committed) once more rows than this are rejected.
     pub max_rejects: Option<u64>,
-    /// Draw progress bars on a terminal.
-    pub progress: bool,
+    /// Where each file's bytes read are reported.
+    pub progress: Arc<dyn Progress>,
     /// File names other than `<table>.csv`, by table.
     pub names: BTreeMap<Table, String>,
     /// Where to say how far the file being read has got, for a watcher on
     /// another task (a load job's heartbeat).
-    pub watch: Option<Arc<LoadProgress>>,
+    pub watch: Option<Arc<LoadWatch>>,
 }
 
 impl LoadRequest {
@@ -56,7 +57,7 @@ impl LoadRequest {
             tables,
             force: false,
             max_rejects: None,
-            progress: false,
+            progress: Arc::new(Quiet),
             names: BTreeMap::new(),
             watch: None,
         }
@@ -74,9 +75,9 @@ impl LoadRequest {
 /// The table whose file is being read and the records read so far,
 /// updated once per chunk of records.
 #[derive(Debug, Default)]
-pub struct LoadProgress(Mutex<Option<(Table, u64)>>);
+pub struct LoadWatch(Mutex<Option<(Table, u64)>>);
 
-impl LoadProgress {
+impl LoadWatch {
     /// The file being read, and how many records so far; `None` between files.
     pub fn get(&self) -> Option<(Table, u64)> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
@@ -219,6 +220,58 @@ pub async fn load_reporting(
     Ok(reports)
 }
 
+/// The file being loaded, as its report and its errors name it.
+struct Loading {
+    table: Table,
+    location: String,
+    /// `file:PATH` for a local file, the `az://` URL of a blob.
+    source: String,
+    started: Instant,
+}
+
+impl Loading {
+    fn report(
+        &self,
+        status: LoadStatus,
+        rows_read: u64,
+        inserted: u64,
+        rejected: u64,
+        blank: u64,
+        message: Option<String>,
+    ) -> LoadReport {
+        LoadReport {
+            table: self.table,
+            source: self.source.clone(),
+            status,
+            rows_read,
+            inserted,
+            rejected,
+            blank,
+            seconds: self.started.elapsed().as_secs_f64(),
+            message,
+        }
+    }
+
+    /// A read that failed; a blob read that failed midway carries the
+    /// storage's own error.
+    fn read_err(&self, source: io::Error) -> LoadError {
+        match StorageError::from_io(source) {
+            Ok(storage) => LoadError::Storage(storage),
+            Err(source) => LoadError::Read {
+                location: self.location.clone(),
+                source,
+            },
+        }
+    }
+
+    fn store_err(&self, source: StoreError) -> LoadError {
+        LoadError::Store {
+            location: self.location.clone(),
+            source,
+        }
+    }
+}
+
 #[tracing::instrument(skip_all, fields(table = table.name(), rows))]
 async fn load_file(
     store: &Store,
@@ -230,29 +283,15 @@ async fn load_file(
     let name = req.file_name(table);
     let object = req.from.open_read(&name).await?;
     let location = object.location.clone();
-    // Local files are named file:PATH; blobs by their az:// URL.
     let source = match location.contains("://") {
         true => location.clone(),
         false => format!("file:{location}"),
     };
-    let report = |status, rows_read, inserted, rejected, blank, message| LoadReport {
+    let file = Loading {
         table,
-        source: source.clone(),
-        status,
-        rows_read,
-        inserted,
-        rejected,
-        blank,
-        seconds: started.elapsed().as_secs_f64(),
-        message,
-    };
-    // A blob read that failed midway carries the storage's own error.
-    let read_err = |source| match StorageError::from_io(source) {
-        Ok(storage) => LoadError::Storage(storage),
-        Err(source) => LoadError::Read {
-            location: location.clone(),
-            source,
-        },
+        location,
+        source,
+        started,
     };
 
     // Hash first: a file already loaded is skipped without parsing it.
@@ -260,50 +299,59 @@ async fn load_file(
     let version = object.version.clone();
     let sha256 = tokio::task::spawn_blocking(move || sha256_of(object.reader))
         .await
-        .map_err(|e| read_err(io::Error::other(e)))?
-        .map_err(read_err)?;
-    let store_err = |source| LoadError::Store {
-        location: location.clone(),
-        source,
-    };
+        .map_err(|e| file.read_err(io::Error::other(e)))?
+        .map_err(|e| file.read_err(e))?;
     if !req.force
         && store
             .already_loaded(table, &sha256)
             .await
-            .map_err(store_err)?
+            .map_err(|e| file.store_err(e))?
     {
         tracing::info!(table = table.name(), "already loaded");
-        return Ok(report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None));
+        return Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None));
     }
 
     let object = req.from.open_same(&name, version).await?;
-    let bar = req
-        .progress
-        .then(|| progress_bar(table.name().to_owned(), object.size, true));
-    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let reader = Progress {
-        inner: object.reader,
-        bar: bar.clone(),
-    };
-    let watch = req.watch.clone();
-    let parser = tokio::task::spawn_blocking(move || parse(table, reader, tx, watch.as_deref()));
     let file_load = FileLoad {
         table,
-        source: source.clone(),
+        source: file.source.clone(),
         force: req.force,
         max_rejects: req.max_rejects,
         started_at,
         bytes: Some(object.size),
     };
+    req.progress.start(table.name(), Unit::Bytes, object.size);
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let reader = Metered {
+        inner: object.reader,
+        progress: req.progress.clone(),
+    };
+    let watch = req.watch.clone();
+    let parser = tokio::task::spawn_blocking(move || parse(table, reader, tx, watch.as_deref()));
     let outcome = store.load_file(file_load.clone(), rx).await;
-    let parsed = parser.await.map_err(|e| read_err(io::Error::other(e)))?;
+    let parsed = parser
+        .await
+        .map_err(|e| file.read_err(io::Error::other(e)))?;
     if let Some(watch) = &req.watch {
         watch.set(None);
     }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let outcome = match (outcome, parsed) {
+    req.progress.finish();
+    conclude(store, req, &file, &file_load, sha256, outcome, parsed).await
+}
+
+/// The report of a file whose rows went to the store, from what the store
+/// and the parser each say; an aborted file is recorded as such.
+async fn conclude(
+    store: &Store,
+    req: &LoadRequest,
+    file: &Loading,
+    file_load: &FileLoad,
+    sha256: String,
+    outcome: Result<FileLoadOutcome, StoreError>,
+    parsed: Result<FeedSummary, ParseStop>,
+) -> Result<LoadReport, LoadError> {
+    let table = file.table;
+    let (outcome, mut summary) = match (outcome, parsed) {
         // The parser refused the file and stopped feeding: the store rolled back.
         (
             Ok(FileLoadOutcome::Aborted { .. }) | Err(StoreError::FeedInterrupted),
@@ -313,10 +361,10 @@ async fn load_file(
             tracing::warn!(table = table.name(), %message, "file refused");
             summary.sha256 = sha256;
             store
-                .record_aborted(&file_load, &summary, 0, &message)
+                .record_aborted(file_load, &summary, 0, &message)
                 .await
-                .map_err(store_err)?;
-            return Ok(report(
+                .map_err(|e| file.store_err(e))?;
+            return Ok(file.report(
                 LoadStatus::Aborted,
                 summary.rows_read,
                 0,
@@ -329,14 +377,14 @@ async fn load_file(
         (Ok(FileLoadOutcome::Aborted { rejected }), Err(ParseStop::Receiver(summary))) => {
             (FileLoadOutcome::Aborted { rejected }, summary)
         }
-        (_, Err(ParseStop::Io(e))) => return Err(read_err(e)),
-        (Err(e), _) => return Err(store_err(e)),
+        (_, Err(ParseStop::Io(e))) => return Err(file.read_err(e)),
+        (Err(e), _) => return Err(file.store_err(e)),
         (Ok(_), Err(ParseStop::Receiver(_) | ParseStop::Refused(..))) => {
-            return Err(store_err(StoreError::FeedInterrupted));
+            return Err(file.store_err(StoreError::FeedInterrupted));
         }
     };
     match outcome {
-        (FileLoadOutcome::Loaded { inserted, rejected }, summary) => {
+        FileLoadOutcome::Loaded { inserted, rejected } => {
             if summary.sha256 != sha256 {
                 // Committed content differs from what was hashed first: keep
                 // the commit (it is self-consistent and recorded under its own
@@ -347,7 +395,7 @@ async fn load_file(
                 );
             }
             tracing::Span::current().record("rows", summary.rows_read);
-            Ok(report(
+            Ok(file.report(
                 LoadStatus::Loaded,
                 summary.rows_read,
                 inserted,
@@ -356,10 +404,10 @@ async fn load_file(
                 None,
             ))
         }
-        (FileLoadOutcome::AlreadyLoaded, _) => {
-            Ok(report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None))
+        FileLoadOutcome::AlreadyLoaded => {
+            Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None))
         }
-        (FileLoadOutcome::Aborted { rejected }, mut summary) => {
+        FileLoadOutcome::Aborted { rejected } => {
             let max = req.max_rejects.unwrap_or_default();
             let message = format!(
                 "aborted after more than {max} rejected rows ({rejected} by line {}): \
@@ -368,10 +416,10 @@ async fn load_file(
             );
             summary.sha256 = sha256;
             store
-                .record_aborted(&file_load, &summary, rejected, &message)
+                .record_aborted(file_load, &summary, rejected, &message)
                 .await
-                .map_err(store_err)?;
-            Ok(report(
+                .map_err(|e| file.store_err(e))?;
+            Ok(file.report(
                 LoadStatus::Aborted,
                 summary.rows_read,
                 0,
@@ -408,70 +456,6 @@ enum ParseStop {
     Refused(Refusal, FeedSummary),
 }
 
-/// Whether a record is a header line: its fields are the column names.
-pub(crate) fn is_header(
-    table: Table,
-    fields: impl ExactSizeIterator<Item = impl AsRef<[u8]>>,
-) -> bool {
-    let cols = table.columns();
-    fields.len() == cols.len()
-        && fields.zip(cols).all(|(f, c)| {
-            f.as_ref()
-                .trim_ascii()
-                .eq_ignore_ascii_case(c.name.as_bytes())
-        })
-}
-
-pub(crate) fn malformed(table: Table, m: Malformed, line: u64) -> Checked {
-    let column = |field: usize| table.columns().get(field).map(|c| c.name);
-    let error = match m {
-        Malformed::TooLong { bytes } => FieldError::record(
-            ErrorCode::TooLong,
-            format!(
-                "record is {bytes} bytes, over the {} byte limit (raw text cut to its first {} bytes)",
-                crate::csvfile::MAX_RECORD_BYTES,
-                crate::csvfile::MAX_RAW_KEPT
-            ),
-        ),
-        Malformed::TooManyFields => FieldError::record(
-            ErrorCode::Columns,
-            format!(
-                "far more fields than the {} expected",
-                table.columns().len()
-            ),
-        ),
-        Malformed::UnterminatedQuote => FieldError::record(
-            ErrorCode::Format,
-            format!(
-                "the quoted field opened on line {line} is never closed; the rest of the file is this one record"
-            ),
-        ),
-        Malformed::QuoteInUnquotedField { field } => quote_error(
-            column(field),
-            field,
-            "holds a \" but does not start with one: a field with quotes must be quoted whole, its quotes doubled (\"say \"\"hi\"\"\")",
-        ),
-        Malformed::TextAfterQuote { field } => quote_error(
-            column(field),
-            field,
-            "has text after its closing quote: a quoted field ends at its closing quote (a quote inside it is doubled: \"\")",
-        ),
-    };
-    Checked {
-        values: vec![None; table.columns().len()],
-        errors: vec![error],
-    }
-}
-
-/// A quoting error in field `field` (from 0), named by its column when the
-/// table has one there.
-fn quote_error(column: Option<&str>, field: usize, what: &str) -> FieldError {
-    match column {
-        Some(name) => FieldError::column(name, ErrorCode::Format, format!("the field {what}")),
-        None => FieldError::record(ErrorCode::Format, format!("field {} {what}", field + 1)),
-    }
-}
-
 /// Reads up to `head.len()` bytes: fewer only at the end of the file.
 fn read_head(reader: &mut impl Read, head: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -493,7 +477,7 @@ fn parse(
     table: Table,
     reader: impl Read,
     tx: mpsc::Sender<Feed<Chunk, FeedSummary>>,
-    watch: Option<&LoadProgress>,
+    watch: Option<&LoadWatch>,
 ) -> Result<FeedSummary, ParseStop> {
     if let Some(watch) = watch {
         watch.set(Some((table, 0)));
@@ -537,7 +521,7 @@ fn parse(
         }
         rows_read += 1;
         let check = match rec.malformed {
-            Some(m) => Err(malformed(table, m, rec.line)),
+            Some(m) => Err(m.rejection(table, rec.line)),
             None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();
@@ -581,26 +565,4 @@ fn parse(
         return Err(ParseStop::Receiver(done));
     }
     Ok(done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_lines_are_recognised() {
-        let f = |s: &'static str| {
-            s.split(',')
-                .map(str::as_bytes)
-                .collect::<Vec<_>>()
-                .into_iter()
-        };
-        assert!(is_header(
-            Table::HiredEmployees,
-            f("id,name,datetime,department_id,job_id")
-        ));
-        assert!(is_header(Table::Jobs, f(" ID , Job ")));
-        assert!(!is_header(Table::Jobs, f("1,job")));
-        assert!(!is_header(Table::Jobs, f("id,job,extra")));
-    }
 }

@@ -139,7 +139,7 @@ impl Gate {
         if rec.malformed.is_some() || !looks_like_header(rec.fields()) {
             return Ok(false);
         }
-        if super::load::is_header(table, rec.fields()) {
+        if crate::csvfile::is_header(table, rec.fields()) {
             return Ok(true);
         }
         let found: Vec<String> = rec

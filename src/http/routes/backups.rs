@@ -8,6 +8,7 @@ use crate::http::error::documented::{
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{TablePath, optional_body, query_table, tables_in_body};
 use crate::http::state::AppState;
+use crate::ops::Quiet;
 use crate::ops::backup::{self, Codec, Manifest, Restored, Verification};
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +17,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
+use std::sync::Arc;
 
 pub(in crate::http) fn router() -> Router<AppState> {
     Router::new()
@@ -65,7 +67,9 @@ async fn post_backups(
     let codec = req.codec.unwrap_or(Codec::DEFAULT);
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        out.push(backup::backup(&state.store, &state.storage, table, codec, false).await?);
+        out.push(
+            backup::backup(&state.store, &state.storage, table, codec, Arc::new(Quiet)).await?,
+        );
     }
     Ok(axum::Json(out).into_response())
 }
@@ -121,7 +125,7 @@ async fn restore(
         &state.storage,
         table,
         req.backup.as_deref(),
-        false,
+        Arc::new(Quiet),
     )
     .await?;
     Ok(axum::Json(restored).into_response())
@@ -142,6 +146,12 @@ async fn verify(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: BackupChoice = optional_body(&body?)?;
-    let v = backup::verify(&state.storage, table, req.backup.as_deref(), false).await?;
+    let v = backup::verify(
+        &state.storage,
+        table,
+        req.backup.as_deref(),
+        Arc::new(Quiet),
+    )
+    .await?;
     Ok(axum::Json(v).into_response())
 }

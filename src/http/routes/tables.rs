@@ -95,7 +95,11 @@ async fn get_rows(
 
 /// The answer of an ingest: its JSON, marked when it replays the first
 /// answer to the same `Idempotency-Key`.
-fn ingest_response(body: String, replayed: bool) -> Response {
+fn ingest_response(answer: ingest::Answer) -> Response {
+    let (body, replayed) = match answer {
+        ingest::Answer::Applied(body) => (body, false),
+        ingest::Answer::Replayed(body) => (body, true),
+    };
     let mut r = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -181,7 +185,7 @@ async fn post_rows(
     let body = body?;
     let idem = idempotency(&headers, &format!("rows:{table}"), &body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let (response, replayed) = match format {
+    let answer = match format {
         BatchFormat::Json => {
             ingest::ingest_json(&state.store, &batch_id, table, &body, idem).await?
         }
@@ -198,7 +202,7 @@ async fn post_rows(
             .await?
         }
     };
-    Ok(ingest_response(response, replayed))
+    Ok(ingest_response(answer))
 }
 
 /// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
@@ -225,7 +229,6 @@ async fn post_batches(
     let idem = idempotency(&headers, "batches", &body)?;
     let parsed = ingest::parse_json_tables(&body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let (response, replayed) =
-        ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
-    Ok(ingest_response(response, replayed))
+    let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
+    Ok(ingest_response(answer))
 }

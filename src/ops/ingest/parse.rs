@@ -1,51 +1,36 @@
-//! API ingest: a batch of 1 to 1000 rows, as JSON objects or CSV lines,
-//! checked by the pure rules and applied in one transaction with its
-//! rejections (and its idempotency key, when the client sent one).
+//! Request bodies to candidate rows: a JSON array of row objects, an object
+//! of such arrays by table, or CSV lines. Each row is checked by the pure
+//! rules as it is read and kept with its raw text, for the rejection log.
+//!
+//! The common JSON body (an array of flat objects) is read in one pass
+//! that borrows from the body ([`ObjectArray`]); anything else takes the
+//! general path, which finds the precise error or rejection.
 
+use super::error::{IngestError, MAX_BATCH_ROWS};
 use crate::csvfile::CsvRecords;
 use crate::dictionary::check::{Checked, JsonScalar, check_csv_row, check_json_row};
 use crate::dictionary::{ErrorCode, FieldError, Table};
-use crate::store::{
-    BatchRest, Candidate, Chunk, Feed, Idempotency, IngestOutcome, Store, StoreError, TableBatch,
-    TableOutcome,
-};
+use crate::store::{Candidate, Chunk, TableBatch};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
-
-/// Most rows one request may carry (all tables together).
-pub const MAX_BATCH_ROWS: usize = 1000;
-
-/// Why a whole request was refused. Nothing was inserted or logged.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// No rows.
-    #[error("the batch is empty: send 1 to {MAX_BATCH_ROWS} rows")]
-    Empty,
-    /// Over the limit.
-    #[error("{0} rows: a batch holds at most {MAX_BATCH_ROWS}")]
-    TooMany(usize),
-    /// Not the JSON expected.
-    #[error("invalid JSON body: {0}")]
-    Json(String),
-    /// A CSV body that cannot be read.
-    #[error("invalid CSV body: {0}")]
-    Csv(String),
-    /// The idempotency key was used before with another body.
-    #[error("the Idempotency-Key was already used with a different request body")]
-    KeyReused,
-    /// The database failed; the transaction was rolled back.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// The rows of one table, parsed from a request body.
 #[derive(Debug)]
 pub struct ParsedRows {
     /// Rows and raw text.
     pub batch: TableBatch,
-    /// Whether each raw text is a JSON object (else a CSV line).
-    pub json: bool,
+    /// What each row's raw text is.
+    pub syntax: Syntax,
+}
+
+/// What the raw text of a parsed row is, which decides how a rejected row
+/// is sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// A JSON value (an object, unless the row is rejected for not being one).
+    Json,
+    /// A CSV line.
+    Csv,
 }
 
 /// A JSON object's entries in the order received, repeated keys included,
@@ -141,7 +126,10 @@ fn json_error(e: &serde_json::Error) -> IngestError {
 /// Parses a JSON array of row objects for `table`.
 pub fn parse_json(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
     match common_shape(table, body) {
-        Some(batch) => Ok(ParsedRows { batch, json: true }),
+        Some(batch) => Ok(ParsedRows {
+            batch,
+            syntax: Syntax::Json,
+        }),
         None => parse_json_general(table, body),
     }
 }
@@ -162,7 +150,7 @@ fn parse_json_general(table: Table, body: &[u8]) -> Result<ParsedRows, IngestErr
     check_count(rows.len())?;
     Ok(ParsedRows {
         batch: json_batch(table, &rows),
-        json: true,
+        syntax: Syntax::Json,
     })
 }
 
@@ -192,7 +180,7 @@ pub fn parse_json_tables(body: &[u8]) -> Result<Vec<ParsedRows>, IngestError> {
             let rows: Vec<_> = items.into_iter().map(|r| (table, r)).collect();
             ParsedRows {
                 batch: json_batch(table, &rows),
-                json: true,
+                syntax: Syntax::Json,
             }
         })
         .collect())
@@ -236,7 +224,7 @@ fn skip_whitespace(body: &[u8], mut at: usize) -> usize {
 /// (not an array, an element that is not a flat object, bad syntax, a count
 /// out of bounds) makes [`ObjectArray::fill`] return `None`; [`parse_json`]
 /// then takes the general path, which finds the precise error or rejection.
-struct ObjectArray<'a> {
+pub(super) struct ObjectArray<'a> {
     table: Table,
     text: &'a str,
     /// Byte offset of the next element.
@@ -245,7 +233,7 @@ struct ObjectArray<'a> {
 }
 
 impl<'a> ObjectArray<'a> {
-    fn new(table: Table, body: &'a [u8]) -> Option<Self> {
+    pub(super) fn new(table: Table, body: &'a [u8]) -> Option<Self> {
         // Checked once here, so that strings are not checked again one by one.
         let text = std::str::from_utf8(body).ok()?;
         let at = skip_whitespace(body, 0);
@@ -258,7 +246,7 @@ impl<'a> ObjectArray<'a> {
     }
 
     /// Adds up to `max` rows to `chunk`; `Some(true)` once the array ended.
-    fn fill(&mut self, chunk: &mut Chunk, max: usize) -> Option<bool> {
+    pub(super) fn fill(&mut self, chunk: &mut Chunk, max: usize) -> Option<bool> {
         let body = self.text.as_bytes();
         chunk.raw.reserve(max * 128);
         for _ in 0..max {
@@ -376,7 +364,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
     {
         if std::mem::take(&mut first)
             && rec.malformed.is_none()
-            && crate::ops::load::is_header(table, rec.fields())
+            && crate::csvfile::is_header(table, rec.fields())
         {
             continue;
         }
@@ -384,7 +372,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
             return Err(IngestError::TooMany(chunk.rows.len() + 1));
         }
         let check = match rec.malformed {
-            Some(m) => Err(crate::ops::load::malformed(table, m, rec.line)),
+            Some(m) => Err(m.rejection(table, rec.line)),
             None => check_csv_row(table, rec.fields()),
         };
         let start = chunk.raw.len();
@@ -399,7 +387,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
     check_count(chunk.rows.len())?;
     Ok(ParsedRows {
         batch: TableBatch { table, chunk },
-        json: false,
+        syntax: Syntax::Csv,
     })
 }
 
@@ -409,259 +397,6 @@ fn check_count(n: usize) -> Result<(), IngestError> {
         n if n > MAX_BATCH_ROWS => Err(IngestError::TooMany(n)),
         _ => Ok(()),
     }
-}
-
-/// The fingerprint that ties an idempotency key to one request.
-pub fn fingerprint(route: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(route.as_bytes());
-    h.update([0]);
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-/// How the response of a batch is shaped.
-#[derive(Debug, Clone, Copy)]
-pub enum Shape {
-    /// One table: the table's object.
-    Table,
-    /// Several tables: `{"batch_id","received","inserted","tables":{name: object}}`.
-    Tables,
-}
-
-/// Rows checked before a batch sent in pieces goes to the store, and per
-/// piece after that: small enough that the writer starts early, large
-/// enough that handing a piece over costs little next to writing it.
-const FIRST_PIECE: usize = 100;
-const PIECE: usize = 225;
-/// Pieces waiting for the store: every piece of the largest batch, so that
-/// the parser never waits for the writer.
-const PIECES_QUEUED: usize = MAX_BATCH_ROWS / PIECE + 2;
-
-/// Applies a JSON array of rows for `table` and returns the response body.
-///
-/// When the store's writer has nothing else to do, the rows go to it in
-/// pieces while the rest of the body is still being checked, so that the
-/// two overlap (one client's latency is then about the write alone). When
-/// writes are queued, the batch is checked whole first, so that it never
-/// holds the writer while it is parsed.
-pub async fn ingest_json(
-    store: &Store,
-    batch_id: &str,
-    table: Table,
-    body: &[u8],
-    idempotency: Option<Idempotency>,
-) -> Result<(String, bool), IngestError> {
-    if idempotency.is_none()
-        && store.writer_idle()
-        && let Some(done) = ingest_in_pieces(store, batch_id, table, body).await
-    {
-        return done;
-    }
-    let parsed = parse_json(table, body)?;
-    ingest(
-        store,
-        batch_id,
-        vec![parsed],
-        None,
-        idempotency,
-        Shape::Table,
-    )
-    .await
-}
-
-/// `None` when the body is not in the common shape (nothing was applied):
-/// the caller then takes the general path.
-async fn ingest_in_pieces(
-    store: &Store,
-    batch_id: &str,
-    table: Table,
-    body: &[u8],
-) -> Option<Result<(String, bool), IngestError>> {
-    let mut rows = ObjectArray::new(table, body)?;
-    let mut first = Chunk::default();
-    let whole = rows.fill(&mut first, FIRST_PIECE)?;
-    let parsed = vec![ParsedRows {
-        batch: TableBatch {
-            table,
-            chunk: first,
-        },
-        json: true,
-    }];
-    if whole {
-        return Some(ingest(store, batch_id, parsed, None, None, Shape::Table).await);
-    }
-    let (pieces, more) = tokio::sync::mpsc::channel(PIECES_QUEUED);
-    let mut applying = std::pin::pin!(ingest(
-        store,
-        batch_id,
-        parsed,
-        Some(more),
-        None,
-        Shape::Table
-    ));
-    // The first poll hands the batch to the store, which starts writing.
-    if let std::task::Poll::Ready(done) = futures::poll!(applying.as_mut()) {
-        return Some(done);
-    }
-    loop {
-        let mut chunk = Chunk::default();
-        let Some(end) = rows.fill(&mut chunk, PIECE) else {
-            // Not the common shape after all: the store rolls back.
-            drop(pieces);
-            let _ = applying.await;
-            return None;
-        };
-        // A send fails only when the store gave up; its result says why.
-        if pieces.send(Feed::Rows(chunk)).await.is_err() || end {
-            let _ = pieces.send(Feed::End(())).await;
-            break;
-        }
-    }
-    Some(applying.await)
-}
-
-/// Applies parsed rows in one transaction and returns the response body.
-/// A replayed key returns the first response unchanged. With `more`, the
-/// last table's rows continue in pieces (see [`BatchRest`]).
-#[tracing::instrument(skip_all, fields(batch_id = batch_id, rows))]
-pub async fn ingest(
-    store: &Store,
-    batch_id: &str,
-    parsed: Vec<ParsedRows>,
-    more: Option<BatchRest>,
-    idempotency: Option<Idempotency>,
-    shape: Shape,
-) -> Result<(String, bool), IngestError> {
-    let json: Vec<bool> = parsed.iter().map(|p| p.json).collect();
-    let id = batch_id.to_owned();
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = received.clone();
-    let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
-        let rows = outcomes.iter().map(|o| o.received).sum();
-        counted.store(rows, std::sync::atomic::Ordering::Relaxed);
-        render(&id, shape, outcomes, batches, &json)
-    });
-    let tables = parsed.into_iter().map(|p| p.batch).collect();
-    let outcome = store
-        .ingest(format!("api:{batch_id}"), tables, more, idempotency, render)
-        .await;
-    tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));
-    match outcome? {
-        IngestOutcome::Applied(body) => Ok((body, false)),
-        IngestOutcome::Replayed(body) => Ok((body, true)),
-        IngestOutcome::KeyReused => Err(IngestError::KeyReused),
-    }
-}
-
-/// A rejected row in a batch response.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct RejectedRow {
-    /// Index of the row in the request (from 0).
-    pub index: u64,
-    /// The row as received, byte for byte: the JSON value as sent (keys in
-    /// their order, numbers as written), or the CSV line as a string. Any
-    /// JSON value: a row that is not an object comes back as it was.
-    #[schema(value_type = Value)]
-    pub row: Box<RawValue>,
-    /// Every broken rule.
-    pub errors: Vec<FieldError>,
-}
-
-/// The response for one table of a batch.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TableResult {
-    /// Id of the batch; rejections are logged with source `api:<batch_id>`.
-    pub batch_id: String,
-    /// The table.
-    pub table: Table,
-    /// Rows received.
-    pub received: u64,
-    /// Rows inserted.
-    pub inserted: u64,
-    /// Rows rejected (and logged).
-    pub rejected: Vec<RejectedRow>,
-}
-
-/// The response of a several-table batch.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct BatchesResult {
-    /// Id of the batch.
-    pub batch_id: String,
-    /// Rows received, all tables.
-    pub received: u64,
-    /// Rows inserted, all tables.
-    pub inserted: u64,
-    /// Per table.
-    pub tables: std::collections::BTreeMap<String, TableResult>,
-}
-
-fn render(
-    batch_id: &str,
-    shape: Shape,
-    outcomes: &[TableOutcome],
-    batches: &[TableBatch],
-    json: &[bool],
-) -> String {
-    let table_result = |o: &TableOutcome, (batch, is_json): (&TableBatch, &bool)| {
-        let chunk = &batch.chunk;
-        let rejected = o
-            .rejected
-            .iter()
-            .map(|(index, errors)| {
-                // A batch's positions are its row indexes.
-                let text = chunk
-                    .rows
-                    .get(*index as usize)
-                    .and_then(|c| chunk.raw.get(c.raw.clone()))
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                let as_string = |text: &str| {
-                    let quoted = serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into());
-                    RawValue::from_string(quoted).unwrap_or_else(|_| RawValue::NULL.to_owned())
-                };
-                // A JSON row goes back as its own text when that text is
-                // JSON a client can read back (a lone surrogate escape, say,
-                // is not), else as a string; a CSV line as a string.
-                let readable = *is_json && serde_json::from_str::<serde_json::Value>(&text).is_ok();
-                let row = match readable {
-                    true => RawValue::from_string(text.trim().to_owned())
-                        .unwrap_or_else(|_| as_string(&text)),
-                    false => as_string(&text),
-                };
-                RejectedRow {
-                    index: *index,
-                    row,
-                    errors: errors.clone(),
-                }
-            })
-            .collect();
-        TableResult {
-            batch_id: batch_id.to_owned(),
-            table: o.table,
-            received: o.received,
-            inserted: o.inserted,
-            rejected,
-        }
-    };
-    let rendered = match shape {
-        Shape::Table => match outcomes.first().zip(batches.iter().zip(json).next()) {
-            Some((o, r)) => serde_json::to_string(&table_result(o, r)),
-            None => Ok("null".to_owned()),
-        },
-        Shape::Tables => serde_json::to_string(&BatchesResult {
-            batch_id: batch_id.to_owned(),
-            received: outcomes.iter().map(|o| o.received).sum(),
-            inserted: outcomes.iter().map(|o| o.inserted).sum(),
-            tables: outcomes
-                .iter()
-                .zip(batches.iter().zip(json))
-                .map(|(o, r)| (o.table.name().to_owned(), table_result(o, r)))
-                .collect(),
-        }),
-    };
-    // Plain structs of strings and numbers always serialise.
-    rendered.unwrap_or_else(|_| "null".to_owned())
 }
 
 #[cfg(test)]

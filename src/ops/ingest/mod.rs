@@ -1,0 +1,162 @@
+//! API ingest: a batch of 1 to 1000 rows, as JSON objects or CSV lines,
+//! checked by the pure rules and applied in one transaction with its
+//! rejections (and its idempotency key, when the client sent one).
+
+mod error;
+mod parse;
+mod response;
+
+pub use error::{IngestError, MAX_BATCH_ROWS};
+pub use parse::{MAX_JSON_DEPTH, ParsedRows, Syntax, parse_csv, parse_json, parse_json_tables};
+pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
+
+use crate::dictionary::Table;
+use crate::store::{
+    BatchRest, Chunk, Feed, Idempotency, IngestOutcome, Store, TableBatch, TableOutcome,
+};
+use parse::ObjectArray;
+use sha2::{Digest, Sha256};
+
+/// The response body of a batch, as first given or replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The batch was applied now; the body is its response.
+    Applied(String),
+    /// The idempotency key came before with this body: the first response,
+    /// unchanged, and nothing applied again.
+    Replayed(String),
+}
+
+/// The fingerprint that ties an idempotency key to one request.
+pub fn fingerprint(route: &str, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(route.as_bytes());
+    h.update([0]);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// Rows checked before a batch sent in pieces goes to the store, and per
+/// piece after that: small enough that the writer starts early, large
+/// enough that handing a piece over costs little next to writing it.
+const FIRST_PIECE: usize = 100;
+const PIECE: usize = 225;
+/// Pieces waiting for the store: every piece of the largest batch, so that
+/// the parser never waits for the writer.
+const PIECES_QUEUED: usize = MAX_BATCH_ROWS / PIECE + 2;
+
+/// Applies a JSON array of rows for `table` and returns the response body.
+///
+/// When the store's writer has nothing else to do, the rows go to it in
+/// pieces while the rest of the body is still being checked, so that the
+/// two overlap (one client's latency is then about the write alone). When
+/// writes are queued, the batch is checked whole first, so that it never
+/// holds the writer while it is parsed.
+pub async fn ingest_json(
+    store: &Store,
+    batch_id: &str,
+    table: Table,
+    body: &[u8],
+    idempotency: Option<Idempotency>,
+) -> Result<Answer, IngestError> {
+    if idempotency.is_none()
+        && store.writer_idle()
+        && let Some(done) = ingest_in_pieces(store, batch_id, table, body).await
+    {
+        return done;
+    }
+    let parsed = parse_json(table, body)?;
+    ingest(
+        store,
+        batch_id,
+        vec![parsed],
+        None,
+        idempotency,
+        Shape::Table,
+    )
+    .await
+}
+
+/// `None` when the body is not in the common shape (nothing was applied):
+/// the caller then takes the general path.
+async fn ingest_in_pieces(
+    store: &Store,
+    batch_id: &str,
+    table: Table,
+    body: &[u8],
+) -> Option<Result<Answer, IngestError>> {
+    let mut rows = ObjectArray::new(table, body)?;
+    let mut first = Chunk::default();
+    let whole = rows.fill(&mut first, FIRST_PIECE)?;
+    let parsed = vec![ParsedRows {
+        batch: TableBatch {
+            table,
+            chunk: first,
+        },
+        syntax: Syntax::Json,
+    }];
+    if whole {
+        return Some(ingest(store, batch_id, parsed, None, None, Shape::Table).await);
+    }
+    let (pieces, more) = tokio::sync::mpsc::channel(PIECES_QUEUED);
+    let mut applying = std::pin::pin!(ingest(
+        store,
+        batch_id,
+        parsed,
+        Some(more),
+        None,
+        Shape::Table
+    ));
+    // The first poll hands the batch to the store, which starts writing.
+    if let std::task::Poll::Ready(done) = futures::poll!(applying.as_mut()) {
+        return Some(done);
+    }
+    loop {
+        let mut chunk = Chunk::default();
+        let Some(end) = rows.fill(&mut chunk, PIECE) else {
+            // Not the common shape after all: the store rolls back.
+            drop(pieces);
+            let _ = applying.await;
+            return None;
+        };
+        // A send fails only when the store gave up; its result says why.
+        if pieces.send(Feed::Rows(chunk)).await.is_err() || end {
+            let _ = pieces.send(Feed::End(())).await;
+            break;
+        }
+    }
+    Some(applying.await)
+}
+
+/// Applies parsed rows in one transaction and returns the response body.
+/// A replayed key returns the first response unchanged. With `more`, the
+/// last table's rows continue in pieces (see [`BatchRest`]).
+#[tracing::instrument(skip_all, fields(batch_id = batch_id, rows))]
+pub async fn ingest(
+    store: &Store,
+    batch_id: &str,
+    parsed: Vec<ParsedRows>,
+    more: Option<BatchRest>,
+    idempotency: Option<Idempotency>,
+    shape: Shape,
+) -> Result<Answer, IngestError> {
+    let syntax: Vec<Syntax> = parsed.iter().map(|p| p.syntax).collect();
+    let id = batch_id.to_owned();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = received.clone();
+    let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
+        let rows = outcomes.iter().map(|o| o.received).sum();
+        counted.store(rows, std::sync::atomic::Ordering::Relaxed);
+        response::render(&id, shape, outcomes, batches, &syntax)
+    });
+    let tables = parsed.into_iter().map(|p| p.batch).collect();
+    let outcome = store
+        .ingest(format!("api:{batch_id}"), tables, more, idempotency, render)
+        .await;
+    tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));
+    match outcome? {
+        IngestOutcome::Applied(body) => Ok(Answer::Applied(body)),
+        IngestOutcome::Replayed(body) => Ok(Answer::Replayed(body)),
+        IngestOutcome::KeyReused => Err(IngestError::KeyReused),
+    }
+}
