@@ -7,7 +7,7 @@ use common::{TestEnv, col};
 use hrmig::dictionary::ErrorCode::{self, *};
 use hrmig::dictionary::Table;
 use hrmig::ops::load::{self, LoadStatus};
-use hrmig::store::{Candidate, Chunk, Feed, FileLoad};
+use hrmig::store::{Chunk, Feed, FileLoad, InputRow};
 
 const OK: &str = "2021-07-27T16:02:08Z";
 
@@ -452,7 +452,7 @@ async fn a_feed_that_stops_midway_rolls_back() {
     )
     .into_row();
     tx.send(Feed::Rows(Chunk {
-        rows: vec![Candidate {
+        rows: vec![InputRow {
             position: 1,
             raw: 0..raw.len() - 1,
             check: row,

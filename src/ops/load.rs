@@ -15,7 +15,7 @@ use crate::dictionary::check::check_csv_row;
 use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
-    Candidate, Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, Store, StoreError,
+    Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, InputRow, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -526,7 +526,7 @@ fn parse(
         };
         let start = chunk.raw.len();
         chunk.raw.extend_from_slice(rec.raw);
-        chunk.rows.push(Candidate {
+        chunk.rows.push(InputRow {
             position: rec.line,
             raw: start..chunk.raw.len(),
             check,

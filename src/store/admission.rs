@@ -7,7 +7,7 @@
 //! Rejected rows are logged with [`rejection_record`], the same record in
 //! every backend.
 
-use super::{Candidate, Chunk, Dialect, StoreError, TableOutcome};
+use super::{Chunk, Dialect, InputRow, StoreError, TableOutcome};
 use crate::dictionary::{ErrorCode, FieldError, Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -43,7 +43,7 @@ impl IdBitmap {
     }
 }
 
-/// What the database knows of the ids a candidate names.
+/// What the database knows of the ids an input row names.
 pub(super) trait Known {
     /// Whether `id` is in the target table (or was admitted earlier in
     /// this input).
@@ -56,11 +56,11 @@ pub(super) trait Known {
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError>;
 }
 
-/// Admits a candidate, or returns every error it has, ordered by column:
+/// Admits an input row, or returns every error it has, ordered by column:
 /// the pure checks' errors, a missing parent per foreign key, a taken id.
 pub(super) fn admit<'c>(
     table: Table,
-    c: &'c Candidate,
+    c: &'c InputRow,
     known: &mut impl Known,
 ) -> Result<Result<&'c Row, Vec<FieldError>>, StoreError> {
     let (mut errors, id) = match &c.check {
@@ -127,15 +127,11 @@ fn foreign_key_error(column: &str, parent: Table, id: i32) -> FieldError {
     )
 }
 
-/// The raw text a rejection keeps, from a candidate's bytes: invalid
+/// The raw text a rejection keeps, from an input row's bytes: invalid
 /// UTF-8 decoded lossily, and an API row cut to its first
 /// [`MAX_RAW_KEPT`](crate::csvfile::MAX_RAW_KEPT) bytes, as a CSV record
 /// over the size limit is (the response still echoes the whole row).
-pub(super) fn kept_raw<'r>(
-    source: &str,
-    raw: &'r [u8],
-    c: &Candidate,
-) -> std::borrow::Cow<'r, str> {
+pub(super) fn kept_raw<'r>(source: &str, raw: &'r [u8], c: &InputRow) -> std::borrow::Cow<'r, str> {
     let mut bytes = raw.get(c.raw.clone()).unwrap_or_default();
     if source.starts_with("api:") && bytes.len() > crate::csvfile::MAX_RAW_KEPT {
         bytes = &bytes[..crate::csvfile::MAX_RAW_KEPT];
@@ -169,7 +165,7 @@ pub(super) fn rejection_record(
     table: Table,
     source: &str,
     raw: &[u8],
-    c: &Candidate,
+    c: &InputRow,
     errors: &[FieldError],
 ) -> LoggedRejection {
     let kept = kept_raw(source, raw, c);
@@ -207,12 +203,12 @@ impl Known for BatchKnown {
 /// One table of an API batch sorted by the admission rules, before its
 /// insert: the rows to insert and the rows rejected so far.
 pub(super) struct Sorted<'a> {
-    pub(super) chosen: Vec<(&'a Candidate, &'a Row)>,
-    rejected: Vec<(&'a Candidate, Vec<FieldError>)>,
+    pub(super) chosen: Vec<(&'a InputRow, &'a Row)>,
+    rejected: Vec<(&'a InputRow, Vec<FieldError>)>,
 }
 
 /// Rejected rows of a batch, in input order, with their errors.
-pub(super) type Rejected<'a> = Vec<(&'a Candidate, Vec<FieldError>)>;
+pub(super) type Rejected<'a> = Vec<(&'a InputRow, Vec<FieldError>)>;
 
 impl<'a> Sorted<'a> {
     /// Judges every row of `chunk` against the ids looked up for it.
@@ -291,7 +287,7 @@ impl Known for LoadKnown {
     }
 }
 
-/// The ints of column `i` named by the candidates (valid or not).
+/// The ints of column `i` named by the input rows (valid or not).
 pub(super) fn ints(chunk: &Chunk, i: usize) -> Vec<i32> {
     let mut v: Vec<i32> = chunk
         .rows
@@ -332,7 +328,7 @@ mod tests {
             code: ErrorCode::Columns,
             message: "3 fields".into(),
         }];
-        let c = Candidate {
+        let c = InputRow {
             position: 4,
             raw: 0..raw.len(),
             check: Err(Checked {

@@ -44,9 +44,11 @@ pub struct FeedSummary {
     pub sha256: String,
 }
 
-/// A row to insert, as the pure checks left it.
+/// One row of the input (a CSV record or a row of a request) as the pure
+/// checks left it: where it came from, its raw text, and the typed row or
+/// what is wrong with it.
 #[derive(Debug)]
-pub struct Candidate {
+pub struct InputRow {
     /// CSV line (from 1) or batch index (from 0).
     pub position: u64,
     /// The record's raw text, as a range of the chunk's `raw` bytes.
@@ -58,14 +60,14 @@ pub struct Candidate {
 /// A slice of a file on its way to the database.
 #[derive(Debug, Default)]
 pub struct Chunk {
-    /// Raw text of every candidate, back to back.
+    /// Raw text of every input row, back to back.
     pub raw: Vec<u8>,
-    /// The candidates, in file order.
-    pub rows: Vec<Candidate>,
+    /// The input rows, in file order.
+    pub rows: Vec<InputRow>,
 }
 
 impl Chunk {
-    /// Moves `more`'s candidates to the end of this chunk.
+    /// Moves `more`'s input rows to the end of this chunk.
     pub fn append(&mut self, more: Chunk) {
         let shift = self.raw.len();
         self.raw.extend_from_slice(&more.raw);

@@ -33,7 +33,7 @@ mod sql;
 mod sqlite;
 
 pub use error::{Fault, StoreError};
-pub use feed::{BatchRest, Candidate, Chunk, Feed, FeedSummary, FileFeed, RestoreFeed};
+pub use feed::{BatchRest, Chunk, Feed, FeedSummary, FileFeed, InputRow, RestoreFeed};
 pub use records::{
     DepartmentHires, Field, HistoryStatus, LoadRecord, QuarterRow, Rejection, RejectionFilter,
     RowSink, SCAN_CHUNK,

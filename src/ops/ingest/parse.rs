@@ -1,4 +1,4 @@
-//! Request bodies to candidate rows: a JSON array of row objects, an object
+//! Request bodies to input rows: a JSON array of row objects, an object
 //! of such arrays by table, or CSV lines. Each row is checked by the pure
 //! rules as it is read and kept with its raw text, for the rejection log.
 //!
@@ -10,7 +10,7 @@ use super::error::{IngestError, MAX_BATCH_ROWS};
 use crate::csvfile::CsvRecords;
 use crate::dictionary::check::{Checked, JsonScalar, check_csv_row, check_json_row};
 use crate::dictionary::{ErrorCode, FieldError, Table};
-use crate::store::{Candidate, Chunk, TableBatch};
+use crate::store::{Chunk, InputRow, TableBatch};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -259,7 +259,7 @@ impl<'a> ObjectArray<'a> {
             let end = self.at + stream.byte_offset();
             let start = chunk.raw.len();
             chunk.raw.extend_from_slice(&body[self.at..end]);
-            chunk.rows.push(Candidate {
+            chunk.rows.push(InputRow {
                 position: self.rows as u64,
                 raw: start..chunk.raw.len(),
                 check: check_json_row(self.table, entries.as_slice()),
@@ -343,7 +343,7 @@ fn json_batch(table: Table, items: &[(Table, &RawValue)]) -> TableBatch {
         };
         let start = chunk.raw.len();
         chunk.raw.extend_from_slice(text.as_bytes());
-        chunk.rows.push(Candidate {
+        chunk.rows.push(InputRow {
             position: index as u64,
             raw: start..chunk.raw.len(),
             check,
@@ -378,7 +378,7 @@ pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
         let start = chunk.raw.len();
         chunk.raw.extend_from_slice(rec.raw);
         let position = chunk.rows.len() as u64;
-        chunk.rows.push(Candidate {
+        chunk.rows.push(InputRow {
             position,
             raw: start..chunk.raw.len(),
             check,

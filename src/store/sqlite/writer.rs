@@ -8,8 +8,8 @@
 use super::super::admission::{self, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
-    BatchRest, Candidate, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, Idempotency,
-    IngestOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
+    BatchRest, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, Idempotency,
+    IngestOutcome, InputRow, Render, StoreError, TableBatch, TableOutcome, ddl,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -323,19 +323,19 @@ impl<'t> RowWriter<'t> {
         })
     }
 
-    /// Writes every candidate; returns the rejected ones (position, errors).
+    /// Writes every input row; returns the rejected ones (position, errors).
     fn write_chunk(&mut self, chunk: &Chunk) -> Result<Vec<(u64, Vec<FieldError>)>, StoreError> {
         let mut rejected = Vec::new();
-        for candidate in &chunk.rows {
-            if let Some(errors) = self.write(candidate, &chunk.raw)? {
-                rejected.push((candidate.position, errors));
+        for row in &chunk.rows {
+            if let Some(errors) = self.write(row, &chunk.raw)? {
+                rejected.push((row.position, errors));
             }
         }
         Ok(rejected)
     }
 
-    /// Inserts one candidate or logs it; returns its errors when rejected.
-    fn write(&mut self, c: &Candidate, raw: &[u8]) -> Result<Option<Vec<FieldError>>, StoreError> {
+    /// Inserts one input row or logs it; returns its errors when rejected.
+    fn write(&mut self, c: &InputRow, raw: &[u8]) -> Result<Option<Vec<FieldError>>, StoreError> {
         let errors = match admission::admit(self.table, c, self)? {
             Ok(_) => {
                 self.inserted += 1;
