@@ -29,3 +29,15 @@ azurite_tool() {
     echo "*** WARNING: npm not found: Azurite cannot be installed; the Azure Blob tests will be skipped." >&2
   fi
 }
+
+# The hrmig binary a benchmark measures: HRMIG_BIN when it names one (to
+# compare two builds on one machine, in one run), else the release build of
+# this checkout, built first.
+hrmig_bin() {
+  if [ -n "${HRMIG_BIN:-}" ]; then
+    realpath "$HRMIG_BIN"
+  else
+    cargo build --release --quiet
+    echo "$PWD/target/release/hrmig"
+  fi
+}

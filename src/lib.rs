@@ -16,11 +16,14 @@
 //! - **Data dictionary** — [`dictionary`]: the tables, their columns and
 //!   types, and the pure validation of a CSV record or JSON object. It drives
 //!   the DDL of every dialect too ([`store::ddl`]).
-//! - **Store** — [`store`]: the SQL database (SQLite by default, or a
-//!   PostgreSQL server shared by several processes) behind one interface;
-//!   checks that need the database (duplicate ids, foreign keys), the
-//!   rejection log and idempotency keys happen there, in the same
-//!   transaction as the rows; the reports read its views.
+//! - **Store** — [`store`]: the SQL database (SQLite by default, a
+//!   PostgreSQL server shared by several processes, or Azure SQL / SQL
+//!   Server) behind one interface; checks that need the database (duplicate
+//!   ids, foreign keys), the rejection log and idempotency keys happen
+//!   there, in the same transaction as the rows; the reports read its
+//!   views. What the backends share (statements rendered per dialect, the
+//!   admission rules, batches, loads and restores) is written once; each
+//!   backend keeps its connections, type conversions and bulk path.
 //! - **Storage** — [`storage`]: files (historic CSVs) behind the
 //!   `object_store` interface; [`csvfile`] reads them as positioned records
 //!   (and knows a header line and the rejection of a malformed record).

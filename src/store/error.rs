@@ -28,6 +28,17 @@ pub enum Fault {
     Refused,
 }
 
+impl Fault {
+    /// The fault of a server's error, from what its backend knows of it.
+    pub(super) fn of(transient: bool, cannot_write: bool) -> Fault {
+        match (transient, cannot_write) {
+            (true, _) => Fault::Transient,
+            (false, true) => Fault::CannotWrite,
+            (false, false) => Fault::Refused,
+        }
+    }
+}
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -11,7 +11,7 @@ use super::super::sql::Statement;
 use super::statements::{
     conflict_insert_sql, existing_sql, insert_sql, q, rejection_insert_sql, rows_per_statement,
 };
-use super::types::{DateTime2, datetime2, int_at, param, rows_of, sql_params, text_at};
+use super::types::{DateTime2, datetime2, execute, int_at, param, query, rows_of, text_at};
 use super::{Conn, TRANSIENT};
 use crate::dictionary::{Row, Table, Value};
 use futures::TryStreamExt;
@@ -74,21 +74,11 @@ pub(super) struct MssqlBatch<'c>(pub(super) &'c mut Conn);
 
 impl BatchTarget for MssqlBatch<'_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
-        Ok(self
-            .0
-            .execute(st.sql.as_str(), &sql_params(st))
-            .await?
-            .total())
+        execute(self.0, st).await
     }
 
     async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError> {
-        let rows = self
-            .0
-            .query(st.sql.as_str(), &sql_params(st))
-            .await?
-            .into_first_result()
-            .await?;
-        match rows.first() {
+        match query(self.0, st).await?.first() {
             Some(r) => Ok(Some((text_at(r, 0)?, text_at(r, 1)?))),
             None => Ok(None),
         }
@@ -158,21 +148,11 @@ impl LoadTarget for MssqlLoad<'_> {
     }
 
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .execute(st.sql.as_str(), &sql_params(st))
-            .await?
-            .total())
+        execute(self.conn, st).await
     }
 
     async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
-        let rows = self
-            .conn
-            .query(st.sql.as_str(), &sql_params(st))
-            .await?
-            .into_first_result()
-            .await?;
-        Ok(!rows.is_empty())
+        Ok(!query(self.conn, st).await?.is_empty())
     }
 }
 

@@ -38,7 +38,7 @@ use std::time::Duration;
 use tiberius::Client;
 use tokio::net::TcpStream;
 use tokio_util::compat::Compat;
-use types::{datetime_at, int_at, sql_params};
+use types::{datetime_at, int_at};
 
 type Conn = Client<Compat<TcpStream>>;
 type Pooled<'a> = bb8::PooledConnection<'a, Manager>;
@@ -71,13 +71,7 @@ fn transient(e: &tiberius::error::Error) -> bool {
 
 impl From<tiberius::error::Error> for StoreError {
     fn from(error: tiberius::error::Error) -> StoreError {
-        let fault = if transient(&error) {
-            Fault::Transient
-        } else if cannot_write(&error) {
-            Fault::CannotWrite
-        } else {
-            Fault::Refused
-        };
+        let fault = Fault::of(transient(&error), cannot_write(&error));
         StoreError::Mssql { error, fault }
     }
 }
@@ -170,11 +164,7 @@ impl MssqlStore {
 
 impl Backend for MssqlStore {
     async fn execute(&self, st: Statement) -> Result<u64, StoreError> {
-        let params = sql_params(&st);
-        retrying!(async {
-            let mut conn = self.conn().await?;
-            Ok(conn.execute(st.sql.as_str(), &params).await?.total())
-        })
+        retrying!(async { types::execute(&mut *self.conn().await?, &st).await })
     }
 
     async fn query<T: Send + 'static>(
@@ -182,14 +172,8 @@ impl Backend for MssqlStore {
         st: Statement,
         read: Read<T>,
     ) -> Result<Vec<T>, StoreError> {
-        let params = sql_params(&st);
         retrying!(async {
-            let mut conn = self.conn().await?;
-            let rows = conn
-                .query(st.sql.as_str(), &params)
-                .await?
-                .into_first_result()
-                .await?;
+            let rows = types::query(&mut *self.conn().await?, &st).await?;
             rows.iter().map(|r| read(r as &dyn SqlRow)).collect()
         })
     }

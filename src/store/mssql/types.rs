@@ -89,6 +89,23 @@ impl ToSql for Param {
     }
 }
 
+/// Runs a statement; the rows it changed.
+pub(super) async fn execute(conn: &mut Conn, st: &Statement) -> Result<u64, StoreError> {
+    Ok(conn
+        .execute(st.sql.as_str(), &sql_params(st))
+        .await?
+        .total())
+}
+
+/// Runs a query; its rows.
+pub(super) async fn query(
+    conn: &mut Conn,
+    st: &Statement,
+) -> Result<Vec<tiberius::Row>, StoreError> {
+    let result = conn.query(st.sql.as_str(), &sql_params(st)).await?;
+    Ok(result.into_first_result().await?)
+}
+
 /// The parameters of a statement as the driver takes them.
 pub(super) fn sql_params(st: &Statement) -> Vec<&dyn ToSql> {
     st.params.iter().map(|p| p as &dyn ToSql).collect()

@@ -351,11 +351,8 @@ impl LoadTarget for PgLoad<'_, '_> {
     }
 
     async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
-        Ok(self
-            .tx
-            .query_opt(st.sql.as_str(), &params(st))
-            .await?
-            .is_some())
+        let row = self.tx.query_opt(st.sql.as_str(), &params(st)).await?;
+        Ok(row.is_some())
     }
 }
 

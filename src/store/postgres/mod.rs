@@ -134,13 +134,7 @@ impl PgStore {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> StoreError {
-        let fault = if transient(&error) {
-            Fault::Transient
-        } else if cannot_write(&error) {
-            Fault::CannotWrite
-        } else {
-            Fault::Refused
-        };
+        let fault = Fault::of(transient(&error), cannot_write(&error));
         StoreError::Postgres { error, fault }
     }
 }
