@@ -1,7 +1,13 @@
 //! The HTTP API, black-box: the real router on a loopback port, a fresh
 //! database per test (SQLite, or PostgreSQL: see tests/common).
 
-mod common;
+mod common {
+    pub mod db;
+    pub mod files;
+    pub mod query;
+    pub mod servers;
+    pub mod tables;
+}
 
 use hrmig::http::{AppState, Keys};
 use hrmig::storage::Storage;
@@ -28,7 +34,7 @@ impl TestApp {
 
     async fn with_keys(keys: Keys) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let url = common::database_url(dir.path()).await;
+        let url = common::db::database_url(dir.path()).await;
         let store = Store::open(&url).await.unwrap();
         let storage = Storage::open(dir.path().join("storage").to_str().unwrap()).unwrap();
         let state = AppState::new(Arc::new(store), storage, Arc::new(keys));
@@ -97,7 +103,7 @@ impl TestApp {
 
     async fn count(&self, table: &str) -> u64 {
         let tables = self.get_json("/api/tables").await;
-        common::rows_in(&tables, table)
+        common::tables::rows_in(&tables, table)
     }
 
     async fn rejection_count(&self) -> usize {
@@ -822,7 +828,7 @@ async fn a_restore_and_concurrent_batches_are_serialised() {
     }
     let count = |sql: String| {
         let url = app.url.clone();
-        async move { common::query_i64(&url, &sql).await }
+        async move { common::query::query_i64(&url, &sql).await }
     };
     let backed_up = count("SELECT COUNT(*) FROM hired_employees WHERE id <= 100".into()).await;
     assert_eq!(backed_up, 100);
@@ -889,7 +895,7 @@ async fn backups_verify_and_restore_over_http() {
 
     // Names that try to leave the backup folder: 400, nothing written anywhere.
     let root = app.dir.path().to_owned();
-    let before = common::files_under(&root);
+    let before = common::files::files_under(&root);
     for bad in [
         "../x",
         "%2e%2e/x",
@@ -917,7 +923,7 @@ async fn backups_verify_and_restore_over_http() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let after = common::files_under(&root);
+    let after = common::files::files_under(&root);
     let new: Vec<&String> = after
         .iter()
         .filter(|f| !before.contains(f) && !f.starts_with("hrmig.db"))
@@ -1171,7 +1177,7 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&common::database_url(dir.path()).await)
+    let store = Store::open(&common::db::database_url(dir.path()).await)
         .await
         .unwrap();
     let state = AppState::new(
@@ -1262,7 +1268,7 @@ async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
     }
     assert_eq!(app.count("jobs").await, 2);
 
-    if !common::sqlite() {
+    if common::db::postgres() || common::db::mssql() {
         // A server that goes away is tested in tests/postgres.rs.
         return;
     }

@@ -7,7 +7,13 @@
 //! restart tests run a private server of their own (initdb + pg_ctl, as the
 //! `postgres` user when run as root), so the shared one is never disturbed.
 
-mod common;
+mod common {
+    pub mod pg_server;
+    pub mod port;
+    pub mod query;
+    pub mod serve;
+    pub mod servers;
+}
 
 use common::pg_server::private_server;
 use common::serve::Serve;
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Whether the shared server answers; panics under CI when it does not.
 async fn server_available() -> bool {
-    let url = common::postgres_base_url();
+    let url = common::servers::postgres_base_url();
     match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         Ok(_) => true,
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -48,10 +54,10 @@ async fn two_instances_insert_each_id_once() {
     if !server_available().await {
         return;
     }
-    let url = common::fresh_postgres_schema().await;
+    let url = common::servers::fresh_postgres_schema().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Serve::start(&url, dir.path()).await;
-    let b = Serve::start(&url, dir.path()).await;
+    let a = Serve::start(&url, dir.path(), &[]).await;
+    let b = Serve::start(&url, dir.path(), &[]).await;
     // 8 clients, 4 per instance, 12 batches each of 200 jobs; client c's
     // batch k covers ids from (c + k) * 100: every id is sent by several
     // clients, through both instances, at the same time.
@@ -88,13 +94,13 @@ async fn two_instances_insert_each_id_once() {
     assert_eq!(received, 8 * 12 * 200);
     assert_eq!(received, inserted + rejected);
     // Ids 1..=2000 were sent (the highest batch starts at (7 + 11) * 100).
-    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
-    let distinct = common::query_i64(&url, "SELECT COUNT(DISTINCT id) FROM jobs").await;
+    let rows = common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let distinct = common::query::query_i64(&url, "SELECT COUNT(DISTINCT id) FROM jobs").await;
     assert_eq!((rows, distinct), (2000, 2000));
     assert_eq!(inserted, 2000);
-    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    let logged = common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
     assert_eq!(logged as u64, rejected);
-    let not_duplicates = common::query_i64(
+    let not_duplicates = common::query::query_i64(
         &url,
         "SELECT COUNT(*) FROM hrmig_rejections WHERE errors::text NOT LIKE '%\"duplicate\"%'",
     )
@@ -109,7 +115,7 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
     }
     // A database whose default collation is a language's (ICU English):
     // there "apple" sorts before "Banana"; by code point it sorts after.
-    let base = common::postgres_base_url();
+    let base = common::servers::postgres_base_url();
     let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -253,7 +259,7 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
 
     let (mut received, mut inserted, mut rejected) = (0, 0, 0);
     for (b, (status, retry_after, body)) in results.iter().enumerate() {
-        let present = common::query_i64(
+        let present = common::query::query_i64(
             &url,
             &format!(
                 "SELECT COUNT(*) FROM jobs WHERE id BETWEEN {} AND {}",
@@ -281,8 +287,8 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
     assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 60);
     assert_eq!(received, 6000);
     assert_eq!(received, inserted + rejected);
-    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
-    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    let rows = common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let logged = common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
     assert_eq!(rows as u64 + logged as u64, received);
 }
 
@@ -332,11 +338,11 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
     assert_eq!(health.status(), 200);
     // The batch refused while the server was down left nothing behind.
     assert_eq!(
-        common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await,
+        common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await,
         20
     );
     assert_eq!(
-        common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await,
+        common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await,
         0
     );
 }
@@ -346,7 +352,7 @@ async fn a_server_error_names_its_sqlstate_once() {
     if !server_available().await {
         return;
     }
-    let base = common::postgres_base_url();
+    let base = common::servers::postgres_base_url();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     let url = format!("{prefix}/hrmig_no_such_database");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
@@ -367,7 +373,7 @@ async fn demo_loads_the_sample_and_counts_its_rows() {
     if !server_available().await {
         return;
     }
-    let url = common::fresh_postgres_schema().await;
+    let url = common::servers::fresh_postgres_schema().await;
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
         .current_dir(dir.path())
@@ -384,7 +390,7 @@ async fn demo_loads_the_sample_and_counts_its_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     for table in ["departments", "jobs", "hired_employees"] {
-        let rows = common::query_i64(&url, &format!("SELECT COUNT(*) FROM {table}")).await;
+        let rows = common::query::query_i64(&url, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert!(rows > 0, "{table} is empty");
         let line = stdout
             .lines()
