@@ -8,6 +8,7 @@
 //! `postgres` user when run as root), so the shared one is never disturbed.
 
 mod common {
+    pub mod app;
     pub mod pg_server;
     pub mod port;
     pub mod query;
@@ -15,11 +16,12 @@ mod common {
     pub mod servers;
 }
 
+use common::app::TestApp;
 use common::pg_server::private_server;
 use common::serve::Serve;
+use hrmig::http::Keys;
 
 use serde_json::{Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,30 +136,23 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
         u.to_string()
     };
     let storage_dir = tempfile::tempdir().unwrap();
-    let (api, stop) = spawn_api(&url, storage_dir.path()).await;
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: Value| client.post(format!("{api}{path}")).json(&body).send();
-    let r = post(
+    let app = TestApp::spawn(&url, storage_dir.path(), Keys::default()).await;
+    let r = app.post_json(
         "/api/tables/departments/rows",
-        json!([{"id":1,"department":"apple"},{"id":2,"department":"Banana"},{"id":3,"department":"Élan"}]),
+        &json!([{"id":1,"department":"apple"},{"id":2,"department":"Banana"},{"id":3,"department":"Élan"}]),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status(), 200);
-    post("/api/tables/jobs/rows", json!([{"id":1,"job":"x"}]))
-        .await
-        .unwrap();
+    app.post_json("/api/tables/jobs/rows", &json!([{"id":1,"job":"x"}]))
+        .await;
     let hires: Vec<Value> = (1..=3)
         .map(|d| json!({"id": d, "name": "N", "datetime": "2021-02-01T00:00:00Z", "department_id": d, "job_id": 1}))
         .collect();
-    post("/api/tables/hired_employees/rows", Value::Array(hires))
+    app.post_json("/api/tables/hired_employees/rows", &Value::Array(hires))
+        .await;
+    let report: Value = app
+        .get("/api/reports/hires-by-quarter?year=2021")
         .await
-        .unwrap();
-    let report: Value = client
-        .get(format!("{api}/api/reports/hires-by-quarter?year=2021"))
-        .send()
-        .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -185,28 +180,11 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
         .collect();
     assert_eq!(native, ["apple", "Banana", "Élan"]);
     drop(c);
-    let _ = stop.send(());
+    drop(app);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await;
-}
-
-/// The router on a loopback port, over `url`.
-async fn spawn_api(url: &str, storage: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let store = hrmig::store::Store::open(url).await.unwrap();
-    let state = hrmig::http::AppState::new(
-        Arc::new(store),
-        hrmig::storage::Storage::open(storage.to_str().unwrap()).unwrap(),
-        Arc::new(hrmig::http::Keys::default()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(hrmig::http::run(listener, state, async {
-        let _ = rx.await;
-    }));
-    (base, stop)
 }
 
 /// Jobs `start+1 ..= start+n`.
@@ -225,21 +203,17 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
     };
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let (api, _stop) = spawn_api(&url, dir.path()).await;
+    let app = Arc::new(TestApp::spawn(&url, dir.path(), Keys::default()).await);
     // A stream of 60 batches of 100 new jobs from one client; the server
     // restarts (fast shutdown: open transactions are cut) while it runs.
-    let client = reqwest::Client::new();
     let stream = {
-        let api = api.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let mut results = Vec::new();
             for b in 0..60u64 {
-                let r = client
-                    .post(format!("{api}/api/tables/jobs/rows"))
-                    .json(&jobs(b * 100, 100))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = app
+                    .post_json("/api/tables/jobs/rows", &jobs(b * 100, 100))
+                    .await;
                 let status = r.status().as_u16();
                 let retry_after = r.headers().contains_key("retry-after");
                 let body: Value = r.json().await.unwrap();
@@ -299,19 +273,16 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
     };
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let (api, _stop) = spawn_api(&url, dir.path()).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::spawn(&url, dir.path(), Keys::default()).await;
     let post = |body: Value| {
-        client
-            .post(format!("{api}/api/tables/jobs/rows"))
-            .json(&body)
-            .send()
+        let app = &app;
+        async move { app.post_json("/api/tables/jobs/rows", &body).await }
     };
-    assert_eq!(post(jobs(0, 10)).await.unwrap().status(), 200);
+    assert_eq!(post(jobs(0, 10)).await.status(), 200);
 
     server.pg_ctl("stop").unwrap();
     let started = Instant::now();
-    let r = post(jobs(10, 10)).await.unwrap();
+    let r = post(jobs(10, 10)).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     let body: Value = r.json().await.unwrap();
@@ -319,22 +290,14 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
     // Opaque: no driver message or address reaches the client.
     assert!(!body.to_string().contains("5432") && !body.to_string().contains("refused"));
     assert!(started.elapsed() < Duration::from_secs(30));
-    let health = client
-        .get(format!("{api}/api/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/api/health").await;
     assert_eq!(health.status(), 503);
 
     server.pg_ctl("start").unwrap();
-    let r = post(jobs(10, 10)).await.unwrap();
+    let r = post(jobs(10, 10)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(counts(&r.json().await.unwrap()), (10, 10, 0));
-    let health = client
-        .get(format!("{api}/api/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/api/health").await;
     assert_eq!(health.status(), 200);
     // The batch refused while the server was down left nothing behind.
     assert_eq!(
