@@ -6,25 +6,17 @@ use crate::common::azurite::{Azurite, KEY, connection_string, generate};
 use crate::common::port::free_port;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
-#[test]
-fn historic_load_backup_list_verify_restore_through_blobs() {
-    let Some(azurite) = Azurite::with_container("hrdata") else {
-        return;
-    };
+/// Generated CSVs (with bad rows) uploaded to `landing/` under the storage
+/// root `az://hrdata/raw`, and loaded from there into a database in a
+/// folder of its own: the files' folder, the database's, the connection
+/// string and the load's reports.
+fn loaded_from_blobs(azurite: &Azurite) -> (TempDir, TempDir, String, Vec<serde_json::Value>) {
     let conn = connection_string(azurite.port);
     let work = tempfile::tempdir().unwrap();
     let landing = generate(work.path(), 3000, false);
     azurite.upload_landing("hrdata/raw", &landing, &TABLES);
-
-    // The reference: the same files loaded from the local disk.
-    let local = tempfile::tempdir().unwrap();
-    let expected = reports(hrmig(
-        local.path(),
-        local.path().join("storage").to_str().unwrap(),
-        "",
-        &["load", "--from", landing.to_str().unwrap(), "--json"],
-    ));
 
     // Storage root az://hrdata/raw: the default load source is its landing/.
     let db = tempfile::tempdir().unwrap();
@@ -34,6 +26,25 @@ fn historic_load_backup_list_verify_restore_through_blobs() {
         &conn,
         &["load", "--json"],
     ));
+    (work, db, conn, loaded)
+}
+
+#[test]
+fn historic_files_load_from_a_container_as_from_a_folder_and_only_once() {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
+        return;
+    };
+    let (work, db, conn, loaded) = loaded_from_blobs(&azurite);
+    let landing = work.path().join("landing");
+    // The reference: the same files loaded from the local disk.
+    let local = tempfile::tempdir().unwrap();
+    let expected = reports(hrmig(
+        local.path(),
+        local.path().join("storage").to_str().unwrap(),
+        "",
+        &["load", "--from", landing.to_str().unwrap(), "--json"],
+    ));
+
     assert_eq!(loaded.len(), 3);
     for (got, want) in loaded.iter().zip(&expected) {
         for key in [
@@ -69,8 +80,14 @@ fn historic_load_backup_list_verify_restore_through_blobs() {
         again.iter().all(|r| r["status"] == "already_loaded"),
         "{again:?}"
     );
-    let before = fingerprint(&db.path().join("hr.db"));
+}
 
+#[test]
+fn backups_land_in_the_container_where_the_layout_says_and_fastavro_reads_them() {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
+        return;
+    };
+    let (work, db, conn, _) = loaded_from_blobs(&azurite);
     let made = reports(hrmig(
         db.path(),
         "az://hrdata/raw",
@@ -112,7 +129,24 @@ fn historic_load_backup_list_verify_restore_through_blobs() {
         String::from_utf8_lossy(&count.stdout).trim(),
         employees["rows"].to_string()
     );
+}
 
+#[test]
+fn backups_in_the_container_are_listed_verified_and_restored() {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
+        return;
+    };
+    let (work, db, conn, _) = loaded_from_blobs(&azurite);
+    let before = fingerprint(&db.path().join("hr.db"));
+    let made = reports(hrmig(
+        db.path(),
+        "az://hrdata/raw",
+        &conn,
+        &["backup", "--json"],
+    ));
+    assert_eq!(made.len(), 3);
+
+    let employees = &made[2];
     let listed = json(hrmig(
         db.path(),
         "az://hrdata/raw",

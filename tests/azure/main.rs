@@ -8,6 +8,7 @@
 
 #[path = "../common"]
 mod common {
+    pub mod app;
     pub mod azurite;
     pub mod fake;
     pub mod files;
@@ -24,3 +25,5 @@ mod handler;
 mod identity;
 mod packaging;
 mod relay;
+mod routes;
+mod triggers;

@@ -3,7 +3,7 @@
 
 use crate::common::files::files_under;
 use crate::functions::{functions, functions_dir, repo_root};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[test]
@@ -68,7 +68,7 @@ fn host_json_and_settings_are_what_the_host_needs() {
 
 /// Unzips `zip` into `dir` with the file modes it records (Python's
 /// zipfile, which the packaging command also uses).
-pub fn unzip(zip: &Path, dir: &Path) {
+fn unzip(zip: &Path, dir: &Path) {
     let script = "import os,sys,zipfile\n\
         z=zipfile.ZipFile(sys.argv[1])\n\
         for i in z.infolist():\n\
@@ -162,4 +162,52 @@ fn a_function_app_folder_is_laid_out_for_core_tools() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(other.join("keep.txt").exists());
+}
+
+/// `scripts/package --out` run on the binary under test and the zip
+/// unpacked into `work/app`: the app folder as the host gets it.
+pub fn packaged_app(work: &Path) -> PathBuf {
+    let zip = work.join("app.zip");
+    let o = Command::new(repo_root().join("scripts/package"))
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_hrmig"),
+            "--out",
+            zip.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let app = work.join("app");
+    unzip(&zip, &app);
+    app
+}
+
+#[test]
+fn the_zip_holds_an_executable_handler_and_every_function_and_no_local_settings() {
+    let work = tempfile::tempdir().unwrap();
+    let app = packaged_app(work.path());
+    let mut expected = vec!["hrmig".to_owned(), "host.json".to_owned()];
+    expected.extend(
+        functions()
+            .iter()
+            .map(|f| format!("{}/function.json", f.name)),
+    );
+    for name in &expected {
+        assert!(app.join(name).is_file(), "{name} missing from the zip");
+    }
+    assert!(
+        !app.join("local.settings.json").exists(),
+        "local settings are not deployed"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(app.join("hrmig"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o111,
+        0o111,
+        "the handler is not executable: {mode:o}"
+    );
 }
