@@ -1,9 +1,10 @@
 //! Azure Blob Storage through Azurite: loads from a container, backups into
 //! it, listing, verify and restore, emulator settings and bad storage URLs.
 
-use crate::cli::{TABLES, command, fingerprint, hrmig, json, ok, reports};
+use crate::cli::{TABLES, command, extra_employee, fingerprint, hrmig, json, ok, reports};
 use crate::common::azurite::{Azurite, KEY, connection_string, generate};
 use crate::common::port::free_port;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -27,6 +28,13 @@ fn loaded_from_blobs(azurite: &Azurite) -> (TempDir, TempDir, String, Vec<serde_
         &["load", "--json"],
     ));
     (work, db, conn, loaded)
+}
+
+/// `backup --json` of every table into `az://hrdata/raw`: its reports.
+fn backed_up(db: &Path, conn: &str) -> Vec<serde_json::Value> {
+    let made = reports(hrmig(db, "az://hrdata/raw", conn, &["backup", "--json"]));
+    assert_eq!(made.len(), 3);
+    made
 }
 
 #[test]
@@ -88,13 +96,7 @@ fn backups_land_in_the_container_where_the_layout_says_and_fastavro_reads_them()
         return;
     };
     let (work, db, conn, _) = loaded_from_blobs(&azurite);
-    let made = reports(hrmig(
-        db.path(),
-        "az://hrdata/raw",
-        &conn,
-        &["backup", "--json"],
-    ));
-    assert_eq!(made.len(), 3);
+    let made = backed_up(db.path(), &conn);
 
     // Where the contract says, seen by another client: the Avro file and
     // its manifest for each table, nothing else.
@@ -138,13 +140,7 @@ fn backups_in_the_container_are_listed_verified_and_restored() {
     };
     let (work, db, conn, _) = loaded_from_blobs(&azurite);
     let before = fingerprint(&db.path().join("hr.db"));
-    let made = reports(hrmig(
-        db.path(),
-        "az://hrdata/raw",
-        &conn,
-        &["backup", "--json"],
-    ));
-    assert_eq!(made.len(), 3);
+    let made = backed_up(db.path(), &conn);
 
     let employees = &made[2];
     let listed = json(hrmig(
@@ -163,13 +159,7 @@ fn backups_in_the_container_are_listed_verified_and_restored() {
     assert!(verified.contains("ok"), "{verified}");
 
     // The table changes, then comes back from the blob.
-    let extra = work.path().join("extra");
-    std::fs::create_dir_all(&extra).unwrap();
-    std::fs::write(
-        extra.join("hired_employees.csv"),
-        "900001,Ada Lovelace,2021-03-01T10:00:00Z,1,1\n",
-    )
-    .unwrap();
+    let extra = extra_employee(work.path());
     let o = hrmig(
         db.path(),
         "az://hrdata/raw",

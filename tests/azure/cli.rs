@@ -1,7 +1,7 @@
 //! hrmig as a command, its database a SQLite file in a folder of the test's
 //! own and its storage in a container.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub const TABLES: [&str; 3] = ["departments", "jobs", "hired_employees"];
@@ -67,4 +67,17 @@ pub fn fingerprint(db: &Path) -> (i64, i64, String) {
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .unwrap()
+}
+
+/// `work/extra/hired_employees.csv`, one employee the generated files do
+/// not have: a change to the table. The folder.
+pub fn extra_employee(work: &Path) -> PathBuf {
+    let extra = work.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("hired_employees.csv"),
+        "900001,Ada Lovelace,2021-03-01T10:00:00Z,1,1\n",
+    )
+    .unwrap();
+    extra
 }

@@ -4,13 +4,12 @@
 //! HTTP functions with a queue output and the queue trigger.
 
 use crate::cli::TABLES;
-use crate::common::azurite::{Azurite, generate, wait_for};
+use crate::common::azurite::{Azurite, generate};
 use crate::common::port::free_port;
 use crate::functions::{NO_JOB, concrete, functions, http_functions, repo_root};
-use crate::host::{forward, http_invocation, invoke, queue_invocation};
+use crate::host::{forward, handler_command, http_invocation, invoke, queue_invocation, start_on};
 use crate::packaging::packaged_app;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The handler of the packaged app over a container of Azurite named as
@@ -48,20 +47,12 @@ impl Packaged {
         azurite.client(&["create", &container]);
         let port = free_port();
         let mut command =
-            Command::new(app.join(description["defaultExecutablePath"].as_str().unwrap()));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("AZURE")
-                || key.starts_with("HRMIG_")
-                || key.starts_with("FUNCTIONS_")
-            {
-                command.env_remove(key);
-            }
-        }
+            handler_command(&app.join(description["defaultExecutablePath"].as_str().unwrap()));
         for (k, v) in values {
             command.env(k, v.as_str().unwrap());
         }
         let started = Instant::now();
-        let mut child = command
+        command
             .args(
                 description["arguments"]
                     .as_array()
@@ -70,21 +61,13 @@ impl Packaged {
                     .map(|a| a.as_str().unwrap()),
             )
             .current_dir(&app)
-            .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
             // UseDevelopmentStorage=true means Azurite; this one is on its own port.
             .env(
                 "AZURITE_BLOB_STORAGE_URL",
                 format!("http://127.0.0.1:{}", azurite.port),
-            )
-            .env("HRMIG_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            );
         // The host's readiness probe: GET / until any answer.
-        wait_for(&mut child, "handler start", || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let child = start_on(&mut command, port);
         assert_eq!(forward(port, "GET", "/", "").0, 200);
         assert!(
             started.elapsed() < Duration::from_secs(10),

@@ -108,16 +108,9 @@ pub fn forward(port: u16, method: &str, path: &str, body: &str) -> (u16, String)
 /// `hrmig serve` as the custom handler of a host on `port`, over a SQLite
 /// file in `dir` and the container `container` of `azurite`.
 pub fn handler(dir: &Path, azurite: &Azurite, container: &str, port: u16) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hrmig"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AZURE") || key.starts_with("HRMIG_") || key.starts_with("FUNCTIONS_") {
-            c.env_remove(key);
-        }
-    }
-    let mut child = c
-        .arg("serve")
+    let mut c = handler_command(Path::new(env!("CARGO_BIN_EXE_hrmig")));
+    c.arg("serve")
         .current_dir(dir)
-        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env(
             "HRMIG_DATABASE_URL",
             format!("sqlite://{}", dir.join("hr.db").display()),
@@ -127,7 +120,27 @@ pub fn handler(dir: &Path, azurite: &Azurite, container: &str, port: u16) -> Chi
             "AZURE_STORAGE_CONNECTION_STRING",
             connection_string(azurite.port),
         )
-        .env("HRMIG_JOB_HEARTBEAT_MS", "200")
+        .env("HRMIG_JOB_HEARTBEAT_MS", "200");
+    start_on(&mut c, port)
+}
+
+/// The handler `program` with nothing of this process's environment that
+/// the host would not give it.
+pub fn handler_command(program: &Path) -> Command {
+    let mut c = Command::new(program);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AZURE") || key.starts_with("HRMIG_") || key.starts_with("FUNCTIONS_") {
+            c.env_remove(key);
+        }
+    }
+    c
+}
+
+/// `handler` started with the host's port in `FUNCTIONS_CUSTOMHANDLER_PORT`,
+/// once that port takes connections (the host's readiness probe).
+pub fn start_on(handler: &mut Command, port: u16) -> Child {
+    let mut child = handler
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("HRMIG_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -149,4 +162,11 @@ pub fn table_count(port: u16, table: &str) -> u64 {
     let (_, text) = forward(port, "GET", "/api/tables", "");
     let tables: serde_json::Value = serde_json::from_str(&text).unwrap();
     rows_in(&tables, table)
+}
+
+/// How many loads `GET /api/loads` lists.
+pub fn loads_recorded(port: u16) -> usize {
+    let (_, text) = forward(port, "GET", "/api/loads", "");
+    let loads: serde_json::Value = serde_json::from_str(&text).unwrap();
+    loads.as_array().unwrap().len()
 }

@@ -1,7 +1,7 @@
 //! Azurite behind a relay that drops, stalls or cuts connections: retried
 //! drops, a backup killed midway, Azurite stopped midway.
 
-use crate::cli::{command, fingerprint, hrmig, json, ok, reports};
+use crate::cli::{command, extra_employee, fingerprint, hrmig, json, ok, reports};
 use crate::common::azurite::{Azurite, connection_string, generate, wait_for};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -302,13 +302,7 @@ fn azurite_stopped_midway_gives_a_clear_error_and_changes_nothing() {
         &conn,
         &["backup", "--codec", "null"],
     ));
-    let extra = work.path().join("extra");
-    std::fs::create_dir_all(&extra).unwrap();
-    std::fs::write(
-        extra.join("hired_employees.csv"),
-        "900001,Ada Lovelace,2021-03-01T10:00:00Z,1,1\n",
-    )
-    .unwrap();
+    let extra = extra_employee(work.path());
     ok(hrmig(
         &db,
         "az://hrdata",
