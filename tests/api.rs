@@ -1,8 +1,16 @@
 //! The HTTP API, black-box: the real router on a loopback port, a fresh
 //! database per test (SQLite, or PostgreSQL: see tests/common).
 
-mod common;
+mod common {
+    pub mod app;
+    pub mod db;
+    pub mod files;
+    pub mod query;
+    pub mod servers;
+    pub mod tables;
+}
 
+use common::app::TestApp;
 use hrmig::http::{AppState, Keys};
 use hrmig::storage::Storage;
 use hrmig::store::Store;
@@ -10,41 +18,35 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-struct TestApp {
-    base: String,
+/// The API over a fresh database of this run's backend (see `common::db`),
+/// its storage in the same folder.
+struct FreshApp {
+    app: TestApp,
     /// The database's URL.
     url: String,
-    client: reqwest::Client,
     dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-impl TestApp {
-    async fn spawn() -> TestApp {
-        let app = TestApp::with_keys(Keys::default()).await;
+impl std::ops::Deref for FreshApp {
+    type Target = TestApp;
+
+    fn deref(&self) -> &TestApp {
+        &self.app
+    }
+}
+
+impl FreshApp {
+    async fn spawn() -> FreshApp {
+        let app = FreshApp::with_keys(Keys::default()).await;
         app.seed_parents().await;
         app
     }
 
-    async fn with_keys(keys: Keys) -> TestApp {
+    async fn with_keys(keys: Keys) -> FreshApp {
         let dir = tempfile::tempdir().unwrap();
-        let url = common::database_url(dir.path()).await;
-        let store = Store::open(&url).await.unwrap();
-        let storage = Storage::open(dir.path().join("storage").to_str().unwrap()).unwrap();
-        let state = AppState::new(Arc::new(store), storage, Arc::new(keys));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(hrmig::http::run(listener, state, async {
-            let _ = rx.await;
-        }));
-        TestApp {
-            base,
-            url,
-            client: reqwest::Client::new(),
-            dir,
-            _stop: stop,
-        }
+        let url = common::db::database_url(dir.path()).await;
+        let app = TestApp::spawn(&url, &dir.path().join("storage"), keys).await;
+        FreshApp { app, url, dir }
     }
 
     /// Parents used by most tests.
@@ -59,11 +61,6 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status(), StatusCode::OK);
-    }
-
-    async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.post_raw(path, "application/json", body.to_string())
-            .await
     }
 
     async fn post_raw(
@@ -81,14 +78,6 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap()
-    }
-
     async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -97,7 +86,7 @@ impl TestApp {
 
     async fn count(&self, table: &str) -> u64 {
         let tables = self.get_json("/api/tables").await;
-        common::rows_in(&tables, table)
+        common::tables::rows_in(&tables, table)
     }
 
     async fn rejection_count(&self) -> usize {
@@ -117,7 +106,7 @@ const EMP: &str = "/api/tables/hired_employees/rows";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_tables() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     assert_eq!(
         app.get_json("/api/health").await,
         json!({"status":"ok","database":"ok"})
@@ -130,7 +119,7 @@ async fn health_and_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_batch_inserts_the_valid_rows_and_logs_the_rest() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let rows: Vec<Value> = (0..1000)
         .map(|i| {
             if i % 5 < 3 {
@@ -172,7 +161,7 @@ async fn a_mixed_batch_inserts_the_valid_rows_and_logs_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_size_limits() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let r = app.post_json(EMP, &json!([employee(1)])).await;
     assert_eq!(r.status(), StatusCode::OK);
     let thousand: Vec<Value> = (2..1002).map(employee).collect();
@@ -189,16 +178,15 @@ async fn batch_size_limits() {
     assert_eq!(app.rejection_count().await, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_requests_change_nothing() {
-    let app = TestApp::spawn().await;
+/// Requests that are malformed: (path, content type, body, the status).
+fn malformed_requests() -> Vec<(&'static str, &'static str, String, StatusCode)> {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     // Long bodies whose error comes after hundreds of valid rows (rows the
     // server may already be writing when it finds the error).
     let rows: Vec<String> = (1..=800).map(|i| employee(i).to_string()).collect();
     let valid_then_cut = format!("[{},{{\"id\": 9", rows.join(","));
     let valid_then_garbage = format!("[{}] x", rows.join(","));
-    let cases: Vec<(&str, &str, String, StatusCode)> = vec![
+    vec![
         (
             EMP,
             "application/json",
@@ -275,7 +263,13 @@ async fn malformed_requests_change_nothing() {
             "{\"tables\": [\"\"]}".into(),
             StatusCode::BAD_REQUEST,
         ),
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_change_nothing() {
+    let app = FreshApp::spawn().await;
+    let cases = malformed_requests();
     for (path, ct, body, status) in cases {
         let r = app.post_raw(path, ct, body).await;
         assert_eq!(r.status(), status, "{path} {ct}");
@@ -304,7 +298,7 @@ async fn malformed_requests_change_nothing() {
 /// row count twice or go missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_irregular_late_in_the_body_is_applied_once() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let mut rows: Vec<Value> = (1..=1000).map(employee).collect();
     rows[700]["name"] = json!(["Ann", "Lee"]);
     rows[900]["id"] = json!(50);
@@ -335,7 +329,7 @@ async fn a_batch_irregular_late_in_the_body_is_applied_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_row_json_rules() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let body = r#"[
         {"id": "12", "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
         {"id": 13, "name": null, "datetime": "2021-07-27T16:02:08Z", "department_id": 1, "job_id": 2},
@@ -367,7 +361,7 @@ async fn per_row_json_rules() {
     }
     // Without the lone surrogate every case is a row decision.
     let body = body.replace(r#""\ud800""#, r#""ok""#);
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let b: Value = app
         .post_raw(EMP, "application/json", body)
         .await
@@ -404,7 +398,7 @@ async fn per_row_json_rules() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_bodies_use_the_historic_format() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let body = "1,Ann,2021-07-27T16:02:08Z,1,2\n2,Bob,not-a-date,1,2\n3,\"Lee, Cy\",2021-01-01T00:00:00Z,3,1\n";
     let r = app.post_raw(EMP, "text/csv", body).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -417,7 +411,7 @@ async fn csv_bodies_use_the_historic_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_row_is_echoed_as_sent_and_json_numbers_are_read_exactly() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     app.seed_parents().await;
     // Keys out of order, a number written with a fraction, odd spacing.
     let sent = r#"{"name": "Ann",  "job_id": 1.50, "id": 7, "department_id": 1, "datetime": "2021-01-01T00:00:00Z"}"#;
@@ -448,7 +442,7 @@ async fn a_rejected_row_is_echoed_as_sent_and_json_numbers_are_read_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_rejected_row_is_echoed_whole_and_logged_cut_to_4_kib() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     app.seed_parents().await;
     let name = "é".repeat(50_000);
     let mut row = employee(31);
@@ -474,7 +468,7 @@ async fn a_long_rejected_row_is_echoed_whole_and_logged_cut_to_4_kib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csv_bodies_with_stray_quotes_are_rejected_not_repaired() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let body = concat!(
         "1,\"ok, quoted\",2021-07-27T16:02:08Z,1,2\n",
         "2,ab\"c,2021-07-27T16:02:08Z,1,2\n",
@@ -507,7 +501,7 @@ async fn csv_bodies_with_stray_quotes_are_rejected_not_repaired() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_replay_and_refuse() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let send = |body: Value| {
         app.client
             .post(format!("{}{EMP}", app.base))
@@ -561,7 +555,7 @@ async fn idempotency_keys_replay_and_refuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_apply_parents_first_in_one_transaction() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let body = json!({
         "hired_employees": [{"id": 1, "name": "A", "datetime": "2021-07-27T16:02:08Z", "department_id": 10, "job_id": 20}],
         "departments": [{"id": 10, "department": "Ops"}],
@@ -583,7 +577,7 @@ async fn batches_apply_parents_first_in_one_transaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_are_paged_by_id() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let rows: Vec<Value> = (1..=25).map(employee).collect();
     app.post_json(EMP, &Value::Array(rows)).await;
     let page = app
@@ -606,7 +600,7 @@ async fn rows_are_paged_by_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_read_only_under_the_storage_root() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let landing = app.dir.path().join("storage/landing");
     hrmig::ops::sample::generate(
         &landing,
@@ -652,7 +646,7 @@ async fn loads_read_only_under_the_storage_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_job_with_a_file_that_is_not_its_tables_csv_fails() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let landing = app.dir.path().join("storage/landing");
     std::fs::create_dir_all(&landing).unwrap();
     std::fs::write(landing.join("jobs.csv"), "id,title\n3,Chef\n").unwrap();
@@ -687,7 +681,7 @@ async fn a_load_job_with_a_file_that_is_not_its_tables_csv_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys() {
-    let app = TestApp::with_keys(Keys::new(Some("user-key-123"), Some("admin-key-456"))).await;
+    let app = FreshApp::with_keys(Keys::new(Some("user-key-123"), Some("admin-key-456"))).await;
     let get = |key: Option<&'static str>, header: &'static str| {
         let mut req = app.client.get(format!("{}/api/tables", app.base));
         if let Some(k) = key {
@@ -789,7 +783,7 @@ async fn api_keys() {
 /// request fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_and_concurrent_batches_are_serialised() {
-    let app = Arc::new(TestApp::spawn().await);
+    let app = Arc::new(FreshApp::spawn().await);
     let first: Vec<Value> = (1..=100).map(employee).collect();
     app.post_json(EMP, &Value::Array(first)).await;
     let r = app
@@ -822,7 +816,7 @@ async fn a_restore_and_concurrent_batches_are_serialised() {
     }
     let count = |sql: String| {
         let url = app.url.clone();
-        async move { common::query_i64(&url, &sql).await }
+        async move { common::query::query_i64(&url, &sql).await }
     };
     let backed_up = count("SELECT COUNT(*) FROM hired_employees WHERE id <= 100".into()).await;
     assert_eq!(backed_up, 100);
@@ -841,9 +835,9 @@ async fn a_restore_and_concurrent_batches_are_serialised() {
     assert_eq!(total, 100 + kept);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backups_verify_and_restore_over_http() {
-    let app = TestApp::spawn().await;
+/// Twenty employees, then a zstandard backup of every table over HTTP;
+/// what it answered for the employees.
+async fn backed_up(app: &FreshApp) -> Value {
     let rows: Vec<Value> = (1..=20).map(employee).collect();
     app.post_json(EMP, &Value::Array(rows)).await;
     let r = app
@@ -855,10 +849,22 @@ async fn backups_verify_and_restore_over_http() {
     assert_eq!(names, ["departments", "jobs", "hired_employees"]);
     assert_eq!(made[2]["rows"], 20);
     assert_eq!(made[2]["codec"], "zstandard");
+    made[2].clone()
+}
+
+/// The name of a backup in an answer.
+fn name(made: &Value) -> String {
+    made["backup"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_listed_verified_and_restored_over_http() {
+    let app = FreshApp::spawn().await;
+    let made = backed_up(&app).await;
+    let backup = name(&made);
     let listed = app.get_json("/api/backups?table=hired_employees").await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["sha256"], made[2]["sha256"]);
-    let backup = made[2]["backup"].as_str().unwrap().to_owned();
+    assert_eq!(listed[0]["sha256"], made["sha256"]);
     let v: Value = app
         .post_json(
             "/api/tables/hired_employees/verify",
@@ -886,10 +892,15 @@ async fn backups_verify_and_restore_over_http() {
         (Some(backup.as_str()), Some(20))
     );
     assert_eq!(app.count("hired_employees").await, 20);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_names_that_leave_the_backup_folder_are_refused_and_write_nothing() {
+    let app = FreshApp::spawn().await;
+    backed_up(&app).await;
     // Names that try to leave the backup folder: 400, nothing written anywhere.
     let root = app.dir.path().to_owned();
-    let before = common::files_under(&root);
+    let before = common::files::files_under(&root);
     for bad in [
         "../x",
         "%2e%2e/x",
@@ -917,13 +928,18 @@ async fn backups_verify_and_restore_over_http() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let after = common::files_under(&root);
+    let after = common::files::files_under(&root);
     let new: Vec<&String> = after
         .iter()
         .filter(|f| !before.contains(f) && !f.starts_with("hrmig.db"))
         .collect();
     assert!(new.is_empty(), "{new:?}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_that_would_orphan_employees_is_409_and_changes_nothing() {
+    let app = FreshApp::spawn().await;
+    backed_up(&app).await;
     // A restore that would orphan employees: 409, table unchanged.
     app.post_json(
         "/api/tables/departments/rows",
@@ -938,7 +954,13 @@ async fn backups_verify_and_restore_over_http() {
     let err: Value = r.json().await.unwrap();
     assert_eq!(err["error"]["code"], "conflict");
     assert_eq!(app.count("departments").await, 4);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_backup_is_422_and_changes_nothing() {
+    let app = FreshApp::spawn().await;
+    let backup = name(&backed_up(&app).await);
+    let root = app.dir.path().to_owned();
     // A damaged backup: 422, table unchanged.
     let file = root
         .join("storage/backups/hired_employees")
@@ -954,7 +976,7 @@ async fn backups_verify_and_restore_over_http() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(app.count("hired_employees").await, 21);
+    assert_eq!(app.count("hired_employees").await, 20);
     let v: Value = app
         .post_json(
             "/api/tables/hired_employees/verify",
@@ -970,7 +992,7 @@ async fn backups_verify_and_restore_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_lose_nothing() {
-    let app = Arc::new(TestApp::spawn().await);
+    let app = Arc::new(FreshApp::spawn().await);
     let mut tasks = Vec::new();
     for client in 0..8i64 {
         let app = app.clone();
@@ -1008,7 +1030,7 @@ async fn concurrent_clients_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_on_known_data() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let e = |id: i64, dt: &str, d: i64, j: i64| json!({"id": id, "name": "N", "datetime": dt, "department_id": d, "job_id": j});
     let rows = json!([
         e(1, "2021-01-15T00:00:00Z", 1, 1),
@@ -1067,8 +1089,8 @@ async fn reports_on_known_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_documents_example_bodies_are_accepted_by_their_tables() {
     for (content_type, app) in [
-        ("application/json", TestApp::spawn().await),
-        ("text/csv", TestApp::spawn().await),
+        ("application/json", FreshApp::spawn().await),
+        ("text/csv", FreshApp::spawn().await),
     ] {
         app.seed_parents().await;
         let doc = app.get_json("/api/openapi.json").await;
@@ -1096,7 +1118,7 @@ async fn the_documents_example_bodies_are_accepted_by_their_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_documents_every_route_and_docs_work_offline() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     let doc = app.get_json("/api/openapi.json").await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
@@ -1171,7 +1193,7 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&common::database_url(dir.path()).await)
+    let store = Store::open(&common::db::database_url(dir.path()).await)
         .await
         .unwrap();
     let state = AppState::new(
@@ -1218,7 +1240,7 @@ async fn shutdown_lets_requests_in_flight_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
-    let app = TestApp::spawn().await;
+    let app = FreshApp::spawn().await;
     // A body over the limit is answered 413 before it is all read, and the
     // connection is closed. Sent raw, the answer read while the body is
     // still going out: the server's close can reset the connection, and a
@@ -1262,7 +1284,7 @@ async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
     }
     assert_eq!(app.count("jobs").await, 2);
 
-    if !common::sqlite() {
+    if common::db::postgres() || common::db::mssql() {
         // A server that goes away is tested in tests/postgres.rs.
         return;
     }

@@ -1,9 +1,15 @@
 //! Backup, verify and restore against a real SQLite file and real files:
 //! round trips, every kind of damage, foreign keys, names.
 
-mod common;
+mod common {
+    pub mod db;
+    pub mod env;
+    pub mod port;
+    pub mod serve;
+    pub mod servers;
+}
 
-use common::TestEnv;
+use common::env::TestEnv;
 use hrmig::dictionary::Table;
 use hrmig::ops::backup::{self, BackupError, BackupName, Codec, Manifest};
 use hrmig::ops::sample::{self, GenOptions};
@@ -44,6 +50,30 @@ async fn rows(store: &hrmig::store::Store, table: Table) -> Vec<serde_json::Valu
     store.scan(table, Collect(Vec::new())).await.unwrap().0
 }
 
+/// Runs statements against the test's database directly, as another
+/// program would.
+async fn execute(url: &str, sql: &str) {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.execute_batch(sql).unwrap();
+    } else if url.starts_with("mssql://") {
+        let mut client = common::servers::mssql_client(url).await;
+        client
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_results()
+            .await
+            .unwrap();
+    } else {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+}
+
 struct Env {
     env: TestEnv,
     storage: Storage,
@@ -60,7 +90,7 @@ impl Env {
         };
         sample::generate(&env.landing_dir(), &opts).unwrap();
         env.load(&[]).await;
-        let storage = Storage::open(env.dir.path().join("storage").to_str().unwrap()).unwrap();
+        let storage = Storage::open(env.storage_dir().to_str().unwrap()).unwrap();
         Env { env, storage }
     }
 
@@ -75,7 +105,7 @@ impl Env {
     }
 
     async fn sql(&self, sql: &str) {
-        common::execute(&self.env.url, sql).await;
+        execute(&self.env.url, sql).await;
     }
 
     async fn backup(&self, table: Table, codec: Codec) -> Manifest {
@@ -449,18 +479,18 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
             "row id 9: datetime",
         ),
     ];
-    if common::mssql() {
+    if common::db::mssql() {
         // DATETIME2 holds exactly years 1 to 9999 and NVARCHAR any text:
         // SQL Server refuses every value the dictionary does.
         return;
     }
-    let cases: &[(&str, &str)] = if common::postgres() {
+    let cases: &[(&str, &str)] = if common::db::postgres() {
         &postgres_cases
     } else {
         &sqlite_cases
     };
     for (sql, expect) in cases {
-        let off = if common::postgres() {
+        let off = if common::db::postgres() {
             ""
         } else {
             "PRAGMA foreign_keys = OFF;"
@@ -477,7 +507,7 @@ async fn a_table_with_a_bad_stored_value_is_not_backed_up() {
         .unwrap_err()
         .to_string();
         assert!(err.contains(*expect), "{err}");
-        if common::postgres() {
+        if common::db::postgres() {
             // Reading the rows through the API refuses them the same way.
             let err = env
                 .env
@@ -908,8 +938,7 @@ async fn crafted_files_verified_at_once_stay_within_64_mb() {
     .iter()
     .map(|bytes| env.plant(bytes).backup)
     .collect();
-    let server =
-        common::serve::Serve::start(&env.env.url, &env.env.dir.path().join("storage")).await;
+    let server = common::serve::Serve::start(&env.env.url, &env.env.storage_dir(), &[]).await;
     let client = reqwest::Client::new();
     let url = format!("{}/api/tables/jobs/verify", server.base);
     let verify = |backup: String| {

@@ -7,7 +7,14 @@
 //! The disks are small tmpfs mounts (this needs root, as CI has); a
 //! machine that cannot mount says so loudly and skips, except under CI.
 
-mod common;
+mod common {
+    pub mod files;
+    pub mod pg_admin;
+    pub mod pg_server;
+    pub mod port;
+    pub mod serve;
+    pub mod tables;
+}
 
 use common::pg_server::private_server;
 use common::serve::Serve;
@@ -161,7 +168,7 @@ async fn departments_stored(serve: &Serve) -> u64 {
         .json()
         .await
         .unwrap();
-    common::rows_in(&tables, "departments")
+    common::tables::rows_in(&tables, "departments")
 }
 
 #[tokio::test]
@@ -171,7 +178,7 @@ async fn a_full_disk_under_the_database_is_503_and_loses_nothing() {
     };
     let storage = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", disk.path().join("hr.db").display());
-    let serve = Serve::start(&db, storage.path()).await;
+    let serve = Serve::start(&db, storage.path(), &[]).await;
     let (status, _, _) =
         answer(post(&serve, "/api/tables/departments/rows", &departments(1, 10)).await).await;
     assert_eq!(status, 200);
@@ -224,7 +231,7 @@ async fn a_full_disk_under_the_database_is_503_and_loses_nothing() {
 async fn with_departments(storage: &Path) -> (Serve, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("hr.db").display());
-    let serve = Serve::start(&db, storage).await;
+    let serve = Serve::start(&db, storage, &[]).await;
     let (status, _, _) = answer(
         post(
             &serve,
@@ -257,14 +264,14 @@ async fn a_backup_onto_a_full_disk_is_503_and_leaves_no_file() {
     };
     let (serve, _db) = with_departments(disk.path()).await;
     let filler = disk.fill();
-    let before = common::files_under(disk.path());
+    let before = common::files::files_under(disk.path());
     assert_unavailable(
         &backup(&serve).await,
         "storage_unavailable",
         "nothing was changed",
     );
     assert_eq!(
-        common::files_under(disk.path()),
+        common::files::files_under(disk.path()),
         before,
         "a partial file stayed behind"
     );
@@ -283,7 +290,7 @@ async fn a_backup_whose_manifest_cannot_be_written_is_removed() {
     let (serve, _db) = with_departments(disk.path()).await;
     let (status, _, body) = backup(&serve).await;
     assert_eq!(status, 200, "{body}");
-    let before = common::files_under(disk.path());
+    let before = common::files::files_under(disk.path());
     assert_eq!(before.len(), 2, "{before:?}");
 
     // Room for one more file: the Avro file, not its manifest.
@@ -295,7 +302,7 @@ async fn a_backup_whose_manifest_cannot_be_written_is_removed() {
         "nothing was changed",
     );
     assert_eq!(
-        common::files_under(disk.path()),
+        common::files::files_under(disk.path()),
         before,
         "the orphan file stayed"
     );
@@ -310,7 +317,7 @@ async fn a_backup_whose_manifest_cannot_be_written_is_removed() {
     disk.remount("nr_inodes=10000");
     let (status, _, body) = backup(&serve).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(common::files_under(disk.path()).len(), 4);
+    assert_eq!(common::files::files_under(disk.path()).len(), 4);
 }
 
 #[tokio::test]
@@ -319,7 +326,7 @@ async fn a_postgres_database_turned_read_only_is_503_until_it_takes_writes() {
         return;
     };
     let storage = tempfile::tempdir().unwrap();
-    let serve = Serve::start(&pg.url(), storage.path()).await;
+    let serve = Serve::start(&pg.url(), storage.path(), &[]).await;
     let (status, _, body) =
         answer(post(&serve, "/api/tables/departments/rows", &departments(1, 3)).await).await;
     assert_eq!(status, 200, "{body}");

@@ -2,7 +2,13 @@
 //! the real server process: on SQLite, and on PostgreSQL with
 //! `HRMIG_TEST_DATABASE=postgres` (part of the conformance suite).
 
-mod common;
+mod common {
+    pub mod db;
+    pub mod port;
+    pub mod serve;
+    pub mod servers;
+    pub mod tables;
+}
 
 use common::serve::Serve;
 use hrmig::ops::sample::{GenOptions, generate};
@@ -77,16 +83,16 @@ fn reports(job: &Value) -> Vec<(String, String, u64)> {
 
 async fn count(base: &str, table: &str) -> u64 {
     let (_, tables) = get(base, "/api/tables").await;
-    common::rows_in(&tables, table)
+    common::tables::rows_in(&tables, table)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_is_a_job_that_answers_at_once_and_reports_as_it_goes() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(dir.path()).await;
+    let url = common::db::database_url(dir.path()).await;
     let storage = dir.path().join("storage");
     landed_files(&storage, 2000);
-    let server = Serve::start(&url, &storage).await;
+    let server = Serve::start(&url, &storage, &[]).await;
 
     let r = post(&server.base, "/api/loads", &json!({})).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -122,7 +128,7 @@ async fn a_load_is_a_job_that_answers_at_once_and_reports_as_it_goes() {
     assert_eq!(history.as_array().unwrap().len(), 3);
 
     // Another instance over the same database sees the same job.
-    let other = Serve::start(&url, &storage).await;
+    let other = Serve::start(&url, &storage, &[]).await;
     let (status, seen) = get(&other.base, &location).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(seen["status"], "done");
@@ -146,11 +152,11 @@ async fn a_load_is_a_job_that_answers_at_once_and_reports_as_it_goes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_job_requests_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(dir.path()).await;
+    let url = common::db::database_url(dir.path()).await;
     let storage = dir.path().join("storage");
     std::fs::create_dir_all(storage.join("landing")).unwrap();
     std::fs::write(storage.join("landing/departments.csv"), "1,Sales\n").unwrap();
-    let server = Serve::start(&url, &storage).await;
+    let server = Serve::start(&url, &storage, &[]).await;
 
     for id in [
         "0123456789abcdef0123456789abcdef",
@@ -206,12 +212,12 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_server_dies_is_interrupted_and_running_it_again_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(dir.path()).await;
+    let url = common::db::database_url(dir.path()).await;
     let storage = dir.path().join("storage");
     // Big enough that the load of the employees is still going when the
     // server is killed.
     landed_files(&storage, 600_000);
-    let mut server = Serve::start_with(&url, &storage, &[HEARTBEAT]).await;
+    let mut server = Serve::start(&url, &storage, &[HEARTBEAT]).await;
     let r = post(&server.base, "/api/loads", &json!({})).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
@@ -228,7 +234,7 @@ async fn a_job_whose_server_dies_is_interrupted_and_running_it_again_finishes_it
     );
     server.kill();
 
-    let server = Serve::start_with(&url, &storage, &[HEARTBEAT]).await;
+    let server = Serve::start(&url, &storage, &[HEARTBEAT]).await;
     let interrupted = wait_for(&server.base, &location, |job| job["status"] != "running").await;
     assert_eq!(interrupted["status"], "interrupted", "{interrupted}");
     // The file in progress left nothing: its load is one transaction.
@@ -252,11 +258,11 @@ async fn a_job_whose_server_dies_is_interrupted_and_running_it_again_finishes_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_jobs_for_one_table_take_turns_and_load_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(dir.path()).await;
+    let url = common::db::database_url(dir.path()).await;
     let storage = dir.path().join("storage");
     landed_files(&storage, 50_000);
-    let a = Serve::start(&url, &storage).await;
-    let b = Serve::start(&url, &storage).await;
+    let a = Serve::start(&url, &storage, &[]).await;
+    let b = Serve::start(&url, &storage, &[]).await;
     let parents = post(
         &a.base,
         "/api/loads",
@@ -285,10 +291,10 @@ async fn two_jobs_for_one_table_take_turns_and_load_it_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_a_job_again_needs_the_admin_key() {
     let dir = tempfile::tempdir().unwrap();
-    let url = common::database_url(dir.path()).await;
+    let url = common::db::database_url(dir.path()).await;
     let storage = dir.path().join("storage");
     landed_files(&storage, 10);
-    let server = Serve::start_with(
+    let server = Serve::start(
         &url,
         &storage,
         &[

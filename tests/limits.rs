@@ -3,7 +3,10 @@
 //! once. Every wait is bounded; the settings are short so each test takes
 //! seconds.
 
-mod common;
+mod common {
+    pub mod port;
+    pub mod serve;
+}
 
 use common::serve::Serve;
 use serde_json::Value;
@@ -15,7 +18,7 @@ use tokio::net::TcpStream;
 async fn start(env: &[(&str, &str)]) -> (Serve, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("hr.db").display());
-    let serve = Serve::start_with(&db, &dir.path().join("storage"), env).await;
+    let serve = Serve::start(&db, &dir.path().join("storage"), env).await;
     (serve, dir)
 }
 
@@ -371,7 +374,7 @@ fn invalid_limit_settings_stop_the_start_up_naming_the_setting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_the_functions_host_the_cap_applies_and_the_readiness_probe_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::pg_server::free_port();
+    let port = common::port::free_port();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
         .current_dir(dir.path())
         .args(["serve"])

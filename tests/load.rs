@@ -1,13 +1,134 @@
 //! Historic load against a real SQLite file: every bad-input case of the
 //! data rules, and the transaction guarantees.
 
-mod common;
+mod common {
+    pub mod db;
+    pub mod env;
+    pub mod query;
+    pub mod servers;
+}
 
-use common::{TestEnv, col};
+use common::env::TestEnv;
 use hrmig::dictionary::ErrorCode::{self, *};
 use hrmig::dictionary::Table;
-use hrmig::ops::load::{self, LoadStatus};
-use hrmig::store::{Chunk, Feed, FileLoad, InputRow};
+use hrmig::ops::load::{self, LoadReport, LoadStatus};
+use hrmig::store::{Chunk, Feed, FileLoad, InputRow, Rejection, RejectionFilter, Store};
+
+const DEPARTMENTS: &str = "1,Sales\n2,Engineering\n3,Legal\n";
+const JOBS: &str = "1,Engineer\n2,Analyst\n";
+
+impl TestEnv {
+    /// A database with the two parent tables loaded.
+    async fn with_parents() -> TestEnv {
+        let env = TestEnv::new().await;
+        env.write(Table::Departments, DEPARTMENTS.as_bytes());
+        env.write(Table::Jobs, JOBS.as_bytes());
+        env.load(&[Table::Departments, Table::Jobs]).await;
+        env
+    }
+
+    fn write(&self, table: Table, content: &[u8]) {
+        let dir = self.landing_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{}.csv", table.name())), content).unwrap();
+    }
+
+    /// Loads one employees file and checks the conservation rule.
+    async fn load_employees(&self, content: &[u8]) -> LoadReport {
+        self.write(Table::HiredEmployees, content);
+        let report = self.load(&[Table::HiredEmployees]).await.remove(0);
+        assert_eq!(
+            report.rows_read,
+            report.inserted + report.rejected,
+            "{report:?}"
+        );
+        report
+    }
+
+    async fn rejections(&self) -> Vec<Rejection> {
+        self.store
+            .rejections(RejectionFilter {
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// `(position, [(column, code)])` of every rejection, in log order.
+    async fn rejected(&self) -> Vec<(i64, Vec<(Option<String>, ErrorCode)>)> {
+        self.rejections()
+            .await
+            .into_iter()
+            .map(|r| {
+                (
+                    r.position,
+                    r.errors.into_iter().map(|e| (e.column, e.code)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Rows of a table as text (`1,Sales`), ordered by id.
+    async fn rows(&self, table: Table) -> Vec<String> {
+        table_rows(&self.store, table).await
+    }
+
+    async fn ids(&self, table: Table) -> Vec<i64> {
+        self.store
+            .rows(table, i64::MIN, u32::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    }
+}
+
+/// Rows of a table as text (`1,Sales`), ordered by id.
+async fn table_rows(store: &Store, table: Table) -> Vec<String> {
+    store
+        .rows(table, i64::MIN, u32::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let fields: Vec<String> = table
+                .columns()
+                .iter()
+                .map(|c| match &r[c.name] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            fields.join(",")
+        })
+        .collect()
+}
+
+fn col(name: &str) -> Option<String> {
+    Some(name.to_owned())
+}
+
+/// On PostgreSQL, asserts that `hired_employees` has its two foreign keys
+/// and three indexes (a bulk load sets them aside until its commit).
+async fn assert_foreign_keys_declared(url: &str) {
+    if common::db::postgres() {
+        let n = common::query::query_i64(
+            url,
+            "SELECT COUNT(*) FROM pg_constraint
+             WHERE conrelid = 'hired_employees'::regclass AND contype = 'f'",
+        )
+        .await;
+        assert_eq!(n, 2, "hired_employees lost a foreign key");
+        let n = common::query::query_i64(
+            url,
+            "SELECT COUNT(*) FROM pg_index WHERE indrelid = 'hired_employees'::regclass",
+        )
+        .await;
+        assert_eq!(n, 3, "hired_employees lost an index");
+    }
+}
 
 const OK: &str = "2021-07-27T16:02:08Z";
 
@@ -273,7 +394,7 @@ async fn big_files_check_parents_the_same_way() {
     assert_eq!(rejected[1], (8, vec![(col("job_id"), ForeignKey)]));
     assert_eq!(rejected[120], (60_001, vec![(col("id"), Duplicate)]));
     // No row breaks a foreign key after the load.
-    let violations = common::query_i64(
+    let violations = common::query::query_i64(
         &env.url,
         "SELECT COUNT(*) FROM hired_employees h
          WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)
@@ -281,7 +402,7 @@ async fn big_files_check_parents_the_same_way() {
     )
     .await;
     assert_eq!(violations, 0);
-    common::assert_foreign_keys_declared(&env.url).await;
+    assert_foreign_keys_declared(&env.url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,7 +516,7 @@ async fn the_same_content_loads_once_unless_forced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_file_changes_nothing() {
     let env = TestEnv::new().await;
-    env.write(Table::Departments, common::DEPARTMENTS.as_bytes());
+    env.write(Table::Departments, DEPARTMENTS.as_bytes());
     let err = load::load(&env.store, &env.request(&[])).await.unwrap_err();
     assert!(err.to_string().contains("jobs.csv"), "{err}");
     assert!(
@@ -475,7 +596,7 @@ async fn a_feed_that_stops_midway_rolls_back() {
     let err = env.store.load_file(load, rx).await.unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");
     assert!(env.ids(Table::HiredEmployees).await.is_empty());
-    common::assert_foreign_keys_declared(&env.url).await;
+    assert_foreign_keys_declared(&env.url).await;
     // The store still works afterwards.
     let r = env.load_employees(good(1).as_bytes()).await;
     assert_eq!(r.inserted, 1);
@@ -671,7 +792,7 @@ async fn files_that_are_not_this_tables_csv_are_refused_whole() {
         ),
         (
             "another table's header",
-            format!("id,department\n{}", common::DEPARTMENTS).into_bytes(),
+            format!("id,department\n{}", DEPARTMENTS).into_bytes(),
             format!("its header names id,department; {EXPECTED}"),
         ),
         (

@@ -5,7 +5,10 @@
 //! match its documented schema. The examples per operation are bounded and
 //! the seed fixed, so a run takes seconds and a failure reproduces.
 
-mod common;
+mod common {
+    pub mod port;
+    pub mod serve;
+}
 
 use common::serve::Serve;
 use std::path::{Path, PathBuf};
@@ -55,7 +58,7 @@ async fn schemathesis_finds_no_mismatch() {
     )
     .unwrap();
     let db = format!("sqlite://{}", dir.path().join("hr.db").display());
-    let serve = Serve::start(&db, &storage).await;
+    let serve = Serve::start(&db, &storage, &[]).await;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
     let mut child = Command::new(&exe)
         .arg("--no-color")

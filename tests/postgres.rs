@@ -7,19 +7,27 @@
 //! restart tests run a private server of their own (initdb + pg_ctl, as the
 //! `postgres` user when run as root), so the shared one is never disturbed.
 
-mod common;
+mod common {
+    pub mod app;
+    pub mod pg_server;
+    pub mod port;
+    pub mod query;
+    pub mod serve;
+    pub mod servers;
+}
 
+use common::app::TestApp;
 use common::pg_server::private_server;
 use common::serve::Serve;
+use hrmig::http::Keys;
 
 use serde_json::{Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Whether the shared server answers; panics under CI when it does not.
 async fn server_available() -> bool {
-    let url = common::postgres_base_url();
+    let url = common::servers::postgres_base_url();
     match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
         Ok(_) => true,
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -48,10 +56,10 @@ async fn two_instances_insert_each_id_once() {
     if !server_available().await {
         return;
     }
-    let url = common::fresh_postgres_schema().await;
+    let url = common::servers::fresh_postgres_schema().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = Serve::start(&url, dir.path()).await;
-    let b = Serve::start(&url, dir.path()).await;
+    let a = Serve::start(&url, dir.path(), &[]).await;
+    let b = Serve::start(&url, dir.path(), &[]).await;
     // 8 clients, 4 per instance, 12 batches each of 200 jobs; client c's
     // batch k covers ids from (c + k) * 100: every id is sent by several
     // clients, through both instances, at the same time.
@@ -88,13 +96,13 @@ async fn two_instances_insert_each_id_once() {
     assert_eq!(received, 8 * 12 * 200);
     assert_eq!(received, inserted + rejected);
     // Ids 1..=2000 were sent (the highest batch starts at (7 + 11) * 100).
-    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
-    let distinct = common::query_i64(&url, "SELECT COUNT(DISTINCT id) FROM jobs").await;
+    let rows = common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let distinct = common::query::query_i64(&url, "SELECT COUNT(DISTINCT id) FROM jobs").await;
     assert_eq!((rows, distinct), (2000, 2000));
     assert_eq!(inserted, 2000);
-    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    let logged = common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
     assert_eq!(logged as u64, rejected);
-    let not_duplicates = common::query_i64(
+    let not_duplicates = common::query::query_i64(
         &url,
         "SELECT COUNT(*) FROM hrmig_rejections WHERE errors::text NOT LIKE '%\"duplicate\"%'",
     )
@@ -109,7 +117,7 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
     }
     // A database whose default collation is a language's (ICU English):
     // there "apple" sorts before "Banana"; by code point it sorts after.
-    let base = common::postgres_base_url();
+    let base = common::servers::postgres_base_url();
     let (admin, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -128,30 +136,23 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
         u.to_string()
     };
     let storage_dir = tempfile::tempdir().unwrap();
-    let (api, stop) = spawn_api(&url, storage_dir.path()).await;
-    let client = reqwest::Client::new();
-    let post = |path: &str, body: Value| client.post(format!("{api}{path}")).json(&body).send();
-    let r = post(
+    let app = TestApp::spawn(&url, storage_dir.path(), Keys::default()).await;
+    let r = app.post_json(
         "/api/tables/departments/rows",
-        json!([{"id":1,"department":"apple"},{"id":2,"department":"Banana"},{"id":3,"department":"Élan"}]),
+        &json!([{"id":1,"department":"apple"},{"id":2,"department":"Banana"},{"id":3,"department":"Élan"}]),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status(), 200);
-    post("/api/tables/jobs/rows", json!([{"id":1,"job":"x"}]))
-        .await
-        .unwrap();
+    app.post_json("/api/tables/jobs/rows", &json!([{"id":1,"job":"x"}]))
+        .await;
     let hires: Vec<Value> = (1..=3)
         .map(|d| json!({"id": d, "name": "N", "datetime": "2021-02-01T00:00:00Z", "department_id": d, "job_id": 1}))
         .collect();
-    post("/api/tables/hired_employees/rows", Value::Array(hires))
+    app.post_json("/api/tables/hired_employees/rows", &Value::Array(hires))
+        .await;
+    let report: Value = app
+        .get("/api/reports/hires-by-quarter?year=2021")
         .await
-        .unwrap();
-    let report: Value = client
-        .get(format!("{api}/api/reports/hires-by-quarter?year=2021"))
-        .send()
-        .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -179,28 +180,11 @@ async fn reports_order_names_by_code_point_whatever_the_collation() {
         .collect();
     assert_eq!(native, ["apple", "Banana", "Élan"]);
     drop(c);
-    let _ = stop.send(());
+    drop(app);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .await;
-}
-
-/// The router on a loopback port, over `url`.
-async fn spawn_api(url: &str, storage: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let store = hrmig::store::Store::open(url).await.unwrap();
-    let state = hrmig::http::AppState::new(
-        Arc::new(store),
-        hrmig::storage::Storage::open(storage.to_str().unwrap()).unwrap(),
-        Arc::new(hrmig::http::Keys::default()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(hrmig::http::run(listener, state, async {
-        let _ = rx.await;
-    }));
-    (base, stop)
 }
 
 /// Jobs `start+1 ..= start+n`.
@@ -219,21 +203,17 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
     };
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let (api, _stop) = spawn_api(&url, dir.path()).await;
+    let app = Arc::new(TestApp::spawn(&url, dir.path(), Keys::default()).await);
     // A stream of 60 batches of 100 new jobs from one client; the server
     // restarts (fast shutdown: open transactions are cut) while it runs.
-    let client = reqwest::Client::new();
     let stream = {
-        let api = api.clone();
+        let app = app.clone();
         tokio::spawn(async move {
             let mut results = Vec::new();
             for b in 0..60u64 {
-                let r = client
-                    .post(format!("{api}/api/tables/jobs/rows"))
-                    .json(&jobs(b * 100, 100))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = app
+                    .post_json("/api/tables/jobs/rows", &jobs(b * 100, 100))
+                    .await;
                 let status = r.status().as_u16();
                 let retry_after = r.headers().contains_key("retry-after");
                 let body: Value = r.json().await.unwrap();
@@ -253,7 +233,7 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
 
     let (mut received, mut inserted, mut rejected) = (0, 0, 0);
     for (b, (status, retry_after, body)) in results.iter().enumerate() {
-        let present = common::query_i64(
+        let present = common::query::query_i64(
             &url,
             &format!(
                 "SELECT COUNT(*) FROM jobs WHERE id BETWEEN {} AND {}",
@@ -281,8 +261,8 @@ async fn a_server_restart_mid_stream_loses_nothing_and_needs_no_service_restart(
     assert_eq!(results.iter().filter(|r| r.0 == 200).count(), 60);
     assert_eq!(received, 6000);
     assert_eq!(received, inserted + rejected);
-    let rows = common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
-    let logged = common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
+    let rows = common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await;
+    let logged = common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await;
     assert_eq!(rows as u64 + logged as u64, received);
 }
 
@@ -293,19 +273,16 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
     };
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
-    let (api, _stop) = spawn_api(&url, dir.path()).await;
-    let client = reqwest::Client::new();
+    let app = TestApp::spawn(&url, dir.path(), Keys::default()).await;
     let post = |body: Value| {
-        client
-            .post(format!("{api}/api/tables/jobs/rows"))
-            .json(&body)
-            .send()
+        let app = &app;
+        async move { app.post_json("/api/tables/jobs/rows", &body).await }
     };
-    assert_eq!(post(jobs(0, 10)).await.unwrap().status(), 200);
+    assert_eq!(post(jobs(0, 10)).await.status(), 200);
 
     server.pg_ctl("stop").unwrap();
     let started = Instant::now();
-    let r = post(jobs(10, 10)).await.unwrap();
+    let r = post(jobs(10, 10)).await;
     assert_eq!(r.status(), 503);
     assert_eq!(r.headers()["retry-after"], "5");
     let body: Value = r.json().await.unwrap();
@@ -313,30 +290,22 @@ async fn a_database_that_stays_down_is_a_503_and_the_service_recovers_by_itself(
     // Opaque: no driver message or address reaches the client.
     assert!(!body.to_string().contains("5432") && !body.to_string().contains("refused"));
     assert!(started.elapsed() < Duration::from_secs(30));
-    let health = client
-        .get(format!("{api}/api/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/api/health").await;
     assert_eq!(health.status(), 503);
 
     server.pg_ctl("start").unwrap();
-    let r = post(jobs(10, 10)).await.unwrap();
+    let r = post(jobs(10, 10)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(counts(&r.json().await.unwrap()), (10, 10, 0));
-    let health = client
-        .get(format!("{api}/api/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = app.get("/api/health").await;
     assert_eq!(health.status(), 200);
     // The batch refused while the server was down left nothing behind.
     assert_eq!(
-        common::query_i64(&url, "SELECT COUNT(*) FROM jobs").await,
+        common::query::query_i64(&url, "SELECT COUNT(*) FROM jobs").await,
         20
     );
     assert_eq!(
-        common::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await,
+        common::query::query_i64(&url, "SELECT COUNT(*) FROM hrmig_rejections").await,
         0
     );
 }
@@ -346,7 +315,7 @@ async fn a_server_error_names_its_sqlstate_once() {
     if !server_available().await {
         return;
     }
-    let base = common::postgres_base_url();
+    let base = common::servers::postgres_base_url();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     let url = format!("{prefix}/hrmig_no_such_database");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
@@ -367,7 +336,7 @@ async fn demo_loads_the_sample_and_counts_its_rows() {
     if !server_available().await {
         return;
     }
-    let url = common::fresh_postgres_schema().await;
+    let url = common::servers::fresh_postgres_schema().await;
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hrmig"))
         .current_dir(dir.path())
@@ -384,7 +353,7 @@ async fn demo_loads_the_sample_and_counts_its_rows() {
         String::from_utf8_lossy(&out.stderr)
     );
     for table in ["departments", "jobs", "hired_employees"] {
-        let rows = common::query_i64(&url, &format!("SELECT COUNT(*) FROM {table}")).await;
+        let rows = common::query::query_i64(&url, &format!("SELECT COUNT(*) FROM {table}")).await;
         assert!(rows > 0, "{table} is empty");
         let line = stdout
             .lines()

@@ -8,9 +8,13 @@
 //! `prefer`'s fallback). Where no server can start the tests say so
 //! and pass, except under `CI=true`, where they fail.
 
-mod common;
+mod common {
+    pub mod pg_admin;
+    pub mod pg_server;
+    pub mod port;
+}
 
-use common::pg_server::{PrivateServer, ServerTls, or_skip};
+use common::pg_server::{PrivateServer, or_skip, private_server};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -58,11 +62,40 @@ impl Pki {
 
     /// A private server with this PKI's certificate, or `None` (said loudly).
     fn server(&self) -> Option<PrivateServer> {
-        or_skip(PrivateServer::start_tls(ServerTls {
-            cert_pem: &self.server_cert,
-            key_pem: &self.server_key,
+        or_skip(PrivateServer::start_with(|pgdata| {
+            serve_tls_only(pgdata, &self.server_cert, &self.server_key)
         }))
     }
+}
+
+/// `ssl=on` with this certificate, and a `pg_hba.conf` that refuses every
+/// TCP connection that is not TLS (Unix sockets stay open, for the test's
+/// own checks).
+fn serve_tls_only(pgdata: &Path, cert_pem: &str, key_pem: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let write = |name: &str, content: &str| {
+        std::fs::write(pgdata.join(name), content).map_err(|e| format!("{name}: {e}"))
+    };
+    write("server.crt", cert_pem)?;
+    write("server.key", key_pem)?;
+    // PostgreSQL refuses a key that others may read.
+    std::fs::set_permissions(
+        pgdata.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .map_err(|e| format!("server.key: {e}"))?;
+    let conf = pgdata.join("postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+    text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+    std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+    write(
+        "pg_hba.conf",
+        "local all all trust\n\
+         hostssl all all 127.0.0.1/32 trust\n\
+         hostssl all all ::1/128 trust\n\
+         hostnossl all all 0.0.0.0/0 reject\n\
+         hostnossl all all ::/0 reject\n",
+    )
 }
 
 fn make_ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
@@ -172,8 +205,13 @@ async fn tables(server: &PrivateServer, db: &str) -> i64 {
         .get(0)
 }
 
+/// The server's URL with another host name, database and query.
 fn url(server: &PrivateServer, host: &str, db: &str, query: &str) -> String {
-    format!("postgres://postgres@{host}:{}/{db}?{query}", server.port())
+    let mut url = url::Url::parse(&server.url()).unwrap();
+    url.set_host(Some(host)).unwrap();
+    url.set_path(db);
+    url.set_query(Some(query));
+    url.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +244,7 @@ async fn require_and_the_default_connect_over_tls_without_a_root_file() {
     let (files, _) = data_files(work.path());
     let keyword = format!(
         "host=127.0.0.1 port={} user=postgres dbname=keyword sslmode=verify-full sslrootcert='{}'",
-        server.port(),
+        server.port,
         pki.ca().display()
     );
     for (db, database) in [
@@ -265,7 +303,7 @@ async fn a_certificate_that_does_not_verify_is_named_with_its_host() {
         assert_eq!(o.status.code(), Some(1), "{mode}: {err}");
         let host = format!(
             "the server certificate of localhost:{} did not verify",
-            server.port()
+            server.port
         );
         assert!(err.contains(&host), "{mode}: {err}");
         assert!(
@@ -305,7 +343,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     let host = format!(
         "the server certificate of db.example.test:{} did not verify",
-        server.port()
+        server.port
     );
     assert!(err.contains(&host), "{err}");
     assert!(
@@ -353,7 +391,7 @@ async fn bad_tls_settings_are_named_and_change_nothing() {
     for (query, says) in cases {
         let database = format!(
             "postgres://postgres:s3cret@localhost:{}/postgres?{query}",
-            server.port()
+            server.port
         );
         let o = hrmig(work.path(), &database, &["rejections"]);
         let err = stderr(&o);
@@ -367,7 +405,7 @@ async fn bad_tls_settings_are_named_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_server_without_tls_prefer_falls_back_and_require_fails() {
-    let Some(server) = or_skip(PrivateServer::start()) else {
+    let Some(server) = private_server() else {
         return;
     };
     let work = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 //! `scripts/test` installs both. Without them the tests say so and are
 //! skipped, except under `CI=true`, where they fail.
 
-use super::pg_server::free_port;
+use super::port::free_port;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

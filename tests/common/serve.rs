@@ -1,6 +1,6 @@
 //! `hrmig serve` as a child process, for tests that kill it or run two.
 
-use super::pg_server::free_port;
+use super::port::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,13 +12,9 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Serves `database` and `storage` on a free port.
-    pub async fn start(database: &str, storage: &Path) -> Serve {
-        Serve::start_with(database, storage, &[]).await
-    }
-
-    /// The same, with more environment variables.
-    pub async fn start_with(database: &str, storage: &Path, env: &[(&str, &str)]) -> Serve {
+    /// Serves `database` and `storage` on a free port, with these environment
+    /// variables besides.
+    pub async fn start(database: &str, storage: &Path, env: &[(&str, &str)]) -> Serve {
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_hrmig"));
         command

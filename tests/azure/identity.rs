@@ -1,20 +1,49 @@
-//! Azure SQL with a Microsoft Entra ID login, end to end without Azure: the
-//! real binary, a fake App Service identity endpoint on loopback (plain
-//! http, as App Service's is) that records each token request, and a fake
-//! SQL Server port that records each connection and closes it.
+//! Managed identity as App Service provides it, end to end without Azure: the
+//! real binary and a fake identity endpoint on loopback (plain http, as App
+//! Service's is) that records each token request.
 //!
-//! They show that the token is asked for before any connection, cached and
-//! asked for again near its expiry, and that an identity endpoint that
-//! fails or never answers stops hrmig before it connects, with a message
-//! naming the credential. No real Entra ID or Azure SQL is involved.
+//! For Azure SQL with a Microsoft Entra ID login, a fake SQL Server port
+//! records each connection and closes it: the token is asked for before any
+//! connection, cached and asked for again near its expiry, and an identity
+//! endpoint that fails or never answers stops hrmig before it connects, with
+//! a message naming the credential. For Blob Storage, the fake also plays a
+//! blob service whose containers are all empty, and every blob request
+//! carries the token. No real Entra ID, Azure SQL or storage is involved.
 
-mod common;
-
-use common::fake::Fake;
+use crate::cli::{command, json};
+use crate::common::fake::Fake;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A request as the fakes see it: method, target, lowercased headers.
+type Head = (String, String, Vec<(String, String)>);
+
+/// One request line and its headers read from `reader`, or `None` at the
+/// end of the connection. Bodiless requests only: GET and HEAD are all these
+/// fakes expect.
+fn read_request(reader: &mut impl BufRead) -> Option<Head> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    Some((method, target, headers))
+}
 
 /// The value App Service puts in IDENTITY_HEADER, which the endpoint wants
 /// back in X-IDENTITY-HEADER.
@@ -40,26 +69,7 @@ fn identity(answer: Answer) -> Fake<Request> {
         conn.set_nonblocking(false).unwrap();
         let mut reader = BufReader::new(conn.try_clone().unwrap());
         let mut out = conn;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let target = line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or_default()
-                .to_owned();
-            let mut headers = Vec::new();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                    break;
-                }
-                if let Some((k, v)) = h.trim_end().split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
+        while let Some((_, target, headers)) = read_request(&mut reader) {
             let n = {
                 let mut seen = seen.lock().unwrap();
                 seen.push((Instant::now(), target, headers));
@@ -346,4 +356,100 @@ fn bad_entra_settings_are_refused_before_any_request() {
     }
     assert_eq!(identity.count(), 0);
     assert_eq!(sql.count(), 0);
+}
+
+/// A stand-in for two Azure endpoints on loopback: App Service's managed
+/// identity endpoint (`/msi/token`) and a blob service (`/blob/…`) whose
+/// containers are all empty. It records every request.
+fn fake_azure() -> Fake<Head> {
+    Fake::start(serve_fake)
+}
+
+/// Answers the requests of one keep-alive connection (bodiless ones: GET
+/// and HEAD are all this fake expects).
+fn serve_fake(conn: TcpStream, seen: Arc<Mutex<Vec<Head>>>) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    while let Some((method, target, headers)) = read_request(&mut reader) {
+        seen.lock().unwrap().push((method, target.clone(), headers));
+        let (kind, body) = if target.starts_with("/msi/token") {
+            let expires = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            let token = format!(
+                r#"{{"access_token":"mi-token","expires_on":"{expires}","resource":"https://storage.azure.com","token_type":"Bearer"}}"#
+            );
+            ("application/json", token)
+        } else {
+            let list = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults>\
+                        <Blobs></Blobs><NextMarker></NextMarker></EnumerationResults>";
+            ("application/xml", list.to_owned())
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if out.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn managed_identity_as_app_service_provides_it() {
+    let fake = fake_azure();
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://127.0.0.1:{}", fake.port);
+    // What a function app with a user-assigned identity has: the identity
+    // endpoint and header that the platform sets, an account name and the
+    // identity's client id as app settings, and no key.
+    let out = command(dir.path(), "az://hrdata", "")
+        .env("AZURE_STORAGE_ACCOUNT_NAME", "hrdataacct")
+        .env("AZURE_STORAGE_ENDPOINT", format!("{base}/blob"))
+        .env("AZURE_ALLOW_HTTP", "true")
+        .env("IDENTITY_ENDPOINT", format!("{base}/msi/token"))
+        .env("IDENTITY_HEADER", "platform-secret")
+        .env("AZURE_CLIENT_ID", "user-assigned-id")
+        .args(["backups", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(json(out), serde_json::json!([]));
+
+    let seen = fake.seen.lock().unwrap().clone();
+    let tokens: Vec<&Head> = seen
+        .iter()
+        .filter(|r| r.1.starts_with("/msi/token"))
+        .collect();
+    assert!(!tokens.is_empty(), "no token was asked for: {seen:?}");
+    let (method, target, headers) = tokens[0];
+    assert_eq!(method, "GET");
+    for part in [
+        "api-version=2019-08-01",
+        "resource=https%3A%2F%2Fstorage.azure.com",
+        "client_id=user-assigned-id",
+    ] {
+        assert!(target.contains(part), "{part} not in {target}");
+    }
+    assert_eq!(
+        header(headers, "x-identity-header"),
+        Some("platform-secret")
+    );
+    // Every blob request carries the token, one listing a table.
+    let lists: Vec<&Head> = seen
+        .iter()
+        .filter(|r| r.1.starts_with("/blob/hrdata"))
+        .collect();
+    assert_eq!(lists.len(), 3, "{seen:?}");
+    for (_, target, headers) in lists {
+        assert_eq!(
+            header(headers, "authorization"),
+            Some("Bearer mi-token"),
+            "{target}"
+        );
+    }
 }
