@@ -2,7 +2,7 @@
 //!
 //! Starts the release `hrmig serve` on a free loopback port with a fresh
 //! SQLite database (or the one `HRMIG_DATABASE_URL` names, which must then
-//! be empty), then for each client count sends 1000-row JSON batches
+//! be empty; `HRMIG_BIN=PATH` serves with that binary), then for each client count sends 1000-row JSON batches
 //! of `hired_employees` (fresh ids, every row validated and its foreign keys
 //! checked) for a bounded time, and prints p50/p99 latency and rows/s.
 
@@ -92,8 +92,10 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let bin = env!("CARGO_BIN_EXE_hrmig");
-    let status = std::process::Command::new(bin)
+    // HRMIG_BIN: the server to measure (another build, to compare two on
+    // one machine in one run); else the one cargo built for this bench.
+    let bin = std::env::var("HRMIG_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hrmig").into());
+    let status = std::process::Command::new(&bin)
         .current_dir(dir.path())
         .args(["gen", "--out", "storage/landing", "--employees", "1"])
         .output()
@@ -105,7 +107,7 @@ async fn main() {
     let server = match external {
         Some(_) => None,
         None => Some(
-            std::process::Command::new(bin)
+            std::process::Command::new(&bin)
                 .current_dir(dir.path())
                 // Its storage is its folder's, where the sample files are.
                 .env_remove("HRMIG_STORAGE_URL")
