@@ -621,7 +621,7 @@ async fn generated_data_conserves_every_row() {
         emp.rejected <= invalid && emp.rejected + 100 > invalid,
         "{emp:?} vs {invalid}"
     );
-    let codes: std::collections::BTreeSet<ErrorCode> = env
+    let codes: std::collections::HashSet<ErrorCode> = env
         .rejections()
         .await
         .iter()

@@ -14,9 +14,7 @@ use crate::csvfile::CsvRecords;
 use crate::dictionary::check::check_csv_row;
 use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
-use crate::store::{
-    Chunk, Feed, FeedSummary, FileLoad, FileLoadOutcome, InputRow, Store, StoreError,
-};
+use crate::store::{Chunk, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -347,14 +345,14 @@ async fn conclude(
     file: &Loading,
     file_load: &FileLoad,
     sha256: String,
-    outcome: Result<FileLoadOutcome, StoreError>,
+    outcome: Result<LoadOutcome, StoreError>,
     parsed: Result<FeedSummary, ParseStop>,
 ) -> Result<LoadReport, LoadError> {
     let table = file.table;
     let (outcome, mut summary) = match (outcome, parsed) {
         // The parser refused the file and stopped feeding: the store rolled back.
         (
-            Ok(FileLoadOutcome::Aborted { .. }) | Err(StoreError::FeedInterrupted),
+            Ok(LoadOutcome::Aborted { .. }) | Err(StoreError::FeedInterrupted),
             Err(ParseStop::Refused(refusal, mut summary)),
         ) => {
             let message = refusal.to_string();
@@ -374,8 +372,8 @@ async fn conclude(
             ));
         }
         (Ok(outcome), Ok(summary)) => (outcome, summary),
-        (Ok(FileLoadOutcome::Aborted { rejected }), Err(ParseStop::Receiver(summary))) => {
-            (FileLoadOutcome::Aborted { rejected }, summary)
+        (Ok(LoadOutcome::Aborted { rejected }), Err(ParseStop::Receiver(summary))) => {
+            (LoadOutcome::Aborted { rejected }, summary)
         }
         (_, Err(ParseStop::Io(e))) => return Err(file.read_err(e)),
         (Err(e), _) => return Err(file.store_err(e)),
@@ -384,7 +382,7 @@ async fn conclude(
         }
     };
     match outcome {
-        FileLoadOutcome::Loaded { inserted, rejected } => {
+        LoadOutcome::Loaded { inserted, rejected } => {
             if summary.sha256 != sha256 {
                 // Committed content differs from what was hashed first: keep
                 // the commit (it is self-consistent and recorded under its own
@@ -404,10 +402,8 @@ async fn conclude(
                 None,
             ))
         }
-        FileLoadOutcome::AlreadyLoaded => {
-            Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None))
-        }
-        FileLoadOutcome::Aborted { rejected } => {
+        LoadOutcome::AlreadyLoaded => Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None)),
+        LoadOutcome::Aborted { rejected } => {
             let max = req.max_rejects.unwrap_or_default();
             let message = format!(
                 "aborted after more than {max} rejected rows ({rejected} by line {}): \

@@ -7,8 +7,7 @@
 
 use super::sql::{Read, Statement};
 use super::{
-    BatchRequest, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed, RowSink,
-    StoreError,
+    BatchRequest, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed, RowSink, StoreError,
 };
 use crate::dictionary::Table;
 
@@ -22,6 +21,8 @@ use crate::dictionary::Table;
 /// input and are not retried.
 pub(super) trait Backend {
     /// Runs one statement in a transaction of its own; the rows it changed.
+    /// A statement of the load jobs ([`Statement::of_jobs`]) runs where the
+    /// backend keeps them.
     async fn execute(&self, st: Statement) -> Result<u64, StoreError>;
 
     /// Runs one query from one snapshot; each row read by `read`.
@@ -31,27 +32,8 @@ pub(super) trait Backend {
         read: Read<T>,
     ) -> Result<Vec<T>, StoreError>;
 
-    /// [`Backend::execute`] on the database that holds the load jobs (by
-    /// default the same one).
-    async fn execute_jobs(&self, st: Statement) -> Result<u64, StoreError> {
-        self.execute(st).await
-    }
-
-    /// [`Backend::query`] on the database that holds the load jobs.
-    async fn query_jobs<T: Send + 'static>(
-        &self,
-        st: Statement,
-        read: Read<T>,
-    ) -> Result<Vec<T>, StoreError> {
-        self.query(st, read).await
-    }
-
     /// Loads one file in one transaction (see [`super::Store::load_file`]).
-    async fn load_file(
-        &self,
-        load: FileLoad,
-        feed: FileFeed,
-    ) -> Result<FileLoadOutcome, StoreError>;
+    async fn load_file(&self, load: FileLoad, feed: FileFeed) -> Result<LoadOutcome, StoreError>;
 
     /// Applies an API batch in one transaction (see [`super::Store::ingest`]).
     async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError>;

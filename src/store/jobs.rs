@@ -4,7 +4,7 @@
 //!
 //! The statements are written once and rendered for a dialect (its
 //! placeholders and quoting); a backend only runs them, through
-//! `execute_jobs` and `query_jobs`. Times are UTC milliseconds and every
+//! `execute` and `query`, where it keeps the jobs. Times are UTC milliseconds and every
 //! parameter is text or a number, never a NULL (see [`super::sql`]).
 
 use super::sql::{Param, SqlRow, Statement};
@@ -53,6 +53,7 @@ fn mark(d: Dialect, n: usize) -> String {
 fn statement(d: Dialect, sql: String, params: Vec<Param>) -> Statement {
     let mut st = Statement::new(d);
     st.params = params;
+    st.of_jobs = true;
     st.sql(sql)
 }
 

@@ -10,7 +10,7 @@
 use super::admission::{IdBitmap, LoadKnown, LoggedRejection, admit, rejection_record};
 use super::batch::Done;
 use super::sql::{self, HistoryEntry, Statement};
-use super::{Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, StoreError};
+use super::{Dialect, Feed, FileFeed, FileLoad, LoadOutcome, StoreError};
 use crate::dictionary::{Row, Table};
 use std::collections::HashMap;
 
@@ -44,8 +44,8 @@ pub(super) async fn run(
     target: &mut impl LoadTarget,
     d: Dialect,
     load: &FileLoad,
-    feed: &mut FileFeed,
-) -> Result<Done<FileLoadOutcome>, StoreError> {
+    mut feed: FileFeed,
+) -> Result<Done<LoadOutcome>, StoreError> {
     let table = load.table;
     target.lock().await?;
     let mut known = LoadKnown {
@@ -78,7 +78,7 @@ pub(super) async fn run(
                 }
                 rejected += logged.len() as u64;
                 if load.max_rejects.is_some_and(|max| rejected > max) {
-                    return Ok(Done::Rollback(FileLoadOutcome::Aborted { rejected }));
+                    return Ok(Done::Rollback(LoadOutcome::Aborted { rejected }));
                 }
                 target.write(&valid).await?;
                 inserted += valid.len() as u64;
@@ -93,11 +93,11 @@ pub(super) async fn run(
                         .exists(&sql::history_has(d, table, &summary.sha256))
                         .await?
                 {
-                    return Ok(Done::Rollback(FileLoadOutcome::AlreadyLoaded));
+                    return Ok(Done::Rollback(LoadOutcome::AlreadyLoaded));
                 }
                 let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 target.execute(&sql::insert_history(d, &entry)).await?;
-                return Ok(Done::Commit(FileLoadOutcome::Loaded { inserted, rejected }));
+                return Ok(Done::Commit(LoadOutcome::Loaded { inserted, rejected }));
             }
             None => return Err(StoreError::FeedInterrupted),
         }

@@ -39,7 +39,7 @@ pub use records::{
     RowSink, SCAN_CHUNK,
 };
 pub use requests::{
-    BatchRequest, FileLoad, FileLoadOutcome, Idempotency, IngestOutcome, Render, TableBatch,
+    BatchRequest, FileLoad, Idempotency, IngestOutcome, LoadOutcome, Render, TableBatch,
     TableOutcome,
 };
 
@@ -162,7 +162,7 @@ impl Store {
         &self,
         load: FileLoad,
         feed: FileFeed,
-    ) -> Result<FileLoadOutcome, StoreError> {
+    ) -> Result<LoadOutcome, StoreError> {
         on_backend!(self, b => b.load_file(load, feed).await)
     }
 
@@ -202,7 +202,7 @@ impl Store {
     /// Records a new load job, `queued`.
     pub async fn create_job(&self, id: &str, request: &str, now_ms: i64) -> Result<(), StoreError> {
         let st = jobs::insert(self.dialect(), id, request, now_ms);
-        on_backend!(self, b => b.execute_jobs(st).await).map(drop)
+        on_backend!(self, b => b.execute(st).await).map(drop)
     }
 
     /// Takes a job to run (see [`jobs::claim`]); false when it is not this
@@ -215,7 +215,7 @@ impl Store {
         failed_too: bool,
     ) -> Result<bool, StoreError> {
         let st = jobs::claim(self.dialect(), id, now_ms, stale_before_ms, failed_too);
-        Ok(on_backend!(self, b => b.execute_jobs(st).await)? == 1)
+        Ok(on_backend!(self, b => b.execute(st).await)? == 1)
     }
 
     /// A running job's heartbeat, with its reports and progress so far.
@@ -227,7 +227,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let st = jobs::beat(self.dialect(), id, tables, progress, now_ms);
-        on_backend!(self, b => b.execute_jobs(st).await).map(drop)
+        on_backend!(self, b => b.execute(st).await).map(drop)
     }
 
     /// Ends a job, `done` or `failed`.
@@ -240,13 +240,13 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let st = jobs::finish(self.dialect(), id, status, tables, error, now_ms);
-        on_backend!(self, b => b.execute_jobs(st).await).map(drop)
+        on_backend!(self, b => b.execute(st).await).map(drop)
     }
 
     /// A job's row, if there is one with this id.
     pub async fn job(&self, id: &str) -> Result<Option<jobs::JobRecord>, StoreError> {
         let st = jobs::select(self.dialect(), id);
-        let rows = on_backend!(self, b => b.query_jobs(st, jobs::record).await)?;
+        let rows = on_backend!(self, b => b.query(st, jobs::record).await)?;
         Ok(rows.into_iter().next())
     }
 

@@ -23,7 +23,7 @@ pub struct FileLoad {
 
 /// How a file load ended in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileLoadOutcome {
+pub enum LoadOutcome {
     /// Committed: rows, rejections and the history entry.
     Loaded {
         /// Rows inserted.

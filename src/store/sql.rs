@@ -34,6 +34,9 @@ pub struct Statement {
     pub sql: String,
     /// The values of its placeholders, the first one first.
     pub params: Vec<Param>,
+    /// Whether it reads or writes the load jobs, which a backend may keep
+    /// apart (SQLite does, in a database of their own).
+    pub of_jobs: bool,
     dialect: Dialect,
 }
 
@@ -44,6 +47,7 @@ impl Statement {
         Statement {
             sql: String::new(),
             params: Vec::new(),
+            of_jobs: false,
             dialect,
         }
     }

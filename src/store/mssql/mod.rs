@@ -24,7 +24,7 @@ use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed,
     RowSink, StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
@@ -178,11 +178,7 @@ impl Backend for MssqlStore {
         })
     }
 
-    async fn load_file(
-        &self,
-        load: FileLoad,
-        mut feed: FileFeed,
-    ) -> Result<FileLoadOutcome, StoreError> {
+    async fn load_file(&self, load: FileLoad, feed: FileFeed) -> Result<LoadOutcome, StoreError> {
         let mut conn = self.conn().await?;
         let bulk = self.bulk.load(Ordering::Relaxed);
         let result = in_transaction(&mut conn, async |c| {
@@ -192,7 +188,7 @@ impl Backend for MssqlStore {
                 source: load.source.clone(),
                 bulk,
             };
-            super::load::run(&mut target, Dialect::Mssql, &load, &mut feed).await
+            super::load::run(&mut target, Dialect::Mssql, &load, feed).await
         })
         .await;
         if let Err(StoreError::BulkCopyFailed(e)) = &result {

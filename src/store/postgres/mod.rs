@@ -21,7 +21,7 @@ use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Dialect, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed,
     RowSink, StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
@@ -255,17 +255,13 @@ impl Backend for PgStore {
         })
     }
 
-    async fn load_file(
-        &self,
-        load: FileLoad,
-        mut feed: FileFeed,
-    ) -> Result<FileLoadOutcome, StoreError> {
+    async fn load_file(&self, load: FileLoad, feed: FileFeed) -> Result<LoadOutcome, StoreError> {
         // A load is not retried: its rows were consumed. It commits whole or
         // not at all, and running it again is safe.
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let mut target = load::PgLoad::new(&tx, &load);
-        match super::load::run(&mut target, Dialect::Postgres, &load, &mut feed).await? {
+        match super::load::run(&mut target, Dialect::Postgres, &load, feed).await? {
             Done::Commit(outcome) => {
                 target.restore_keys().await?;
                 tx.commit().await?;

@@ -12,7 +12,7 @@ use super::backend::Backend;
 use super::error::Fault;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Field, FileFeed, FileLoad, FileLoadOutcome, IngestOutcome, RestoreFeed, RowSink,
+    BatchRequest, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed, RowSink,
     StoreError, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
@@ -257,8 +257,13 @@ impl SqliteStore {
 }
 
 impl Backend for SqliteStore {
+    /// A statement of the load jobs runs on their own database (see
+    /// `ddl::jobs_sqlite`), others on the writer thread.
     async fn execute(&self, st: Statement) -> Result<u64, StoreError> {
-        self.write(move |c| execute_on(c, &st)).await
+        match st.of_jobs {
+            true => self.on_jobs(move |c| execute_on(c, &st)).await,
+            false => self.write(move |c| execute_on(c, &st)).await,
+        }
     }
 
     async fn query<T: Send + 'static>(
@@ -266,30 +271,17 @@ impl Backend for SqliteStore {
         st: Statement,
         read: Read<T>,
     ) -> Result<Vec<T>, StoreError> {
-        self.read(move |c| query_on(c, &st, read)).await
+        match st.of_jobs {
+            true => self.on_jobs(move |c| query_on(c, &st, read)).await,
+            false => self.read(move |c| query_on(c, &st, read)).await,
+        }
     }
 
-    async fn execute_jobs(&self, st: Statement) -> Result<u64, StoreError> {
-        self.on_jobs(move |c| execute_on(c, &st)).await
-    }
-
-    async fn query_jobs<T: Send + 'static>(
-        &self,
-        st: Statement,
-        read: Read<T>,
-    ) -> Result<Vec<T>, StoreError> {
-        self.on_jobs(move |c| query_on(c, &st, read)).await
-    }
-
-    async fn load_file(
-        &self,
-        load: FileLoad,
-        mut feed: FileFeed,
-    ) -> Result<FileLoadOutcome, StoreError> {
+    async fn load_file(&self, load: FileLoad, feed: FileFeed) -> Result<LoadOutcome, StoreError> {
         let parents_written = load.table.children().next().is_some();
         self.write(move |conn| {
             writer::without_fk_checks(conn, parents_written, |conn| {
-                writer::load_file(conn, &load, &mut feed)
+                writer::load_file(conn, &load, feed)
             })
         })
         .await

@@ -8,8 +8,8 @@
 use super::super::admission::{self, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
-    BatchRest, Chunk, Dialect, Feed, FileFeed, FileLoad, FileLoadOutcome, Idempotency,
-    IngestOutcome, InputRow, Render, StoreError, TableBatch, TableOutcome, ddl,
+    BatchRest, Chunk, Dialect, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome, InputRow,
+    LoadOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -37,8 +37,8 @@ pub(super) fn without_fk_checks<T>(
 pub(super) fn load_file(
     conn: &mut Connection,
     load: &FileLoad,
-    feed: &mut FileFeed,
-) -> Result<FileLoadOutcome, StoreError> {
+    mut feed: FileFeed,
+) -> Result<LoadOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut writer = RowWriter::new(&tx, load.table, &load.source)?;
     loop {
@@ -46,7 +46,7 @@ pub(super) fn load_file(
             Some(Feed::Rows(chunk)) => {
                 writer.write_chunk(&chunk)?;
                 if load.max_rejects.is_some_and(|max| writer.rejected > max) {
-                    return Ok(FileLoadOutcome::Aborted {
+                    return Ok(LoadOutcome::Aborted {
                         rejected: writer.rejected,
                     });
                 }
@@ -58,12 +58,12 @@ pub(super) fn load_file(
                 // two loads of the same content racing each other commit once.
                 let seen = sql::history_has(Dialect::Sqlite, load.table, &summary.sha256);
                 if !load.force && !query_on(&tx, &seen, |_| Ok(()))?.is_empty() {
-                    return Ok(FileLoadOutcome::AlreadyLoaded);
+                    return Ok(LoadOutcome::AlreadyLoaded);
                 }
                 let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
                 tx.commit()?;
-                return Ok(FileLoadOutcome::Loaded { inserted, rejected });
+                return Ok(LoadOutcome::Loaded { inserted, rejected });
             }
             None => return Err(StoreError::FeedInterrupted),
         }
