@@ -260,22 +260,14 @@ mod tests {
 
     #[test]
     fn offsets_are_normalised_to_utc() {
-        assert_eq!(
-            format(parse("2021-07-27T16:02:08+02:00").unwrap()),
-            "2021-07-27T14:02:08Z"
-        );
-        assert_eq!(
-            format(parse("2021-07-27T16:02:08").unwrap()),
-            "2021-07-27T16:02:08Z"
-        );
-        assert_eq!(
-            format(parse("2021-07-27 16:02:08").unwrap()),
-            "2021-07-27T16:02:08Z"
-        );
-        assert_eq!(
-            format(parse("2021-07-27T16:02:08.25Z").unwrap()),
-            "2021-07-27T16:02:08.250Z"
-        );
+        for (text, utc) in [
+            ("2021-07-27T16:02:08+02:00", "2021-07-27T14:02:08Z"),
+            ("2021-07-27T16:02:08", "2021-07-27T16:02:08Z"),
+            ("2021-07-27 16:02:08", "2021-07-27T16:02:08Z"),
+            ("2021-07-27T16:02:08.25Z", "2021-07-27T16:02:08.250Z"),
+        ] {
+            assert_eq!(format(parse(text).unwrap()), utc, "{text}");
+        }
     }
 
     #[test]

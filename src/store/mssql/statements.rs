@@ -15,6 +15,16 @@ pub(super) fn q(ident: &str) -> String {
     Dialect::Mssql.quote(ident)
 }
 
+/// Every column of `table`, quoted, as columns of the alias `alias`.
+fn aliased(table: Table, alias: &str) -> String {
+    let names: Vec<String> = table
+        .columns()
+        .iter()
+        .map(|c| format!("{alias}.{}", q(c.name)))
+        .collect();
+    names.join(", ")
+}
+
 pub(super) fn column_list(table: Table) -> String {
     let names: Vec<String> = table.columns().iter().map(|c| q(c.name)).collect();
     names.join(", ")
@@ -55,18 +65,14 @@ pub(super) fn insert_sql(target: &str, table: Table, rows: usize) -> String {
 /// the commit, so a concurrent writer of the same id waits, then skips it.
 pub(super) fn conflict_insert_sql(table: Table, rows: usize) -> String {
     let cols = column_list(table);
-    let from_values: Vec<String> = table
-        .columns()
-        .iter()
-        .map(|c| format!("v.{}", q(c.name)))
-        .collect();
+    let from_values = aliased(table, "v");
     format!(
         "INSERT INTO {t} ({cols}) OUTPUT inserted.{id}
          SELECT {from} FROM (VALUES {vals}) AS v ({cols})
          WHERE NOT EXISTS (SELECT 1 FROM {t} WITH (UPDLOCK, HOLDLOCK) WHERE {t}.{id} = v.{id})",
         t = q(table.name()),
         id = q("id"),
-        from = from_values.join(", "),
+        from = from_values,
         vals = values(rows, table.columns().len(), 1),
     )
 }
@@ -128,11 +134,7 @@ pub(super) fn apply_stage_sql(table: Table) -> [String; 3] {
         .filter(|(i, _)| *i != Table::PRIMARY_KEY)
         .map(|(_, c)| format!("{n} = s.{n}", n = q(c.name)))
         .collect();
-    let from: Vec<String> = table
-        .columns()
-        .iter()
-        .map(|c| format!("s.{}", q(c.name)))
-        .collect();
+    let from = aliased(table, "s");
     [
         format!(
             "DELETE FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {STAGE} s WHERE s.{id} = {t}.{id})"
@@ -145,7 +147,7 @@ pub(super) fn apply_stage_sql(table: Table) -> [String; 3] {
             "INSERT INTO {t} ({}) SELECT {} FROM {STAGE} s \
              WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = s.{id})",
             column_list(table),
-            from.join(", ")
+            from
         ),
     ]
 }
