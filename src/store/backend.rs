@@ -29,7 +29,7 @@ pub(super) trait Backend {
     async fn query<T: Send + 'static>(
         &self,
         st: Statement,
-        read: Read<T>,
+        read: impl Read<T>,
     ) -> Result<Vec<T>, StoreError>;
 
     /// Loads one file in one transaction (see [`super::Store::load_file`]).

@@ -149,6 +149,20 @@ impl StoreError {
         }
     }
 
+    /// A stored time of `table`'s row `id` that the dictionary does not
+    /// accept (see [`StoreError::TimeOutOfRange`]).
+    pub(super) fn time_out_of_range(table: Table, id: i64, column: &str) -> StoreError {
+        StoreError::BadStoredValue {
+            table,
+            id,
+            message: format!(
+                "{column} is outside years {}..{}",
+                crate::dictionary::datetime::MIN_YEAR,
+                crate::dictionary::datetime::MAX_YEAR
+            ),
+        }
+    }
+
     /// Whether the operation may succeed if run again: the database was
     /// unreachable or lost a race, not refused the data.
     pub fn is_transient(&self) -> bool {

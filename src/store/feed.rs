@@ -80,34 +80,25 @@ impl Chunk {
 
 impl super::BatchRequest {
     /// Moves the rest of the last table (see [`BatchRest`]) into it before
-    /// a server backend's transaction starts, receiving on a blocking
-    /// thread: the server backends say they are never idle, so batches
-    /// normally arrive whole, but a caller may still send the rest.
+    /// a server backend's transaction starts: the server backends say they
+    /// are never idle, so batches normally arrive whole, but a caller may
+    /// still send the rest. (The producer's channel holds every piece of the
+    /// largest batch, so it never waits for this future to be polled.)
     pub(super) async fn collect_rest(&mut self) -> Result<(), StoreError> {
         let Some(mut rest) = self.rest.take() else {
             return Ok(());
         };
-        let more = tokio::task::spawn_blocking(move || {
-            let mut more = Chunk::default();
-            receive_rest(&mut more, &mut rest).map(|()| more)
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+        let mut more = Chunk::default();
+        loop {
+            match rest.recv().await {
+                Some(Feed::Rows(chunk)) => more.append(chunk),
+                Some(Feed::End(())) => break,
+                None => return Err(StoreError::FeedInterrupted),
+            }
+        }
         if let Some(last) = self.tables.last_mut() {
             last.chunk.append(more);
         }
         Ok(())
-    }
-}
-
-/// Receives what is left of a batch's last table (see [`BatchRest`]) and
-/// appends it to `chunk`, on a blocking thread.
-fn receive_rest(chunk: &mut Chunk, rest: &mut BatchRest) -> Result<(), StoreError> {
-    loop {
-        match rest.blocking_recv() {
-            Some(Feed::Rows(more)) => chunk.append(more),
-            Some(Feed::End(())) => return Ok(()),
-            None => return Err(StoreError::FeedInterrupted),
-        }
     }
 }

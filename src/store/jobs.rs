@@ -46,10 +46,6 @@ pub fn record(r: &dyn SqlRow) -> Result<JobRecord, StoreError> {
     })
 }
 
-fn mark(d: Dialect, n: usize) -> String {
-    d.placeholder(n)
-}
-
 fn statement(d: Dialect, sql: String, params: Vec<Param>) -> Statement {
     let mut st = Statement::new(d);
     st.params = params;
@@ -67,10 +63,10 @@ pub fn insert(d: Dialect, id: &str, request: &str, now_ms: i64) -> Statement {
         "INSERT INTO {} (id, status, request, tables, progress, error, created_ms, heartbeat_ms) \
          VALUES ({}, 'queued', {}, '[]', 'null', NULL, {}, {})",
         d.quote(ddl::JOBS),
-        mark(d, 1),
-        mark(d, 2),
-        mark(d, 3),
-        mark(d, 3),
+        d.placeholder(1),
+        d.placeholder(2),
+        d.placeholder(3),
+        d.placeholder(3),
     );
     statement(d, sql, vec![text(id), text(request), Param::Int(now_ms)])
 }
@@ -95,9 +91,9 @@ pub fn claim(
         "UPDATE {} SET status = 'running', heartbeat_ms = {now}, error = NULL \
          WHERE id = {id} AND (status = 'queued' OR (status = 'running' AND heartbeat_ms < {stale}){failed})",
         d.quote(ddl::JOBS),
-        id = mark(d, 1),
-        now = mark(d, 2),
-        stale = mark(d, 3),
+        id = d.placeholder(1),
+        now = d.placeholder(2),
+        stale = d.placeholder(3),
     );
     statement(
         d,
@@ -113,10 +109,10 @@ pub fn beat(d: Dialect, id: &str, tables: &str, progress: &str, now_ms: i64) -> 
         "UPDATE {} SET tables = {}, progress = {}, heartbeat_ms = {} \
          WHERE id = {} AND status = 'running'",
         d.quote(ddl::JOBS),
-        mark(d, 2),
-        mark(d, 3),
-        mark(d, 4),
-        mark(d, 1),
+        d.placeholder(2),
+        d.placeholder(3),
+        d.placeholder(4),
+        d.placeholder(1),
     );
     statement(
         d,
@@ -139,11 +135,11 @@ pub fn finish(
         "UPDATE {} SET status = {}, tables = {}, progress = 'null', error = NULLIF({}, ''), \
          heartbeat_ms = {} WHERE id = {}",
         d.quote(ddl::JOBS),
-        mark(d, 2),
-        mark(d, 3),
-        mark(d, 4),
-        mark(d, 5),
-        mark(d, 1),
+        d.placeholder(2),
+        d.placeholder(3),
+        d.placeholder(4),
+        d.placeholder(5),
+        d.placeholder(1),
     );
     statement(
         d,
@@ -164,7 +160,7 @@ pub fn select(d: Dialect, id: &str) -> Statement {
         "SELECT id, status, request, tables, progress, error, created_ms, heartbeat_ms \
          FROM {} WHERE id = {}",
         d.quote(ddl::JOBS),
-        mark(d, 1),
+        d.placeholder(1),
     );
     statement(d, sql, vec![text(id)])
 }
@@ -185,9 +181,13 @@ mod tests {
             ] {
                 let (sql, params) = (&st.sql, &st.params);
                 for n in 1..=params.len() {
-                    assert!(sql.contains(&mark(d, n)), "{} lacks {n}: {sql}", d.name());
+                    assert!(
+                        sql.contains(&d.placeholder(n)),
+                        "{} lacks {n}: {sql}",
+                        d.name()
+                    );
                 }
-                assert!(!sql.contains(&mark(d, params.len() + 1)), "{sql}");
+                assert!(!sql.contains(&d.placeholder(params.len() + 1)), "{sql}");
             }
         }
         assert!(

@@ -143,7 +143,7 @@ impl Store {
     async fn query<T: Send + 'static>(
         &self,
         st: Statement,
-        read: sql::Read<T>,
+        read: impl sql::Read<T>,
     ) -> Result<Vec<T>, StoreError> {
         on_backend!(self, b => b.query(st, read).await)
     }
@@ -303,11 +303,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
         let st = sql::rows(self.dialect(), table, after_id, limit);
-        let read: sql::Read<Vec<serde_json::Value>> = match table {
-            Table::Departments => |r| row_values(r, Table::Departments),
-            Table::Jobs => |r| row_values(r, Table::Jobs),
-            Table::HiredEmployees => |r| row_values(r, Table::HiredEmployees),
-        };
+        let read = move |r: &dyn sql::SqlRow| row_values(r, table);
         let rows = self.query(st, read).await?;
         Ok(rows
             .into_iter()
@@ -370,15 +366,11 @@ fn row_values(r: &dyn sql::SqlRow, table: Table) -> Result<Vec<serde_json::Value
         .columns()
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            r.value(i, c.ty).map_err(|e| match e {
-                StoreError::TimeOutOfRange => StoreError::BadStoredValue {
-                    table,
-                    id: r.int(0).unwrap_or_default(),
-                    message: format!("{} {}", c.name, e.to_string().replace("a stored time ", "")),
-                },
-                e => e,
-            })
+        .map(|(i, c)| match r.value(i, c.ty) {
+            Err(StoreError::TimeOutOfRange) => {
+                Err(StoreError::time_out_of_range(table, r.int(0)?, c.name))
+            }
+            other => other,
         })
         .collect()
 }

@@ -147,8 +147,11 @@ pub trait SqlRow {
     }
 }
 
-/// Reads one result row into a value.
-pub type Read<T> = fn(&dyn SqlRow) -> Result<T, StoreError>;
+/// Reads one result row into a value (a function, or a closure that knows
+/// more than the row, such as the table it is from).
+pub trait Read<T>: Fn(&dyn SqlRow) -> Result<T, StoreError> + Send + Sync + 'static {}
+
+impl<T, F: Fn(&dyn SqlRow) -> Result<T, StoreError> + Send + Sync + 'static> Read<T> for F {}
 
 /// Whether `table` has a load of this content that committed.
 pub fn history_has(d: Dialect, table: Table, sha256: &str) -> Statement {

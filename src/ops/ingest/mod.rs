@@ -42,7 +42,8 @@ pub fn fingerprint(route: &str, body: &[u8]) -> String {
 const FIRST_PIECE: usize = 100;
 const PIECE: usize = 225;
 /// Pieces waiting for the store: every piece of the largest batch, so that
-/// the parser never waits for the writer.
+/// sending one never waits (a server backend receives them only when the
+/// batch's future is polled again, after the last one is sent).
 const PIECES_QUEUED: usize = MAX_BATCH_ROWS / PIECE + 2;
 
 /// Applies a JSON array of rows for `table` and returns the response body.

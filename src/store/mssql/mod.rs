@@ -31,7 +31,7 @@ use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table};
 use connect::{LogConnectErrors, Manager, Target, parse_url, pool_error};
 use futures::TryStreamExt;
-use statements::{column_list, q};
+use statements::q;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -170,7 +170,7 @@ impl Backend for MssqlStore {
     async fn query<T: Send + 'static>(
         &self,
         st: Statement,
-        read: Read<T>,
+        read: impl Read<T>,
     ) -> Result<Vec<T>, StoreError> {
         retrying!(async {
             let rows = types::query(&mut *self.conn().await?, &st).await?;
@@ -216,7 +216,7 @@ impl Backend for MssqlStore {
         let mut conn = self.conn().await?;
         let sql = format!(
             "SELECT {} FROM {} ORDER BY [id]",
-            column_list(table),
+            Dialect::Mssql.table_columns(table),
             q(table.name())
         );
         // One snapshot: SNAPSHOT isolation where the database allows it
@@ -253,7 +253,7 @@ impl Backend for MssqlStore {
             .await?;
             let locked = format!(
                 "SELECT {} FROM {} WITH (TABLOCK, HOLDLOCK) ORDER BY [id]",
-                column_list(table),
+                Dialect::Mssql.table_columns(table),
                 q(table.name())
             );
             scan_rows(&mut conn, &locked, table, &mut sink).await

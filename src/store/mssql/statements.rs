@@ -25,11 +25,6 @@ fn aliased(table: Table, alias: &str) -> String {
     names.join(", ")
 }
 
-pub(super) fn column_list(table: Table) -> String {
-    let names: Vec<String> = table.columns().iter().map(|c| q(c.name)).collect();
-    names.join(", ")
-}
-
 /// Rows one multi-row statement of `width` columns may carry.
 pub(super) fn rows_per_statement(width: usize) -> usize {
     (MAX_PARAMS / width.max(1)).min(MAX_VALUES_ROWS)
@@ -55,7 +50,7 @@ pub(super) fn insert_sql(target: &str, table: Table, rows: usize) -> String {
     format!(
         "INSERT INTO {} ({}) VALUES {}",
         target,
-        column_list(table),
+        Dialect::Mssql.table_columns(table),
         values(rows, table.columns().len(), 1)
     )
 }
@@ -64,7 +59,7 @@ pub(super) fn insert_sql(target: &str, table: Table, rows: usize) -> String {
 /// inserted. `UPDLOCK, HOLDLOCK` keep the checked key range locked until
 /// the commit, so a concurrent writer of the same id waits, then skips it.
 pub(super) fn conflict_insert_sql(table: Table, rows: usize) -> String {
-    let cols = column_list(table);
+    let cols = Dialect::Mssql.table_columns(table);
     let from_values = aliased(table, "v");
     format!(
         "INSERT INTO {t} ({cols}) OUTPUT inserted.{id}
@@ -146,7 +141,7 @@ pub(super) fn apply_stage_sql(table: Table) -> [String; 3] {
         format!(
             "INSERT INTO {t} ({}) SELECT {} FROM {STAGE} s \
              WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = s.{id})",
-            column_list(table),
+            Dialect::Mssql.table_columns(table),
             from
         ),
     ]

@@ -244,7 +244,7 @@ impl Backend for PgStore {
     async fn query<T: Send + 'static>(
         &self,
         st: Statement,
-        read: Read<T>,
+        read: impl Read<T>,
     ) -> Result<Vec<T>, StoreError> {
         let params = params(&st);
         retrying!(async {
@@ -446,15 +446,7 @@ fn accepted_datetime(table: Table, id: i32, column: &str, ms: i64) -> Result<i64
     if datetime::in_range(ms) {
         return Ok(ms);
     }
-    Err(StoreError::BadStoredValue {
-        table,
-        id: i64::from(id),
-        message: format!(
-            "{column} is outside years {}..{}",
-            datetime::MIN_YEAR,
-            datetime::MAX_YEAR
-        ),
-    })
+    Err(StoreError::time_out_of_range(table, i64::from(id), column))
 }
 
 fn pg_type(ty: ColumnType) -> Type {

@@ -269,7 +269,7 @@ impl Backend for SqliteStore {
     async fn query<T: Send + 'static>(
         &self,
         st: Statement,
-        read: Read<T>,
+        read: impl Read<T>,
     ) -> Result<Vec<T>, StoreError> {
         match st.of_jobs {
             true => self.on_jobs(move |c| query_on(c, &st, read)).await,
