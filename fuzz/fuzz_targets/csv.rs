@@ -23,7 +23,7 @@ mod common;
 use hrmig::csvfile::{CsvRecords, MAX_RAW_KEPT, MAX_RECORD_BYTES, Malformed};
 use hrmig::dictionary::check::check_csv_row;
 use hrmig::dictionary::{Row, Table, Value, datetime};
-use hrmig::ops::ingest::{IngestError, MAX_BATCH_ROWS, parse_csv};
+use hrmig::ops::ingest::{IngestError, MAX_BATCH_ROWS, Syntax, parse_csv};
 use libfuzzer_sys::fuzz_target;
 use std::io::{self, Read};
 
@@ -332,7 +332,7 @@ fn check_body(table: Table, input: &[u8], recs: &[Rec]) -> Vec<Row> {
         return Vec::new();
     }
     let parsed = parsed.expect("1 to 1000 records are a batch");
-    assert!(!parsed.json);
+    assert_eq!(parsed.syntax, Syntax::Csv);
     assert_eq!(parsed.batch.table, table);
     let chunk = &parsed.batch.chunk;
     assert_eq!(chunk.rows.len(), recs.len(), "rows received");

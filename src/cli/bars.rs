@@ -21,6 +21,13 @@ impl Bars {
 }
 
 impl Progress for Bars {
+    /// Only a terminal shows the bars: elsewhere (a pipe, a log file, a
+    /// scheduled job) nothing is drawn, and an operation need not size its
+    /// task (a backup then counts no rows first).
+    fn shown(&self) -> bool {
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+    }
+
     fn start(&self, label: &str, unit: Unit, total: u64) {
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         let template = match unit {
