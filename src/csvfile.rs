@@ -517,12 +517,17 @@ mod tests {
         first
     }
 
+    /// The line numbers of the records read, and the blank lines counted.
+    fn lines(input: &[u8]) -> (Vec<u64>, u64) {
+        let (recs, blank) = read(input);
+        (recs.iter().map(|r| r.line).collect(), blank)
+    }
+
     #[test]
     fn lines_blank_lines_and_terminators() {
-        let (recs, blank) = read(b"\xef\xbb\xbf1,a\r\n\r\n  \n2,b\n\n3,\"x\ny\",z\n4,c");
-        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![1, 4, 6, 8]);
-        assert_eq!(blank, 3);
+        let input = b"\xef\xbb\xbf1,a\r\n\r\n  \n2,b\n\n3,\"x\ny\",z\n4,c";
+        assert_eq!(lines(input), (vec![1, 4, 6, 8], 3));
+        let (recs, _) = read(input);
         assert_eq!(recs[0].fields, vec!["1", "a"]);
         assert_eq!(recs[2].fields, vec!["3", "x\ny", "z"]);
         assert_eq!(recs[2].raw, "3,\"x\ny\",z");
@@ -615,15 +620,11 @@ mod tests {
 
     #[test]
     fn cr_only_and_mixed_line_ends_are_counted() {
-        let (recs, blank) = read(b"1,a\r2,b\r\r3,\"x\ry\"\r4,c\r");
-        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![1, 2, 4, 6]);
-        assert_eq!(blank, 1);
-        assert_eq!(recs[2].fields, vec!["3", "x\ry"]);
-        let (recs, blank) = read(b"1,a\r\n2,b\n3,c\r4,d\r\n\r\n5,e\n\r6,f");
-        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![1, 2, 3, 4, 6, 8]);
-        assert_eq!(blank, 2);
+        let input = b"1,a\r2,b\r\r3,\"x\ry\"\r4,c\r";
+        assert_eq!(lines(input), (vec![1, 2, 4, 6], 1));
+        assert_eq!(read(input).0[2].fields, vec!["3", "x\ry"]);
+        let mixed = b"1,a\r\n2,b\n3,c\r4,d\r\n\r\n5,e\n\r6,f";
+        assert_eq!(lines(mixed), (vec![1, 2, 3, 4, 6, 8], 2));
         // A quoted CRLF is one line end.
         let (recs, _) = read(b"1,\"x\r\ny\"\r\n2,b");
         assert_eq!(recs[1].line, 3);
@@ -639,9 +640,9 @@ mod tests {
         assert_eq!(recs[0].raw, "\u{feff}1,a");
         assert_eq!(recs[0].fields, vec!["\u{feff}1", "a"]);
         assert_eq!(recs[1].line, 2);
-        let (recs, _) = read(b"\xef\xbb\xbf\xef\xbb\xbf\n,\n,");
-        let lines: Vec<u64> = recs.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![1, 2, 3]);
+        let input = b"\xef\xbb\xbf\xef\xbb\xbf\n,\n,";
+        assert_eq!(lines(input).0, vec![1, 2, 3]);
+        let (recs, _) = read(input);
         assert_eq!(recs[0].fields, vec!["\u{feff}"]);
     }
 

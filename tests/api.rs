@@ -747,7 +747,11 @@ async fn api_keys() {
             .json(&json!({}))
             .send()
     };
-    for path in ["/api/backups", "/api/tables/jobs/restore"] {
+    for path in [
+        "/api/backups",
+        "/api/backups/prune",
+        "/api/tables/jobs/restore",
+    ] {
         assert_eq!(
             post(path, "user-key-123").await.unwrap().status(),
             StatusCode::FORBIDDEN,
@@ -892,6 +896,69 @@ async fn backups_are_listed_verified_and_restored_over_http() {
         (Some(backup.as_str()), Some(20))
     );
     assert_eq!(app.count("hired_employees").await, 20);
+}
+
+/// The names of the complete backups of hired_employees, oldest first.
+async fn listed(app: &FreshApp) -> Vec<String> {
+    let all = app.get_json("/api/backups?table=hired_employees").await;
+    all.as_array().unwrap().iter().map(name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_pruned_over_http_and_bad_retentions_are_400() {
+    let app = FreshApp::spawn().await;
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(name(&backed_up(&app).await));
+    }
+    assert_eq!(listed(&app).await, made);
+    for (body, expect) in [
+        (json!({}), "missing field `keep`"),
+        (json!(null), "the body must be a JSON object"),
+        (
+            json!({"keep": 1, "older_than_days": 36501}),
+            "0 to 36500 days",
+        ),
+        (json!({"keep": 0}), "keep must be 1 or more"),
+        (json!({"keep": 1, "tables": ["nope"]}), "nope"),
+        (
+            json!({"keep": 1, "older_than_days": -1}),
+            "invalid JSON body",
+        ),
+        (json!({"keep": 1, "extra": true}), "unknown field"),
+    ] {
+        let r = app.post_json("/api/backups/prune", &body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(expect), "{body}: {text}");
+    }
+    assert_eq!(listed(&app).await, made, "a refused prune removes nothing");
+    // An age none of them has reached: nothing goes.
+    let r = app
+        .post_json(
+            "/api/backups/prune",
+            &json!({"keep": 1, "older_than_days": 30, "tables": ["hired_employees"]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pruned: Value = r.json().await.unwrap();
+    assert_eq!(pruned[0]["removed"], json!([]));
+    assert_eq!(pruned[0]["kept"], 3);
+    let r = app
+        .post_json("/api/backups/prune", &json!({"keep": 1}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let pruned: Value = r.json().await.unwrap();
+    let tables: Vec<&str> = pruned
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["departments", "jobs", "hired_employees"]);
+    assert_eq!(pruned[2]["removed"], json!(made[..2]));
+    assert_eq!(pruned[2]["kept"], 1);
+    assert_eq!(listed(&app).await, made[2..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1144,6 +1211,7 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
         "GET /api/reports/departments-above-mean",
         "POST /api/backups",
         "GET /api/backups",
+        "POST /api/backups/prune",
         "POST /api/tables/{table}/restore",
         "POST /api/tables/{table}/verify",
     ];

@@ -11,7 +11,7 @@ mod common {
 
 use common::env::TestEnv;
 use hrmig::dictionary::Table;
-use hrmig::ops::backup::{self, BackupError, BackupName, Codec, Manifest};
+use hrmig::ops::backup::{self, BackupError, BackupName, Codec, Manifest, Retention};
 use hrmig::ops::sample::{self, GenOptions};
 use hrmig::ops::{Progress, Quiet};
 use hrmig::storage::Storage;
@@ -577,6 +577,115 @@ async fn backup_names_from_users_are_strict() {
         Err(BackupError::NotFound(m)) => assert!(m.contains("of departments, not of jobs"), "{m}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Names of the complete backups of `table`, oldest first.
+async fn listed(env: &Env, table: Table) -> Vec<String> {
+    let all = backup::list(&env.storage, table).await.unwrap();
+    all.into_iter().map(|m| m.backup).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_keeps_the_newest_and_removes_the_rest_manifest_and_file() {
+    let env = Env::generated(10).await;
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        made.push(env.backup(Table::Jobs, Codec::DEFAULT).await);
+    }
+    let other = env.backup(Table::Departments, Codec::DEFAULT).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let keep_two = Retention::new(2, None).unwrap();
+    let pruned = backup::prune(&env.storage, Table::Jobs, keep_two, now)
+        .await
+        .unwrap();
+    let removed: Vec<&str> = made[..2].iter().map(|m| m.backup.as_str()).collect();
+    assert_eq!(pruned.removed, removed);
+    assert_eq!(pruned.kept, 2);
+    for m in &made[..2] {
+        assert!(!env.file(m).exists(), "{}", m.backup);
+        assert!(!env.manifest_file(m).exists(), "{}", m.backup);
+    }
+    for m in &made[2..] {
+        assert!(env.file(m).exists() && env.manifest_file(m).exists());
+    }
+    let kept: Vec<String> = made[2..].iter().map(|m| m.backup.clone()).collect();
+    assert_eq!(listed(&env, Table::Jobs).await, kept);
+    // Another table's backups are its own.
+    assert_eq!(listed(&env, Table::Departments).await, vec![other.backup]);
+    // Again: nothing more to remove.
+    let again = backup::prune(&env.storage, Table::Jobs, keep_two, now)
+        .await
+        .unwrap();
+    assert!(again.removed.is_empty());
+    assert_eq!(again.kept, 2);
+    // keep 1 leaves the newest, which still restores.
+    let keep_one = Retention::new(1, None).unwrap();
+    backup::prune(&env.storage, Table::Jobs, keep_one, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(&env, Table::Jobs).await,
+        vec![made[3].backup.clone()]
+    );
+    assert_eq!(
+        env.restore(Table::Jobs, &made[3].backup).await.unwrap(),
+        made[3].rows
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_with_an_age_removes_only_backups_older_than_it() {
+    let env = Env::generated(10).await;
+    for _ in 0..3 {
+        env.backup(Table::Jobs, Codec::DEFAULT).await;
+    }
+    let all = listed(&env, Table::Jobs).await;
+    let thirty_days = Retention::new(1, Some(30)).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = backup::prune(&env.storage, Table::Jobs, thirty_days, now)
+        .await
+        .unwrap();
+    assert!(today.removed.is_empty(), "{:?}", today.removed);
+    assert_eq!(listed(&env, Table::Jobs).await, all);
+    // Thirty-one days on, the two older ones are past the age; the newest
+    // stays whatever its age.
+    let later = now + 31 * 86_400_000;
+    let then = backup::prune(&env.storage, Table::Jobs, thirty_days, later)
+        .await
+        .unwrap();
+    assert_eq!(then.removed, all[..2]);
+    assert_eq!(listed(&env, Table::Jobs).await, all[2..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_refuses_keep_0_and_passes_over_a_half_removed_backup() {
+    for (keep, days) in [(0, None), (0, Some(30)), (1, Some(36_501))] {
+        assert!(
+            matches!(
+                Retention::new(keep, days),
+                Err(BackupError::BadRetention(_))
+            ),
+            "{keep} {days:?}"
+        );
+    }
+    assert!(Retention::new(1, Some(36_500)).is_ok());
+    let env = Env::generated(10).await;
+    let first = env.backup(Table::Jobs, Codec::DEFAULT).await;
+    let second = env.backup(Table::Jobs, Codec::DEFAULT).await;
+    let third = env.backup(Table::Jobs, Codec::DEFAULT).await;
+    // A prune cut short after the manifest went: the file alone is not a
+    // backup, is not listed, and is not counted among those kept.
+    std::fs::remove_file(env.manifest_file(&first)).unwrap();
+    // A backup whose file is gone is removed all the same.
+    std::fs::remove_file(env.file(&second)).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let keep_one = Retention::new(1, None).unwrap();
+    let pruned = backup::prune(&env.storage, Table::Jobs, keep_one, now)
+        .await
+        .unwrap();
+    assert_eq!(pruned.removed, vec![second.backup.clone()]);
+    assert!(!env.manifest_file(&second).exists());
+    assert_eq!(listed(&env, Table::Jobs).await, vec![third.backup]);
 }
 
 /// Python's fastavro, an independent Avro reader, reads every row and the

@@ -656,3 +656,60 @@ fn a_missing_load_folder_is_named_and_not_created() {
     );
     assert!(!dir.path().join("no").exists(), "the folder was created");
 }
+
+#[test]
+fn backups_prune_keeps_the_newest_and_refuses_keep_0() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let o = hrmig(dir.path(), &["backup", "jobs", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let names = |dir: &Path| {
+        let o = hrmig(dir, &["backups", "jobs", "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+        all.iter()
+            .map(|m| m["backup"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let before = names(dir.path());
+    assert_eq!(before.len(), 3);
+    // Refused, with nothing removed: keep 0, a table that does not exist,
+    // no --keep at all.
+    for (args, expect) in [
+        (
+            &["backups", "prune", "--keep", "0"][..],
+            "keep must be 1 or more",
+        ),
+        (
+            &["backups", "prune", "nope", "--keep", "1"][..],
+            "invalid value 'nope'",
+        ),
+        (&["backups", "prune"][..], "--keep"),
+    ] {
+        let o = hrmig(dir.path(), args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(expect), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(names(dir.path()), before);
+    let o = hrmig(dir.path(), &["backups", "prune", "jobs", "--keep", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!(
+            "jobs: removed {}, {}, 1 kept",
+            before[0], before[1]
+        )),
+        "{text}"
+    );
+    assert_eq!(names(dir.path()), before[2..]);
+    let o = hrmig(dir.path(), &["backups", "prune", "--keep", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|p| p["removed"] == serde_json::json!([])));
+    assert_eq!(lines[1]["kept"], 1);
+}

@@ -54,7 +54,7 @@ pub(super) enum Command {
     Rejections(RejectionsArgs),
     /// Back up tables to Avro files under <storage>/backups/<table>/.
     Backup(BackupArgs),
-    /// List complete backups, oldest first.
+    /// List complete backups, oldest first (`backups prune`: remove older ones).
     Backups(BackupsArgs),
     /// Check a backup (manifest, checksum, schema, every row) without touching the database.
     Verify(BackupChoiceArgs),
@@ -154,10 +154,35 @@ pub(super) struct BackupArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(super) struct BackupsArgs {
     /// Only this table's.
     pub table: Option<Table>,
     /// JSON (the manifests) instead of a text table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: Option<BackupsAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum BackupsAction {
+    /// Remove older complete backups of each table, manifest first; the
+    /// newest is never removed.
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub(super) struct PruneArgs {
+    /// Tables whose backups to prune (default: all).
+    pub tables: Vec<Table>,
+    /// How many of the newest complete backups of each table to keep (1 or more).
+    #[arg(long)]
+    pub keep: u64,
+    /// Only remove backups taken more than this many days ago (0 to 36500).
+    #[arg(long, value_name = "DAYS")]
+    pub older_than: Option<u64>,
+    /// One JSON object per table instead of text.
     #[arg(long)]
     pub json: bool,
 }

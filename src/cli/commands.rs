@@ -2,12 +2,12 @@
 //! print its report, and say how the process should exit.
 
 use super::args::{
-    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, RejectionsArgs,
-    Report, ReportArgs, SchemaArgs, ServeArgs,
+    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, PruneArgs,
+    RejectionsArgs, Report, ReportArgs, SchemaArgs, ServeArgs,
 };
 use super::print;
 use crate::dictionary::Table;
-use crate::ops::backup;
+use crate::ops::backup::{self, Retention};
 use crate::ops::load::{self, LoadRequest, LoadStatus};
 use crate::ops::sample::{self, GenOptions};
 use crate::storage::Storage;
@@ -156,6 +156,17 @@ pub(super) async fn list_backups(cli: &Cli, args: &BackupsArgs) -> Result<ExitCo
         all.extend(backup::list(&storage, t).await?);
     }
     print::backups(&all, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn prune_backups(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
+    let storage = Storage::open(&cli.storage)?;
+    let retention = Retention::new(args.keep, args.older_than)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for table in or_all(&args.tables) {
+        let pruned = backup::prune(&storage, table, retention, now).await?;
+        print::pruned(&pruned, args.json)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,7 +10,7 @@ mod commands;
 mod print;
 
 use anyhow::Result;
-use args::{Cli, Command};
+use args::{BackupsAction, Cli, Command};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -54,7 +54,10 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Demo(args) => commands::demo(cli, args).await,
         Command::Serve(args) => commands::serve(cli, args).await,
         Command::Backup(args) => commands::backup(cli, args).await,
-        Command::Backups(args) => commands::list_backups(cli, args).await,
+        Command::Backups(args) => match &args.action {
+            None => commands::list_backups(cli, args).await,
+            Some(BackupsAction::Prune(prune)) => commands::prune_backups(cli, prune).await,
+        },
         Command::Verify(args) => commands::verify(cli, args).await,
         Command::Restore(args) => commands::restore(cli, args).await,
         Command::Report(args) => commands::report(cli, args).await,

@@ -2,7 +2,7 @@
 //! or JSON on standard output.
 
 use super::args::Format;
-use crate::ops::backup::{Manifest, Restored, Verification};
+use crate::ops::backup::{Manifest, Pruned, Restored, Verification};
 use crate::ops::load::LoadReport;
 use crate::store::{DepartmentHires, QuarterRow, Rejection};
 use anyhow::Result;
@@ -41,6 +41,22 @@ fn json_lines<T: serde::Serialize>(items: &[T]) -> Result<()> {
     for item in items {
         serde_json::to_writer(&mut out, item)?;
         writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// One result: a JSON line, or the line `text` makes of it (none: nothing
+/// to say beyond the exit status).
+fn one<T: serde::Serialize>(
+    item: &T,
+    json: bool,
+    text: impl FnOnce(&T) -> Option<String>,
+) -> Result<()> {
+    if json {
+        return json_lines(std::slice::from_ref(item));
+    }
+    if let Some(line) = text(item) {
+        writeln!(std::io::stdout().lock(), "{line}")?;
     }
     Ok(())
 }
@@ -180,19 +196,13 @@ pub(super) fn departments_above_mean(rows: &[DepartmentHires], format: Format) -
 
 /// A backup just made.
 pub(super) fn manifest(m: &Manifest, json: bool) -> Result<()> {
-    if json {
-        return json_lines(std::slice::from_ref(m));
-    }
-    writeln!(
-        std::io::stdout().lock(),
-        "{:<16} {:<42} {:>10} rows {:>12} bytes  {}",
-        m.table.name(),
-        m.backup,
-        m.rows,
-        m.bytes,
-        m.codec.name()
-    )?;
-    Ok(())
+    one(m, json, |m| {
+        let (table, codec) = (m.table.name(), m.codec.name());
+        let (backup, rows, bytes) = (&m.backup, m.rows, m.bytes);
+        Some(format!(
+            "{table:<16} {backup:<42} {rows:>10} rows {bytes:>12} bytes  {codec}"
+        ))
+    })
 }
 
 /// The backups there are.
@@ -225,31 +235,24 @@ pub(super) fn backups(all: &[Manifest], json: bool) -> Result<()> {
 
 /// A verdict; the text of a damaged backup is the caller's error message.
 pub(super) fn verification(v: &Verification, json: bool) -> Result<()> {
-    if json {
-        return json_lines(std::slice::from_ref(v));
-    }
-    if v.ok {
-        writeln!(
-            std::io::stdout().lock(),
-            "{} {}: ok, {} rows",
-            v.table.name(),
-            v.backup,
-            v.rows
-        )?;
-    }
-    Ok(())
+    one(v, json, |v| {
+        v.ok.then(|| format!("{} {}: ok, {} rows", v.table.name(), v.backup, v.rows))
+    })
 }
 
 pub(super) fn restored(r: &Restored, json: bool) -> Result<()> {
-    if json {
-        return json_lines(std::slice::from_ref(r));
-    }
-    writeln!(
-        std::io::stdout().lock(),
-        "{}: restored {} rows from {}",
-        r.table.name(),
-        r.rows,
-        r.backup
-    )?;
-    Ok(())
+    one(r, json, |r| {
+        let (table, rows, backup) = (r.table.name(), r.rows, &r.backup);
+        Some(format!("{table}: restored {rows} rows from {backup}"))
+    })
+}
+
+pub(super) fn pruned(p: &Pruned, json: bool) -> Result<()> {
+    one(p, json, |p| {
+        let (table, kept) = (p.table.name(), p.kept);
+        Some(match p.removed.as_slice() {
+            [] => format!("{table}: nothing to prune, {kept} kept"),
+            removed => format!("{table}: removed {}, {kept} kept", removed.join(", ")),
+        })
+    })
 }

@@ -52,127 +52,104 @@ pub mod documented {
         UnknownTable: 404, "Unknown table";
         NoSuchBackup: 404, "Unknown table or backup";
         NoSuchJob: 404, "No such job";
+        TooManyRows: 413, "More than 1000 rows or body too large";
+        WouldOrphanRows: 409, "Would break a foreign key; table unchanged";
         KeyReused: 422, "Idempotency-Key reused with another body";
+        BackupDamaged: 422, "The backup is damaged; table unchanged";
         DatabaseUnavailable: 503, "Database unavailable";
     }
 }
 
-/// An error of the HTTP door.
-#[derive(Debug)]
+/// An error of the HTTP door. Its text is the message the client gets:
+/// a 5xx's cause goes to the log only ([`ApiError::cause`]).
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400 with a message for the client.
+    #[error("{0}")]
     BadRequest(String),
     /// 401; the body never says which part was wrong.
+    #[error("missing or invalid API key")]
     Unauthorized,
     /// 403: the route needs the admin key.
+    #[error("this operation needs the admin key")]
     Forbidden,
     /// 404.
+    #[error("{0}")]
     NotFound(String),
     /// 413.
+    #[error("{0}")]
     TooLarge(String),
     /// 415.
+    #[error("{0}")]
     UnsupportedMediaType(String),
     /// 422: an idempotency key reused with another body.
+    #[error("the Idempotency-Key was already used with a different request")]
     KeyReused,
     /// 409: the request conflicts with the database's rules (a restore that
     /// would break a foreign key).
+    #[error("{0}")]
     Conflict(String),
     /// 422: a backup that failed verification.
+    #[error("{0}")]
     Damaged(String),
     /// 408: the request body made no progress within the body timeout; the
     /// connection is closed, since the rest of the body may still come.
+    #[error("the request body made no progress in time; nothing was changed")]
     RequestTimeout,
     /// 429: the client's key (or address) is over its rate; retry after
     /// this many seconds.
+    #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {
         /// When the next request would pass.
         retry_after_secs: u64,
     },
     /// 503: the server is serving as many requests as it may at once.
+    #[error("the server is serving as many requests as it can; retry shortly")]
     Overloaded,
     /// 503: the database cannot be reached; the cause goes to the log only.
+    #[error("the database is unavailable; retry later")]
     Unavailable(String),
     /// 503 (`database_unavailable` too): the database answers but takes no
     /// writes (disk full or failing, read-only); nothing was changed. The
     /// cause goes to the log only.
+    #[error(
+        "the database takes no writes now (disk full or read-only); nothing was changed; retry later"
+    )]
     CannotWrite(String),
     /// 503: the storage (blob service or disk) failed or cannot be reached;
     /// nothing was changed. The cause goes to the log only.
+    #[error("the storage is unavailable; nothing was changed; retry later")]
     StorageUnavailable(String),
     /// 500; the cause goes to the log only.
+    #[error("internal error; see the server log")]
     Internal(String),
 }
 
 impl ApiError {
-    /// The status, the stable code and the message for the client.
-    fn answer(&self) -> (StatusCode, &'static str, String) {
+    /// The status and the stable code.
+    fn status(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m.clone()),
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or invalid API key".to_owned(),
-            ),
-            ApiError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this operation needs the admin key".to_owned(),
-            ),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
-            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.clone()),
-            ApiError::UnsupportedMediaType(m) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                m.clone(),
-            ),
-            ApiError::KeyReused => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "the Idempotency-Key was already used with a different request".to_owned(),
-            ),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
-            ApiError::Damaged(m) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "backup_damaged",
-                m.clone(),
-            ),
-            ApiError::RequestTimeout => (
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "the request body made no progress in time; nothing was changed".to_owned(),
-            ),
-            ApiError::RateLimited { retry_after_secs } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests; retry in {retry_after_secs} s"),
-            ),
-            ApiError::Overloaded => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "the server is serving as many requests as it can; retry shortly".to_owned(),
-            ),
-            ApiError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database is unavailable; retry later".to_owned(),
-            ),
-            ApiError::CannotWrite(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                "the database takes no writes now (disk full or read-only); nothing was \
-                 changed; retry later"
-                    .to_owned(),
-            ),
-            ApiError::StorageUnavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                "the storage is unavailable; nothing was changed; retry later".to_owned(),
-            ),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; see the server log".to_owned(),
-            ),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::KeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Damaged(_) => (StatusCode::UNPROCESSABLE_ENTITY, "backup_damaged"),
+            ApiError::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::Unavailable(_) | ApiError::CannotWrite(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            ApiError::StorageUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
@@ -225,7 +202,8 @@ impl ErrorCause {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = self.answer();
+        let (status, code) = self.status();
+        let message = self.to_string();
         let retry_after = self.retry_after_secs();
         // The rest of a stalled body may still come: the connection cannot
         // carry another request.
@@ -297,7 +275,9 @@ impl From<LoadError> for ApiError {
 impl From<BackupError> for ApiError {
     fn from(e: BackupError) -> Self {
         match e {
-            BackupError::BadName(_) => ApiError::BadRequest(e.to_string()),
+            BackupError::BadName(_) | BackupError::BadRetention(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
             BackupError::NotFound(m) => ApiError::NotFound(m),
             BackupError::Damaged { .. } => ApiError::Damaged(e.to_string()),
             BackupError::Refused { .. } => ApiError::Conflict(e.to_string()),

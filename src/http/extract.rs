@@ -6,10 +6,12 @@
 use super::app::MAX_BODY_BYTES;
 use super::error::ApiError;
 use crate::dictionary::Table;
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use serde::Deserialize;
 
 /// The `{table}` of a route's path: an unknown one is a resource that is
 /// not there (404), answered before the rest of the request is read.
@@ -32,29 +34,121 @@ pub(super) fn query_table(name: &str) -> Result<Table, ApiError> {
     Table::parse(name).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// The tables a request body names (none: an empty list); an unknown name
-/// is the client's error (400), not a missing route.
-pub(super) fn tables_in_body(names: Option<&[String]>) -> Result<Vec<Table>, ApiError> {
-    names
-        .unwrap_or_default()
-        .iter()
-        .map(|t| query_table(t))
-        .collect()
+/// The tables a request body names, as the client wrote them (absent or
+/// `null`: none): checked by [`TableList::tables`], so that an unknown
+/// name is the client's error (400) in the API's words, not serde's.
+#[derive(serde::Deserialize, Default, utoipa::ToSchema)]
+#[schema(value_type = Option<Vec<Table>>)]
+pub(super) struct TableList(Option<Vec<String>>);
+
+impl TableList {
+    /// The tables named (none: an empty list).
+    pub(super) fn tables(&self) -> Result<Vec<Table>, ApiError> {
+        self.0.iter().flatten().map(|t| query_table(t)).collect()
+    }
+
+    /// The tables named, or every table (parents first) when none is.
+    pub(super) fn or_all(&self) -> Result<Vec<Table>, ApiError> {
+        let tables = self.tables()?;
+        Ok(if tables.is_empty() {
+            Table::ALL.to_vec()
+        } else {
+            tables
+        })
+    }
 }
 
 /// An optional JSON body: empty means the defaults; otherwise a JSON
 /// object (serde would also take a struct as an array of its fields).
-pub(super) fn optional_body<T: Default + serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> Result<T, ApiError> {
+pub(super) struct OptionalJson<T>(pub T);
+
+/// A JSON object body that must be there.
+pub(super) struct JsonObject<T>(pub T);
+
+/// The body as a JSON object, `None` when it is empty; anything else is
+/// refused with "the body must be `expected`".
+async fn object_body<S, T>(req: Request, state: &S, expected: &str) -> Result<Option<T>, ApiError>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    let body = Bytes::from_request(req, state).await?;
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => Ok(T::default()),
-        Some(b'{') => serde_json::from_slice(body)
+        None => Ok(None),
+        Some(b'{') => serde_json::from_slice(&body)
+            .map(Some)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}"))),
-        Some(_) => Err(ApiError::BadRequest(
-            "the body must be a JSON object (or empty, for the defaults)".into(),
-        )),
+        Some(_) => Err(ApiError::BadRequest(format!("the body must be {expected}"))),
     }
+}
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: Default + serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<OptionalJson<T>, ApiError> {
+        let expected = "a JSON object (or empty, for the defaults)";
+        let body = object_body(req, state, expected).await?;
+        Ok(OptionalJson(body.unwrap_or_default()))
+    }
+}
+
+impl<S, T> FromRequest<S> for JsonObject<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<JsonObject<T>, ApiError> {
+        match object_body(req, state, "a JSON object").await? {
+            Some(body) => Ok(JsonObject(body)),
+            None => Err(ApiError::BadRequest(
+                "the body must be a JSON object".into(),
+            )),
+        }
+    }
+}
+
+/// The `{id}` of a load job's path.
+pub(super) struct JobPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<JobPath, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state).await?;
+        Ok(JobPath(id))
+    }
+}
+
+/// A count that JSON may write as `5` or `5.0`: JSON Schema's `integer`
+/// is any number without a fractional part, and the document says
+/// `integer`.
+pub(super) fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    use serde::de::Error;
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(n) = n.as_u64() {
+        return Ok(n);
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(64) => Ok(f as u64),
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number of 0 or more, not {n}"
+        ))),
+    }
+}
+
+/// [`whole_number`], or nothing (absent or `null`).
+pub(super) fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_number")] u64);
+    Ok(Option::<Whole>::deserialize(d)?.map(|w| w.0))
 }
 
 /// A page's `limit`: 1 to 1000, `default` when absent.

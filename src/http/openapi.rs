@@ -39,6 +39,7 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
         reports::departments_above_mean,
         backups::post_backups,
         backups::get_backups,
+        backups::prune,
         backups::restore,
         backups::verify
     ),

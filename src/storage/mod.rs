@@ -20,7 +20,7 @@ mod upload;
 
 pub use error::StorageError;
 pub use upload::Upload;
-use upload::{Writing, create_new};
+use upload::{BlobBlocks, LocalFile, Writing, create_new};
 
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
@@ -197,13 +197,13 @@ impl Storage {
     /// write from a blocking thread.
     pub fn create(&self, name: &str) -> Result<Upload, StorageError> {
         let Some(dir) = self.local_root.as_ref() else {
-            return Ok(Upload(Writing::Remote {
+            return Ok(Upload(Writing::Remote(BlobBlocks {
                 store: self.store.clone(),
                 path: self.checked_path(name)?,
                 location: self.describe(name),
                 runtime: tokio::runtime::Handle::current(),
                 parts: None,
-            }));
+            })));
         };
         let target = name.split('/').filter(|p| !p.is_empty()).try_fold(
             dir.clone(),
@@ -228,12 +228,12 @@ impl Storage {
             .create_new(true)
             .open(&temp)
             .map_err(|e| StorageError::Io(temp.display().to_string(), e))?;
-        Ok(Upload(Writing::Local {
+        Ok(Upload(Writing::Local(LocalFile {
             file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)),
             temp,
             target,
             folder,
-        }))
+        })))
     }
 
     /// Writes a small object whole under `name`, which must not exist yet.

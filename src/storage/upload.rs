@@ -4,6 +4,7 @@
 use super::StorageError;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use std::io::Write;
 use std::sync::Arc;
 
 /// Size of the blocks of a blob upload: 50,000 blocks (Azure's limit) of
@@ -18,140 +19,153 @@ const PARTS_IN_FLIGHT: usize = 2;
 pub struct Upload(pub(super) Writing);
 
 pub(super) enum Writing {
-    /// A temporary file beside its final name.
-    Local {
-        file: Option<std::io::BufWriter<std::fs::File>>,
-        temp: std::path::PathBuf,
-        target: std::path::PathBuf,
-        folder: std::path::PathBuf,
-    },
-    /// Uncommitted blocks of a blob: started by the first write, committed
-    /// by `commit`, abandoned otherwise (the service discards them).
-    Remote {
-        store: Arc<dyn ObjectStore>,
-        path: ObjectPath,
-        location: String,
-        runtime: tokio::runtime::Handle,
-        parts: Option<WriteMultipart>,
-    },
+    Local(LocalFile),
+    Remote(BlobBlocks),
+}
+
+/// A temporary file beside its final name.
+pub(super) struct LocalFile {
+    pub(super) file: Option<std::io::BufWriter<std::fs::File>>,
+    pub(super) temp: std::path::PathBuf,
+    pub(super) target: std::path::PathBuf,
+    pub(super) folder: std::path::PathBuf,
+}
+
+/// Uncommitted blocks of a blob: started by the first write, committed by
+/// `commit`, abandoned otherwise (the service discards them).
+pub(super) struct BlobBlocks {
+    pub(super) store: Arc<dyn ObjectStore>,
+    pub(super) path: ObjectPath,
+    pub(super) location: String,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) parts: Option<WriteMultipart>,
 }
 
 impl std::io::Write for Upload {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &mut self.0 {
-            Writing::Local { file, temp, .. } => match file.as_mut() {
-                Some(f) => f.write(buf).map_err(|e| local_failure(temp, e)),
-                None => Err(std::io::Error::other("upload already finished")),
-            },
-            Writing::Remote {
-                store,
-                path,
-                location,
-                runtime,
-                parts,
-            } => {
-                let failed = |source| {
-                    std::io::Error::other(StorageError::Backend {
-                        location: location.clone(),
-                        error: source,
-                    })
-                };
-                let writer = match parts {
-                    Some(w) => w,
-                    None => {
-                        let started = runtime
-                            .block_on(store.put_multipart(path))
-                            .map_err(failed)?;
-                        parts.insert(WriteMultipart::new_with_chunk_size(started, PART_BYTES))
-                    }
-                };
-                // Back-pressure: at most PARTS_IN_FLIGHT blocks uploading;
-                // a failed block surfaces here.
-                runtime
-                    .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT))
-                    .map_err(failed)?;
-                writer.write(buf);
-                Ok(buf.len())
-            }
+            Writing::Local(local) => local.write(buf),
+            Writing::Remote(blob) => blob.write(buf),
         }
     }
+
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.0 {
-            Writing::Local {
-                file: Some(f),
-                temp,
-                ..
-            } => f.flush().map_err(|e| local_failure(temp, e)),
-            _ => Ok(()),
+            Writing::Local(local) => local.flush(),
+            // Blocks go up as they fill; `commit` sends the rest.
+            Writing::Remote(_) => Ok(()),
         }
     }
-}
-
-/// A write to a local file as an I/O error carrying the [`StorageError`]
-/// (see [`StorageError::from_io`]), so that a full disk reads as one.
-fn local_failure(temp: &std::path::Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::other(StorageError::Io(temp.display().to_string(), e))
 }
 
 impl Upload {
-    /// Makes the object appear under its name, complete.
-    ///
-    /// Locally: the data is synced to disk, then linked to the final name
-    /// (which must not exist yet), then the folder is synced. In a blob
-    /// container: the name is checked to be free, then the block list is
-    /// committed. Call from a blocking thread.
+    /// Makes the object appear under its name, complete. Call from a
+    /// blocking thread.
     pub fn commit(mut self) -> Result<(), StorageError> {
         match &mut self.0 {
-            Writing::Local {
-                file,
-                temp,
-                target,
-                folder,
-            } => {
-                let io =
-                    |path: &std::path::Path, e| StorageError::Io(path.display().to_string(), e);
-                let file = file
-                    .take()
-                    .ok_or_else(|| io(temp, std::io::Error::other("upload already finished")))?;
-                let file = file.into_inner().map_err(|e| io(temp, e.into_error()))?;
-                file.sync_all().map_err(|e| io(temp, e))?;
-                drop(file);
-                std::fs::hard_link(&temp, &target).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => {
-                        StorageError::Exists(target.display().to_string())
-                    }
-                    _ => io(target, e),
-                })?;
-                let _ = std::fs::remove_file(&temp);
-                std::fs::File::open(&folder)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io(folder, e))
-            }
-            Writing::Remote {
-                store,
-                path,
-                location,
-                runtime,
-                parts,
-            } => {
-                let failed = |source| StorageError::Backend {
-                    location: location.clone(),
-                    error: source,
-                };
-                let parts = parts.take();
-                runtime.block_on(async {
-                    match store.head(path).await {
-                        Ok(_) => return Err(StorageError::Exists(location.clone())),
-                        Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(failed(e)),
-                    }
-                    match parts {
-                        Some(w) => w.finish().await.map(drop).map_err(failed),
-                        None => create_new(store.as_ref(), path, location, PutPayload::new()).await,
-                    }
-                })
-            }
+            Writing::Local(local) => local.commit(),
+            Writing::Remote(blob) => blob.commit(),
         }
+    }
+}
+
+impl LocalFile {
+    fn file(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("upload already finished"))
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.file()?.write(buf);
+        written.map_err(|e| self.failure(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.file.as_mut().map(|f| f.flush()) {
+            Some(Err(e)) => Err(self.failure(e)),
+            Some(Ok(())) | None => Ok(()),
+        }
+    }
+
+    /// A write to the file as an I/O error carrying the [`StorageError`]
+    /// (see [`StorageError::from_io`]), so that a full disk reads as one.
+    fn failure(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::other(StorageError::Io(self.temp.display().to_string(), e))
+    }
+
+    /// The data is synced to disk, then linked to the final name (which
+    /// must not exist yet), then the folder is synced.
+    fn commit(&mut self) -> Result<(), StorageError> {
+        let io = |path: &std::path::Path, e| StorageError::Io(path.display().to_string(), e);
+        let (temp, target) = (&self.temp, &self.target);
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io(temp, std::io::Error::other("upload already finished")))?;
+        let file = file.into_inner().map_err(|e| io(temp, e.into_error()))?;
+        file.sync_all().map_err(|e| io(temp, e))?;
+        drop(file);
+        std::fs::hard_link(temp, target).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => StorageError::Exists(target.display().to_string()),
+            _ => io(target, e),
+        })?;
+        let _ = std::fs::remove_file(temp);
+        std::fs::File::open(&self.folder)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(&self.folder, e))
+    }
+}
+
+impl BlobBlocks {
+    fn failed(&self, error: object_store::Error) -> StorageError {
+        StorageError::Backend {
+            location: self.location.clone(),
+            error,
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let writer = match self.parts.take() {
+            Some(w) => w,
+            None => {
+                let started = self.runtime.block_on(self.store.put_multipart(&self.path));
+                let started = started.map_err(|e| std::io::Error::other(self.failed(e)))?;
+                WriteMultipart::new_with_chunk_size(started, PART_BYTES)
+            }
+        };
+        // Back-pressure: at most PARTS_IN_FLIGHT blocks uploading; a failed
+        // block surfaces here (and the upload stays, to be abandoned).
+        let writer = self.parts.insert(writer);
+        let room = self
+            .runtime
+            .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT));
+        match room {
+            Ok(()) => {
+                writer.write(buf);
+                Ok(buf.len())
+            }
+            Err(e) => Err(std::io::Error::other(self.failed(e))),
+        }
+    }
+
+    /// The name is checked to be free, then the block list is committed.
+    fn commit(&mut self) -> Result<(), StorageError> {
+        let parts = self.parts.take();
+        self.runtime.block_on(async {
+            match self.store.head(&self.path).await {
+                Ok(_) => return Err(StorageError::Exists(self.location.clone())),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed(e)),
+            }
+            match parts {
+                Some(w) => w.finish().await.map(drop).map_err(|e| self.failed(e)),
+                None => {
+                    let (store, path) = (self.store.as_ref(), &self.path);
+                    create_new(store, path, &self.location, PutPayload::new()).await
+                }
+            }
+        })
     }
 }
 
@@ -159,16 +173,16 @@ impl Drop for Upload {
     fn drop(&mut self) {
         match &mut self.0 {
             // Committed or not, the temporary name goes.
-            Writing::Local { file, temp, .. } => {
-                file.take();
-                let _ = std::fs::remove_file(&*temp);
+            Writing::Local(local) => {
+                local.file.take();
+                let _ = std::fs::remove_file(&local.temp);
             }
             // Not committed: the uploaded blocks are abandoned (Azure drops
             // uncommitted blocks after a week). Aborting is asynchronous, so
             // it runs on the runtime rather than blocking this thread.
-            Writing::Remote { parts, runtime, .. } => {
-                if let Some(w) = parts.take() {
-                    runtime.spawn(async move {
+            Writing::Remote(blob) => {
+                if let Some(w) = blob.parts.take() {
+                    blob.runtime.spawn(async move {
                         let _ = w.abort().await;
                     });
                 }

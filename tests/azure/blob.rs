@@ -179,6 +179,52 @@ fn backups_in_the_container_are_listed_verified_and_restored() {
 }
 
 #[test]
+fn backups_in_the_container_are_pruned_manifest_and_file() {
+    let Some(azurite) = Azurite::with_container("hrdata") else {
+        return;
+    };
+    let db = tempfile::tempdir().unwrap();
+    let conn = connection_string(azurite.port);
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(backed_up(db.path(), &conn)[1]["backup"].clone());
+    }
+    let pruned = reports(hrmig(
+        db.path(),
+        "az://hrdata/raw",
+        &conn,
+        &["backups", "prune", "jobs", "--keep", "1", "--json"],
+    ));
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0]["removed"], serde_json::json!(jobs[..2]));
+    assert_eq!(pruned[0]["kept"], 1);
+    // Both blobs of each removed backup are gone; the other tables' stay.
+    let blobs: Vec<String> = azurite.blobs("hrdata").into_iter().map(|b| b.0).collect();
+    for name in &jobs[..2] {
+        let name = name.as_str().unwrap();
+        assert!(!blobs.iter().any(|b| b.contains(name)), "{name}: {blobs:?}");
+    }
+    let under = |table: &str| {
+        let prefix = format!("raw/backups/{table}/");
+        blobs.iter().filter(|b| b.starts_with(&prefix)).count()
+    };
+    assert_eq!((under("jobs"), under("departments")), (2, 6), "{blobs:?}");
+    let listed = json(hrmig(
+        db.path(),
+        "az://hrdata/raw",
+        &conn,
+        &["backups", "jobs", "--json"],
+    ));
+    assert_eq!(listed[0]["backup"], jobs[2]);
+    ok(hrmig(
+        db.path(),
+        "az://hrdata/raw",
+        &conn,
+        &["restore", "jobs"],
+    ));
+}
+
+#[test]
 fn emulator_settings_and_bad_storage_urls() {
     let Some(azurite) = Azurite::with_container("emu") else {
         return;

@@ -25,6 +25,11 @@ impl Packaged {
     /// Packaged, unzipped and started the way the host starts it; the
     /// host's readiness probe answered within seconds.
     fn start(azurite: &Azurite) -> Packaged {
+        Packaged::start_with(azurite, &[])
+    }
+
+    /// Started as [`Packaged::start`], with these app settings besides.
+    fn start_with(azurite: &Azurite, settings_too: &[(&str, &str)]) -> Packaged {
         let work = tempfile::tempdir().unwrap();
         let app = packaged_app(work.path());
         // Started the way the host starts it: from the app folder, with
@@ -51,6 +56,7 @@ impl Packaged {
         for (k, v) in values {
             command.env(k, v.as_str().unwrap());
         }
+        command.envs(settings_too.iter().copied());
         let started = Instant::now();
         command
             .args(
@@ -237,6 +243,13 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
             r#""table":"departments""#,
         ),
         ("ListBackups", "GET", "departments", "", "departments-"),
+        (
+            "PruneBackups",
+            "POST",
+            "departments",
+            r#"{"keep":1,"tables":["departments"]}"#,
+            r#""kept":1"#,
+        ),
         ("VerifyBackup", "POST", "departments", "{}", r#""ok":true"#),
         (
             "RestoreTable",
@@ -315,6 +328,66 @@ fn the_timer_backs_up_every_table_into_the_container() {
     }
     // A payload that is not an invocation: a failed invocation.
     assert_eq!(forward(port, "POST", "/NightlyBackup", "[1]").0, 400);
+    handler.stop_as_the_host_does();
+}
+
+/// The manifests in the container, per table.
+fn manifests(azurite: &Azurite, container: &str, table: &str) -> usize {
+    let prefix = format!("backups/{table}/");
+    let blobs = azurite.blobs(container);
+    let ours = blobs.iter().filter(|(n, _)| n.starts_with(&prefix));
+    ours.filter(|(n, _)| n.ends_with(".manifest.json")).count()
+}
+
+#[test]
+fn with_a_backup_keep_the_timer_prunes_after_backing_up_every_table() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let handler = Packaged::start_with(&azurite, &[("HRMIG_BACKUP_KEEP", "2")]);
+    let payload = nightly_backup_invocation().to_string();
+    for night in 1..=3 {
+        let (status, text) = forward(handler.port, "POST", "/NightlyBackup", &payload);
+        assert_eq!(status, 200, "{text}");
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let pruned = answer["ReturnValue"]["pruned"].as_array().unwrap();
+        assert_eq!(pruned.len(), 3, "{answer}");
+        for p in pruned {
+            let removed = p["removed"].as_array().unwrap().len();
+            assert_eq!(removed, usize::from(night == 3), "night {night}: {p}");
+            assert_eq!(p["kept"], night.min(2), "night {night}: {p}");
+        }
+        for table in ["departments", "jobs", "hired_employees"] {
+            assert_eq!(
+                manifests(&azurite, &handler.container, table),
+                night.min(2) as usize
+            );
+        }
+    }
+    // The avro files went with their manifests.
+    let avro = azurite.blobs(&handler.container);
+    assert_eq!(avro.iter().filter(|(n, _)| n.ends_with(".avro")).count(), 6);
+    handler.stop_as_the_host_does();
+}
+
+/// A keep of 0 is refused: the backups are made, nothing is pruned, and the
+/// invocation fails so that the setting is seen.
+#[test]
+fn a_backup_keep_of_0_fails_the_timer_after_the_backups() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let handler = Packaged::start_with(&azurite, &[("HRMIG_BACKUP_KEEP", "0")]);
+    let payload = nightly_backup_invocation().to_string();
+    for _ in 0..2 {
+        let (status, text) = forward(handler.port, "POST", "/NightlyBackup", &payload);
+        assert_eq!(status, 500, "{text}");
+        assert!(
+            text.contains("HRMIG_BACKUP_KEEP=\\\"0\\\" is not a count of 1 or more"),
+            "{text}"
+        );
+    }
+    assert_eq!(manifests(&azurite, &handler.container, "jobs"), 2);
     handler.stop_as_the_host_does();
 }
 

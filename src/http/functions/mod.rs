@@ -26,7 +26,7 @@ mod triggers;
 use super::state::AppState;
 use crate::dictionary::Table;
 use crate::ops::Quiet;
-use crate::ops::backup::{self, Codec};
+use crate::ops::backup::{self, Codec, Pruned, Retention};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -129,11 +129,67 @@ async fn nightly_backup(State(state): State<AppState>, body: Bytes) -> Response 
             }
         }
     }
+    let mut pruned = Vec::new();
+    if !failed {
+        match prune_after_backup(&state, &mut logs).await {
+            Ok(p) => pruned = p,
+            Err(()) => failed = true,
+        }
+    }
     let status = match failed {
         true => StatusCode::INTERNAL_SERVER_ERROR,
         false => StatusCode::OK,
     };
-    answer(status, logs, json!({ "backups": made }))
+    answer(status, logs, json!({ "backups": made, "pruned": pruned }))
+}
+
+/// With `HRMIG_BACKUP_KEEP=N`, the older backups of every table beyond its
+/// N newest are removed once every table was backed up. A value that is not
+/// 1 or more fails the invocation, so that it is seen.
+async fn prune_after_backup(state: &AppState, logs: &mut Vec<String>) -> Result<Vec<Pruned>, ()> {
+    let Ok(keep) = std::env::var("HRMIG_BACKUP_KEEP") else {
+        return Ok(Vec::new());
+    };
+    let retention = keep
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| e.to_string())
+        .and_then(|n| Retention::new(n, None).map_err(|e| e.to_string()));
+    let retention = match retention {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::error!(
+                value = keep,
+                why,
+                "HRMIG_BACKUP_KEEP is not a count of 1 or more"
+            );
+            logs.push(format!(
+                "HRMIG_BACKUP_KEEP={keep:?} is not a count of 1 or more: {why}"
+            ));
+            return Err(());
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut all = Vec::new();
+    let mut failed = false;
+    for table in Table::ALL {
+        match backup::prune(&state.storage, table, retention, now).await {
+            Ok(p) => {
+                logs.push(format!(
+                    "pruned {table}: {} removed, {} kept",
+                    p.removed.len(),
+                    p.kept
+                ));
+                all.push(p);
+            }
+            Err(e) => {
+                tracing::error!(%table, error = %e, "nightly prune failed");
+                logs.push(format!("prune of {table} failed: {e}"));
+                failed = true;
+            }
+        }
+    }
+    if failed { Err(()) } else { Ok(all) }
 }
 
 fn answer(status: StatusCode, logs: Vec<String>, value: Value) -> Response {
@@ -186,5 +242,22 @@ impl Invocation {
             1 => self.data.values().next(),
             _ => None,
         })
+    }
+
+    /// A trigger's invocation and what `read` makes of its input binding
+    /// `name` (a queue message, an event); or why it is refused (`missing`:
+    /// what the input is called in that message).
+    fn triggered_by<T>(
+        body: &[u8],
+        name: &str,
+        missing: &str,
+        read: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Result<(Invocation, T), String> {
+        let invocation = Invocation::parse(body)?;
+        let input = invocation
+            .input(name)
+            .ok_or_else(|| format!("the invocation has no {missing}"))
+            .and_then(read)?;
+        Ok((invocation, input))
     }
 }

@@ -73,21 +73,11 @@ fn dequeue_count(metadata: &serde_json::Map<String, Value>) -> u64 {
 
 /// Runs the load job a queue message names.
 pub(super) async fn run_load_job(State(state): State<AppState>, body: Bytes) -> Response {
-    let invocation = match Invocation::parse(&body) {
-        Ok(i) => i,
-        Err(why) => return refused(why),
-    };
-    let id = match invocation
-        .input("job")
-        .ok_or("the invocation has no queue message".to_owned())
-    {
-        Ok(message) => job_of_message(message),
-        Err(e) => Err(e),
-    };
-    let id = match id {
-        Ok(id) => id,
-        Err(why) => return refused(why),
-    };
+    let (invocation, id) =
+        match Invocation::triggered_by(&body, "job", "queue message", job_of_message) {
+            Ok(triggered) => triggered,
+            Err(why) => return refused(why),
+        };
     let delivery = dequeue_count(&invocation.metadata);
     let mut logs = vec![format!("load job {id}, delivery {delivery}")];
     run_and_answer(&state, &id, true, &mut logs).await
@@ -198,20 +188,10 @@ fn event_of(value: &Value) -> Result<Event, String> {
 /// Loads the blob an Event Grid event says was created, when it is a
 /// table's file under `landing/`.
 pub(super) async fn load_landed_blob(State(state): State<AppState>, body: Bytes) -> Response {
-    let invocation = match Invocation::parse(&body) {
-        Ok(i) => i,
-        Err(why) => return refused(why),
-    };
-    let event = match invocation
-        .input("event")
-        .ok_or("the invocation has no event".to_owned())
-    {
-        Ok(v) => event_of(v),
-        Err(e) => Err(e),
-    };
+    let event = Invocation::triggered_by(&body, "event", "event", event_of);
     let (container, blob) = match event {
-        Ok(Event::Created { container, blob }) => (container, blob),
-        Ok(Event::Other(kind)) => {
+        Ok((_, Event::Created { container, blob })) => (container, blob),
+        Ok((_, Event::Other(kind))) => {
             return answer(
                 StatusCode::OK,
                 vec![format!("{kind} event ignored")],

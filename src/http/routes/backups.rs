@@ -2,19 +2,22 @@
 //! complete ones, a backup's verification and a table's restore from one.
 
 use crate::dictionary::Table;
+use crate::http::error::ApiError;
 use crate::http::error::documented::{
-    BadBackupName, DatabaseUnavailable, Forbidden, Malformed, NoSuchBackup, Unauthorized,
+    BackupDamaged, BadBackupName, DatabaseUnavailable, Forbidden, Malformed, NoSuchBackup,
+    Unauthorized, WouldOrphanRows,
 };
-use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{TablePath, optional_body, query_table, tables_in_body};
+use crate::http::extract::{
+    JsonObject, OptionalJson, TableList, TablePath, optional_whole_number, query_table,
+    whole_number,
+};
 use crate::http::state::AppState;
 use crate::ops::Quiet;
-use crate::ops::backup::{self, Codec, Manifest, Restored, Verification};
+use crate::ops::backup::{self, Codec, Manifest, Pruned, Restored, Retention, Verification};
+use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use std::sync::Arc;
 pub(in crate::http) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/backups", post(post_backups).get(get_backups))
+        .route("/api/backups/prune", post(prune))
         .route("/api/tables/{table}/restore", post(restore))
         .route("/api/tables/{table}/verify", post(verify))
 }
@@ -31,8 +35,8 @@ pub(in crate::http) fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct BackupBody {
     /// Tables to back up (default, or an empty list: all).
-    #[schema(value_type = Option<Vec<Table>>)]
-    tables: Option<Vec<String>>,
+    #[serde(default)]
+    tables: TableList,
     /// Block compression (default: snappy).
     codec: Option<Codec>,
 }
@@ -57,13 +61,9 @@ pub struct BackupChoice {
 )]
 async fn post_backups(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: BackupBody = optional_body(&body?)?;
-    let tables = match tables_in_body(req.tables.as_deref())? {
-        t if t.is_empty() => Table::ALL.to_vec(),
-        t => t,
-    };
+    OptionalJson(req): OptionalJson<BackupBody>,
+) -> Result<Json<Vec<Manifest>>, ApiError> {
+    let tables = req.tables.or_all()?;
     let codec = req.codec.unwrap_or(Codec::DEFAULT);
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
@@ -71,7 +71,7 @@ async fn post_backups(
             backup::backup(&state.store, &state.storage, table, codec, Arc::new(Quiet)).await?,
         );
     }
-    Ok(axum::Json(out).into_response())
+    Ok(Json(out))
 }
 
 #[derive(Deserialize)]
@@ -90,7 +90,7 @@ struct BackupQuery {
 async fn get_backups(
     State(state): State<AppState>,
     q: Result<Query<BackupQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Vec<Manifest>>, ApiError> {
     let Query(q) = q?;
     let tables = match q.table {
         Some(t) => vec![query_table(&t)?],
@@ -100,7 +100,7 @@ async fn get_backups(
     for table in tables {
         out.extend(backup::list(&state.storage, table).await?);
     }
-    Ok(axum::Json(out).into_response())
+    Ok(Json(out))
 }
 
 /// Replace a table's rows with a backup's, after verifying it (admin).
@@ -109,26 +109,20 @@ async fn get_backups(
     request_body(content = BackupChoice, description = "Optional; the newest backup by default"),
     responses(
         (status = 200, description = "Restored", body = Restored),
-        (status = 409, description = "Would break a foreign key; table unchanged", body = ErrorBody),
-        (status = 422, description = "The backup is damaged; table unchanged", body = ErrorBody),
-        BadBackupName, Unauthorized, Forbidden, NoSuchBackup, DatabaseUnavailable
+        BadBackupName, Unauthorized, Forbidden, NoSuchBackup, WouldOrphanRows, BackupDamaged,
+        DatabaseUnavailable
     )
 )]
 async fn restore(
     State(state): State<AppState>,
     TablePath(table): TablePath,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: BackupChoice = optional_body(&body?)?;
-    let restored = backup::restore(
-        &state.store,
-        &state.storage,
-        table,
-        req.backup.as_deref(),
-        Arc::new(Quiet),
-    )
-    .await?;
-    Ok(axum::Json(restored).into_response())
+    OptionalJson(choice): OptionalJson<BackupChoice>,
+) -> Result<Json<Restored>, ApiError> {
+    let backup = choice.backup.as_deref();
+    let quiet = Arc::new(Quiet);
+    Ok(Json(
+        backup::restore(&state.store, &state.storage, table, backup, quiet).await?,
+    ))
 }
 
 /// Check a backup without touching the database.
@@ -143,15 +137,50 @@ async fn restore(
 async fn verify(
     State(state): State<AppState>,
     TablePath(table): TablePath,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: BackupChoice = optional_body(&body?)?;
-    let v = backup::verify(
-        &state.storage,
-        table,
-        req.backup.as_deref(),
-        Arc::new(Quiet),
+    OptionalJson(choice): OptionalJson<BackupChoice>,
+) -> Result<Json<Verification>, ApiError> {
+    let backup = choice.backup.as_deref();
+    Ok(Json(
+        backup::verify(&state.storage, table, backup, Arc::new(Quiet)).await?,
+    ))
+}
+
+/// Body of `POST /api/backups/prune`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneBody {
+    /// Tables whose backups to prune (default, or an empty list: all).
+    #[serde(default)]
+    tables: TableList,
+    /// How many of the newest complete backups of each table to keep: 1 to
+    /// 1000000 (the newest is never removed).
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(deserialize_with = "whole_number")]
+    keep: u64,
+    /// Only remove backups taken more than this many days ago (0 to 36500).
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 36500)]
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    older_than_days: Option<u64>,
+}
+
+/// Remove older complete backups of each table, manifest first (admin).
+#[utoipa::path(post, path = "/api/backups/prune", tag = "backups",
+    request_body(content = PruneBody, description = "A JSON object; `keep` is required"),
+    responses(
+        (status = 200, description = "Per table: the backups removed and how many are kept", body = Vec<Pruned>),
+        Malformed, Unauthorized, Forbidden
     )
-    .await?;
-    Ok(axum::Json(v).into_response())
+)]
+async fn prune(
+    State(state): State<AppState>,
+    JsonObject(req): JsonObject<PruneBody>,
+) -> Result<Json<Vec<Pruned>>, ApiError> {
+    let retention = Retention::new(req.keep, req.older_than_days)?;
+    let tables = req.tables.or_all()?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut out = Vec::with_capacity(tables.len());
+    for table in tables {
+        out.push(backup::prune(&state.storage, table, retention, now).await?);
+    }
+    Ok(Json(out))
 }

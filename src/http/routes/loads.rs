@@ -8,19 +8,19 @@
 //! than a front end's request timeout (Azure's 230 s) is not lost to its
 //! caller. Who runs it is [`Runner`]'s choice.
 
-use crate::dictionary::Table;
 use crate::http::error::documented::{
     DatabaseUnavailable, Forbidden, Malformed, NoSuchJob, Unauthorized,
 };
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{folder_under_root, optional_body, tables_in_body};
+use crate::http::extract::{
+    JobPath, OptionalJson, TableList, folder_under_root, optional_whole_number,
+};
 use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
 use crate::store::LoadRecord;
+use axum::Json;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,32 +44,13 @@ pub struct LoadBody {
     #[schema(pattern = r"^[^/\\:%\x00.][^/\\:%\x00]*(/[^/\\:%\x00.][^/\\:%\x00]*)*$")]
     from: Option<String>,
     /// Tables to load (default all, parents first).
-    #[schema(value_type = Option<Vec<Table>>)]
-    tables: Option<Vec<String>>,
+    #[serde(default)]
+    tables: TableList,
     /// Load again content already loaded.
     force: Option<bool>,
     /// Abort a file once more rows than this are rejected.
-    #[serde(default, deserialize_with = "whole_number")]
+    #[serde(default, deserialize_with = "optional_whole_number")]
     max_rejects: Option<u64>,
-}
-
-/// A count that JSON may write as `5` or `5.0`: JSON Schema's `integer`
-/// is any number without a fractional part, and the document says
-/// `integer`.
-fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    use serde::de::Error;
-    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
-        return Ok(None);
-    };
-    if let Some(n) = n.as_u64() {
-        return Ok(Some(n));
-    }
-    match n.as_f64() {
-        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 2f64.powi(64) => Ok(Some(f as u64)),
-        _ => Err(D::Error::custom(format!(
-            "max_rejects must be a whole number of 0 or more, not {n}"
-        ))),
-    }
 }
 
 impl From<JobError> for ApiError {
@@ -94,13 +75,12 @@ impl From<JobError> for ApiError {
 )]
 async fn post_loads(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    OptionalJson(req): OptionalJson<LoadBody>,
 ) -> Result<Response, ApiError> {
-    let req: LoadBody = optional_body(&body?)?;
     let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?.to_owned();
     let request = JobRequest {
         from,
-        tables: tables_in_body(req.tables.as_deref())?,
+        tables: req.tables.tables()?,
         force: req.force.unwrap_or(false),
         max_rejects: req.max_rejects,
         files: BTreeMap::new(),
@@ -120,9 +100,8 @@ async fn post_loads(
 )]
 async fn run_load(
     State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
+    JobPath(id): JobPath,
 ) -> Result<Response, ApiError> {
-    let Path(id) = id?;
     let job = jobs::get(&state.store, &id, state.jobs).await?;
     match job.status {
         JobStatus::Done => Err(ApiError::Conflict(format!(
@@ -139,7 +118,7 @@ fn accepted(state: &AppState, job: Job) -> Response {
     let mut response = (
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        axum::Json(&job),
+        Json(&job),
     )
         .into_response();
     match state.runner {
@@ -169,11 +148,9 @@ fn accepted(state: &AppState, job: Job) -> Response {
 )]
 async fn get_load(
     State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let Path(id) = id?;
-    let job = jobs::get(&state.store, &id, state.jobs).await?;
-    Ok(axum::Json(job).into_response())
+    JobPath(id): JobPath,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(jobs::get(&state.store, &id, state.jobs).await?))
 }
 
 /// The history of file loads, newest first.
@@ -183,6 +160,6 @@ async fn get_load(
         Malformed, Unauthorized, DatabaseUnavailable
     )
 )]
-async fn get_loads(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(axum::Json(state.store.loads(1000).await?).into_response())
+async fn get_loads(State(state): State<AppState>) -> Result<Json<Vec<LoadRecord>>, ApiError> {
+    Ok(Json(state.store.loads(1000).await?))
 }

@@ -5,9 +5,9 @@ use crate::http::error::documented::{DatabaseUnavailable, Malformed, Unauthorize
 use crate::http::state::AppState;
 use crate::store::{DepartmentHires, QuarterRow};
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -26,71 +26,80 @@ struct YearQuery {
     year: Option<i32>,
 }
 
-/// The year a report covers: 1 to 9999, 2021 when absent.
-fn year_of(q: Result<Query<YearQuery>, QueryRejection>) -> Result<i32, ApiError> {
-    let Query(q) = q?;
-    match q.year.unwrap_or(2021) {
-        y @ 1..=9999 => Ok(y),
-        y => Err(ApiError::BadRequest(format!("year {y} is outside 1..9999"))),
+/// What a report request asks: the year (1 to 9999, 2021 when absent) and
+/// whether the client accepts CSV (`Accept: text/csv`) rather than JSON.
+struct ReportRequest {
+    year: i32,
+    csv: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ReportRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(q) = Query::<YearQuery>::from_request_parts(parts, state).await?;
+        let year = match q.year.unwrap_or(2021) {
+            y @ 1..=9999 => y,
+            y => return Err(ApiError::BadRequest(format!("year {y} is outside 1..9999"))),
+        };
+        let csv = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv"));
+        Ok(ReportRequest { year, csv })
     }
 }
 
-/// A report as JSON, or as CSV when the client accepts `text/csv`.
-fn report_response<T: serde::Serialize>(
-    headers: &HeaderMap,
-    rows: Vec<T>,
-) -> Result<Response, ApiError> {
-    let wants_csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"));
-    if !wants_csv {
-        return Ok(axum::Json(rows).into_response());
-    }
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for r in &rows {
-        w.serialize(r)
+impl ReportRequest {
+    /// The report's rows in the format asked for.
+    fn answer<T: serde::Serialize>(&self, rows: Vec<T>) -> Result<Response, ApiError> {
+        if !self.csv {
+            return Ok(axum::Json(rows).into_response());
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in &rows {
+            w.serialize(r)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        let body = w
+            .into_inner()
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
     }
-    let body = w
-        .into_inner()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }
 
-/// Hires per department and job by quarter (JSON, or CSV with `Accept: text/csv`).
-#[utoipa::path(get, path = "/api/reports/hires-by-quarter", tag = "reports",
-    params(("year" = Option<i32>, Query, minimum = 1, maximum = 9999, description = "1 to 9999, default 2021")),
-    responses(
-        (status = 200, description = "Ordered by department, then job (code-point order)",
-         content((Vec<QuarterRow> = "application/json"), (String = "text/csv"))),
-        Malformed, Unauthorized, DatabaseUnavailable
-    )
-)]
-async fn hires_by_quarter(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<YearQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    report_response(&headers, state.store.hires_by_quarter(year_of(q)?).await?)
+/// Declares a report's route once: its handler, named as the store's
+/// method it answers with, and its OpenAPI entry.
+macro_rules! report_route {
+    ($(#[doc = $doc:tt])* $name:ident, $path:tt, $order:tt, $row:ty) => {
+        $(#[doc = $doc])*
+        #[utoipa::path(get, path = $path, tag = "reports",
+            params(("year" = Option<i32>, Query, minimum = 1, maximum = 9999, description = "1 to 9999, default 2021")),
+            responses(
+                (status = 200, description = $order,
+                 content((Vec<$row> = "application/json"), (String = "text/csv"))),
+                Malformed, Unauthorized, DatabaseUnavailable
+            )
+        )]
+        async fn $name(State(state): State<AppState>, report: ReportRequest) -> Result<Response, ApiError> {
+            report.answer(state.store.$name(report.year).await?)
+        }
+    };
 }
 
-/// Departments hiring more than the mean of all departments (JSON or CSV).
-#[utoipa::path(get, path = "/api/reports/departments-above-mean", tag = "reports",
-    params(("year" = Option<i32>, Query, minimum = 1, maximum = 9999, description = "1 to 9999, default 2021")),
-    responses(
-        (status = 200, description = "Most hires first",
-         content((Vec<DepartmentHires> = "application/json"), (String = "text/csv"))),
-        Malformed, Unauthorized, DatabaseUnavailable
-    )
-)]
-async fn departments_above_mean(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    q: Result<Query<YearQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    report_response(
-        &headers,
-        state.store.departments_above_mean(year_of(q)?).await?,
-    )
-}
+report_route!(
+    /// Hires per department and job by quarter (JSON, or CSV with `Accept: text/csv`).
+    hires_by_quarter,
+    "/api/reports/hires-by-quarter",
+    "Ordered by department, then job (code-point order)",
+    QuarterRow
+);
+
+report_route!(
+    /// Departments hiring more than the mean of all departments (JSON or CSV).
+    departments_above_mean,
+    "/api/reports/departments-above-mean",
+    "Most hires first",
+    DepartmentHires
+);

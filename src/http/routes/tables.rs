@@ -4,7 +4,7 @@
 
 use crate::dictionary::Table;
 use crate::http::error::documented::{
-    DatabaseUnavailable, KeyReused, Malformed, Unauthorized, UnknownTable,
+    DatabaseUnavailable, KeyReused, Malformed, TooManyRows, Unauthorized, UnknownTable,
 };
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{TablePath, page_limit};
@@ -170,9 +170,8 @@ fn batch_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
     ),
     responses(
         (status = 200, description = "Applied (or replayed): per-row outcome", body = TableResult),
-        (status = 413, description = "More than 1000 rows or body too large", body = ErrorBody),
         (status = 415, description = "Not application/json or text/csv", body = ErrorBody),
-        Malformed, Unauthorized, DatabaseUnavailable, UnknownTable, KeyReused
+        Malformed, Unauthorized, UnknownTable, TooManyRows, KeyReused, DatabaseUnavailable
     )
 )]
 async fn post_rows(
@@ -210,9 +209,8 @@ async fn post_rows(
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "As for table batches")),
     responses(
         (status = 200, description = "Applied (or replayed)", body = BatchesResult),
-        (status = 413, description = "More than 1000 rows", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        Malformed, Unauthorized, DatabaseUnavailable, KeyReused
+        Malformed, Unauthorized, TooManyRows, KeyReused, DatabaseUnavailable
     )
 )]
 async fn post_batches(

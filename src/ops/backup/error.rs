@@ -31,6 +31,9 @@ pub enum BackupError {
         /// Why.
         reason: String,
     },
+    /// A retention that would remove every backup of a table.
+    #[error("{0}")]
+    BadRetention(String),
     /// Writing the Avro file failed.
     #[error("writing the backup failed: {0}")]
     Write(String),

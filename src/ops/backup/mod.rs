@@ -12,11 +12,13 @@ pub mod codec;
 mod error;
 pub mod ocf;
 mod read;
+mod retention;
 mod writer;
 
 pub use catalogue::{BackupName, FORMAT_VERSION, Manifest};
 pub use codec::Codec;
 pub use error::BackupError;
+pub use retention::{Pruned, Retention, prune};
 
 use crate::dictionary::{Table, datetime};
 use crate::ops::{Progress, Unit};
@@ -114,6 +116,24 @@ pub async fn list(storage: &Storage, table: Table) -> Result<Vec<Manifest>, Back
     Ok(out)
 }
 
+/// A chosen backup, its manifest and its Avro file, opened.
+type Opened = (BackupName, Manifest, crate::storage::Object);
+
+/// Opens a backup (the newest when `name` is `None`): a manifest that does
+/// not read or a file that is gone is a damaged backup.
+async fn open(storage: &Storage, table: Table, name: Option<&str>) -> Result<Opened, BackupError> {
+    let backup = choose(storage, table, name).await?;
+    let manifest = read_manifest(storage, &backup).await?;
+    match storage.open_read(&backup.file_path()).await {
+        Ok(object) => Ok((backup, manifest, object)),
+        Err(StorageError::NotFound { .. }) => Err(BackupError::Damaged {
+            problems: vec![format!("file {} is missing", backup.file_name())],
+            backup: backup.into(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Verifies a backup (the newest when `name` is `None`) without touching
 /// the database.
 #[tracing::instrument(skip(storage, progress))]
@@ -123,26 +143,18 @@ pub async fn verify(
     name: Option<&str>,
     progress: Arc<dyn Progress>,
 ) -> Result<Verification, BackupError> {
-    let backup = choose(storage, table, name).await?;
-    let damaged = |problems| Verification {
-        table,
-        backup: backup.to_string(),
-        ok: false,
-        rows: 0,
-        problems,
-    };
-    let manifest = match read_manifest(storage, &backup).await {
-        Ok(m) => m,
-        Err(BackupError::Damaged { problems, .. }) => return Ok(damaged(problems)),
-        Err(e) => return Err(e),
-    };
-    let object = match storage.open_read(&backup.file_path()).await {
-        Ok(o) => o,
-        Err(StorageError::NotFound { .. }) => {
-            let missing = format!("file {} is missing", backup.file_name());
-            return Ok(damaged(vec![missing]));
+    let (backup, manifest, object) = match open(storage, table, name).await {
+        Ok(opened) => opened,
+        Err(BackupError::Damaged { backup, problems }) => {
+            return Ok(Verification {
+                table,
+                backup,
+                ok: false,
+                rows: 0,
+                problems,
+            });
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     progress.start(&format!("verify {table}"), Unit::Bytes, object.size);
     let (reader, failure) = Watched::new(object.reader);
@@ -178,18 +190,7 @@ pub async fn restore(
     name: Option<&str>,
     progress: Arc<dyn Progress>,
 ) -> Result<Restored, BackupError> {
-    let backup = choose(storage, table, name).await?;
-    let manifest = read_manifest(storage, &backup).await?;
-    let object = match storage.open_read(&backup.file_path()).await {
-        Ok(o) => o,
-        Err(StorageError::NotFound { .. }) => {
-            return Err(BackupError::Damaged {
-                problems: vec![format!("file {} is missing", backup.file_name())],
-                backup: backup.into(),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (backup, manifest, object) = open(storage, table, name).await?;
     let (rows, replacement) = tokio::sync::mpsc::channel(4);
     progress.start(&format!("restore {table}"), Unit::Bytes, object.size);
     let (source, failure) = Watched::new(object.reader);

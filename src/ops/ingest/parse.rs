@@ -65,23 +65,47 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// A JSON object's entries as they are read, into a container that may
+/// refuse one (`Err` says why): one map visitor serves every such shape.
+trait Collect<'de>: Default {
+    const EXPECTING: &'static str;
+    fn push(&mut self, entry: (Key<'de>, JsonScalar<'de>)) -> Result<(), &'static str>;
+}
+
+/// The visitor of a [`Collect`].
+struct Collector<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Collect<'de>> Visitor<'de> for Collector<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = T::default();
+        while let Some(entry) = map.next_entry::<Key<'de>, JsonScalar<'de>>()? {
+            out.push(entry).map_err(serde::de::Error::custom)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Default for Entries<'_> {
+    fn default() -> Self {
+        Entries(Vec::with_capacity(8))
+    }
+}
+
+impl<'de> Collect<'de> for Entries<'de> {
+    const EXPECTING: &'static str = "a JSON object";
+    fn push(&mut self, entry: (Key<'de>, JsonScalar<'de>)) -> Result<(), &'static str> {
+        self.0.push(entry);
+        Ok(())
+    }
+}
+
 impl<'de> Deserialize<'de> for Entries<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut out = Vec::with_capacity(8);
-                while let Some(entry) = map.next_entry::<Key<'de>, JsonScalar<'de>>()? {
-                    out.push(entry);
-                }
-                Ok(Entries(out))
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(Collector(std::marker::PhantomData))
     }
 }
 
@@ -296,34 +320,32 @@ impl<'a> Flat<'a> {
     }
 }
 
+impl Default for Flat<'_> {
+    fn default() -> Self {
+        Flat {
+            entries: std::array::from_fn(|_| {
+                (Key(std::borrow::Cow::Borrowed("")), JsonScalar::Null)
+            }),
+            len: 0,
+        }
+    }
+}
+
+impl<'de> Collect<'de> for Flat<'de> {
+    const EXPECTING: &'static str = "a flat JSON object";
+    fn push(&mut self, entry: (Key<'de>, JsonScalar<'de>)) -> Result<(), &'static str> {
+        if self.len == FLAT_ENTRIES || matches!(entry.1, JsonScalar::Array | JsonScalar::Object) {
+            return Err("not a flat row");
+        }
+        self.entries[self.len] = entry;
+        self.len += 1;
+        Ok(())
+    }
+}
+
 impl<'de> Deserialize<'de> for Flat<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Flat<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a flat JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Flat<'de>, A::Error> {
-                let mut flat = Flat {
-                    entries: std::array::from_fn(|_| {
-                        (Key(std::borrow::Cow::Borrowed("")), JsonScalar::Null)
-                    }),
-                    len: 0,
-                };
-                while let Some(entry) = map.next_entry::<Key<'de>, JsonScalar<'de>>()? {
-                    if flat.len == FLAT_ENTRIES
-                        || matches!(entry.1, JsonScalar::Array | JsonScalar::Object)
-                    {
-                        return Err(serde::de::Error::custom("not a flat row"));
-                    }
-                    flat.entries[flat.len] = entry;
-                    flat.len += 1;
-                }
-                Ok(flat)
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(Collector(std::marker::PhantomData))
     }
 }
 

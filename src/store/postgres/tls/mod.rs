@@ -350,6 +350,21 @@ fn default_roots() -> RootCertStore {
     roots
 }
 
+/// `ServerCertVerifier`'s signature methods, each the `rustls::crypto`
+/// function of the same name with the provider's algorithms.
+macro_rules! signature_checks {
+    ($($check:ident),*) => {$(
+        fn $check(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            $check(message, cert, dss, &self.provider.signature_verification_algorithms)
+        }
+    )*};
+}
+
 /// The checks of libpq's weaker modes, which still make the server prove
 /// that it holds its certificate's key: `prefer` and `require` check no
 /// certificate (`chain` is `None`); `verify-ca` checks that the chain leads
@@ -382,25 +397,9 @@ impl ServerCertVerifier for Lenient {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        verify_tls13_signature(message, cert, dss, algorithms)
-    }
+    // The handshake signatures are checked as rustls checks them, with the
+    // provider's algorithms: one method per TLS version, written once.
+    signature_checks!(verify_tls12_signature, verify_tls13_signature);
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider
