@@ -1364,3 +1364,137 @@ async fn health_is_503_when_the_database_is_gone_and_bodies_are_limited() {
     assert!(r.headers().get("retry-after").is_some());
     assert_eq!(r.json::<Value>().await.unwrap()["database"], "unavailable");
 }
+
+/// Row counts of every table and the rejection log's length.
+async fn written(app: &FreshApp) -> (u64, u64, u64, usize) {
+    (
+        app.count("departments").await,
+        app.count("jobs").await,
+        app.count("hired_employees").await,
+        app.rejection_count().await,
+    )
+}
+
+/// A body without its `batch_id` (new in every answer) and `dry_run`.
+fn without_ids(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("batch_id");
+        o.remove("dry_run");
+        for (_, t) in o.iter_mut() {
+            if t.is_object() {
+                *t = without_ids(t.take());
+            }
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_answers_as_the_batch_would_and_writes_nothing() {
+    let app = FreshApp::spawn().await;
+    app.post_json(EMP, &json!([employee(7)])).await;
+    // A good row, one already there, one repeated, a broken rule, an
+    // unknown parent.
+    let mut bad = employee(3);
+    bad["department_id"] = json!(9);
+    let rows = json!([employee(1), employee(7), employee(1), {"id": 2, "name": ""}, bad]);
+    let before = written(&app).await;
+    let dry = app.post_json(&format!("{EMP}?dry_run=true"), &rows).await;
+    assert_eq!(dry.status(), StatusCode::OK);
+    let dry: Value = dry.json().await.unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(
+        (dry["received"].as_u64(), dry["inserted"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert_eq!(written(&app).await, before, "a dry run wrote something");
+    // `dry_run=false` is a real run, and it does what the dry run said.
+    let real: Value = app
+        .post_json(&format!("{EMP}?dry_run=false"), &rows)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(real.get("dry_run").is_none(), "{real}");
+    assert_eq!(without_ids(dry), without_ids(real));
+    assert_eq!(app.count("hired_employees").await, before.2 + 1);
+
+    // CSV bodies too.
+    let before = written(&app).await;
+    let r = app
+        .post_raw(
+            &format!("{EMP}?dry_run=true"),
+            "text/csv",
+            "50,Bo,2021-07-27T16:02:08Z,1,2\n51,,x,1,2\n",
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["inserted"].as_u64(), v["dry_run"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(written(&app).await, before);
+
+    // Several tables: the children are checked against the parents the
+    // same batch brings, and nothing is written.
+    let batch = json!({
+        "departments": [{"id": 40, "department": "Ops"}],
+        "hired_employees": [{"id": 60, "name": "Cy", "datetime": "2021-07-27T16:02:08Z", "department_id": 40, "job_id": 1}]
+    });
+    let v: Value = app
+        .post_json("/api/batches?dry_run=true", &batch)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["inserted"].as_u64(), v["dry_run"].as_bool()),
+        (Some(2), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["tables"]["hired_employees"]["dry_run"], true);
+    assert_eq!(written(&app).await, before);
+
+    // Not a boolean: the client's error, nothing written.
+    let r = app.post_json(&format!("{EMP}?dry_run=yes"), &rows).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(written(&app).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_neither_reads_nor_stores_an_idempotency_key() {
+    let app = FreshApp::spawn().await;
+    let post = |path: String, key: &'static str, body: Value| {
+        app.client
+            .post(format!("{}{path}", app.base))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let dry = post(format!("{EMP}?dry_run=true"), "k-dry", json!([employee(1)]))
+        .await
+        .unwrap();
+    assert_eq!(dry.status(), StatusCode::OK);
+    assert!(dry.headers().get("idempotency-replayed").is_none());
+    // The key is still free: the real run applies.
+    let real = post(EMP.to_owned(), "k-dry", json!([employee(1)]))
+        .await
+        .unwrap();
+    assert!(real.headers().get("idempotency-replayed").is_none());
+    let real: Value = real.json().await.unwrap();
+    assert_eq!(real["inserted"], 1);
+    // A dry run with a used key and another body: checked, not refused
+    // (nothing would be applied twice), and nothing replayed.
+    let again: Value = post(format!("{EMP}?dry_run=true"), "k-dry", json!([employee(2)]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (again["inserted"].as_u64(), again["dry_run"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(app.count("hired_employees").await, 1);
+}

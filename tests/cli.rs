@@ -713,3 +713,67 @@ fn backups_prune_keeps_the_newest_and_refuses_keep_0() {
     assert!(lines.iter().all(|p| p["removed"] == serde_json::json!([])));
     assert_eq!(lines[1]["kept"], 1);
 }
+
+#[test]
+fn load_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(
+        dir.path(),
+        &[
+            "gen",
+            "--out",
+            "storage/landing",
+            "--employees",
+            "500",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hrmig(dir.path(), &["load", "--dry-run", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dry: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(dry.iter().all(|r| r["dry_run"] == true), "{dry:?}");
+    let db = dir.path().join("hrmig.db");
+    for table in ["departments", "jobs", "hired_employees"] {
+        assert_eq!(count(&db, table), 0, "{table}");
+    }
+    let rejected = dry[2]["rejected"].as_u64().unwrap();
+    assert!(rejected > 0);
+    let shown = dry[2]["rejections"].as_array().unwrap();
+    assert_eq!(shown.len() as u64, rejected.min(100));
+    assert!(shown[0]["errors"][0]["code"].is_string(), "{}", shown[0]);
+    // Text: the first reasons, and that nothing was written.
+    let o = hrmig(dir.path(), &["load", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("dry run: nothing was written"), "{text}");
+    assert!(
+        text.contains(&format!("hired_employees line {}", shown[0]["line"])),
+        "{text}"
+    );
+    // The real load does what the dry run said.
+    let o = hrmig(dir.path(), &["load", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let real: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (d, r) in dry.iter().zip(&real) {
+        assert_eq!(
+            (&d["inserted"], &d["rejected"]),
+            (&r["inserted"], &r["rejected"])
+        );
+        assert!(
+            r.get("dry_run").is_none() && r.get("rejections").is_none(),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        count(&db, "hired_employees") as u64,
+        real[2]["inserted"].as_u64().unwrap()
+    );
+}

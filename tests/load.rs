@@ -14,6 +14,9 @@ use hrmig::dictionary::Table;
 use hrmig::ops::load::{self, LoadReport, LoadStatus};
 use hrmig::store::{Chunk, Feed, FileLoad, InputRow, Rejection, RejectionFilter, Store};
 
+/// A rejection as `(position, [(column, code)])`.
+type Rejected = (i64, Vec<(Option<String>, ErrorCode)>);
+
 const DEPARTMENTS: &str = "1,Sales\n2,Engineering\n3,Legal\n";
 const JOBS: &str = "1,Engineer\n2,Analyst\n";
 
@@ -56,7 +59,7 @@ impl TestEnv {
     }
 
     /// `(position, [(column, code)])` of every rejection, in log order.
-    async fn rejected(&self) -> Vec<(i64, Vec<(Option<String>, ErrorCode)>)> {
+    async fn rejected(&self) -> Vec<Rejected> {
         self.rejections()
             .await
             .into_iter()
@@ -592,6 +595,7 @@ async fn a_feed_that_stops_midway_rolls_back() {
         // Big: on PostgreSQL the bulk path, whose foreign keys are set
         // aside until the commit, is the one rolled back.
         bytes: Some(u64::MAX),
+        dry_run: None,
     };
     let err = env.store.load_file(load, rx).await.unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");
@@ -869,4 +873,141 @@ async fn a_few_rows_with_the_wrong_field_count_do_not_refuse_the_file() {
     let csv = format!("abc,A,{OK},1,2\n{}", good(7));
     let r = env.load_employees(csv.as_bytes()).await;
     assert_eq!((r.inserted, r.rejected), (1, 1));
+}
+
+/// What the database holds that a dry run must leave alone: every table's
+/// rows, the rejection log and the load history.
+async fn everything(env: &TestEnv) -> (Vec<Vec<String>>, usize, usize) {
+    let mut rows = Vec::new();
+    for table in Table::ALL {
+        rows.push(env.rows(table).await);
+    }
+    let loads = env.store.loads(1000).await.unwrap().len();
+    (rows, env.rejections().await.len(), loads)
+}
+
+fn dry_run(env: &TestEnv, tables: &[Table]) -> hrmig::ops::load::LoadRequest {
+    let mut req = env.request(tables);
+    req.dry_run = true;
+    req
+}
+
+/// `(line, [(column, code)])` of a dry run's rejections, as `rejected` gives
+/// the log's.
+fn would_reject(r: &LoadReport) -> Vec<Rejected> {
+    r.rejections
+        .iter()
+        .map(|w| {
+            let errors = w
+                .errors
+                .iter()
+                .map(|e| (e.column.clone(), e.code))
+                .collect();
+            (w.line as i64, errors)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_checks_every_row_as_a_load_does_and_writes_nothing() {
+    let env = TestEnv::with_parents().await;
+    env.load_employees(good(7).as_bytes()).await;
+    // Every kind of check: a good row, one already in the table, one
+    // repeated in the file, a broken rule, an unknown parent.
+    let csv = [
+        good(1),
+        good(7),
+        good(1),
+        line("2", "", OK, "1", "2"),
+        line("3", "Bo", OK, "9", "2"),
+        good(4),
+    ]
+    .concat();
+    env.write(Table::HiredEmployees, csv.as_bytes());
+    let before = everything(&env).await;
+    let req = dry_run(&env, &[Table::HiredEmployees]);
+    let dry = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert!(dry.dry_run);
+    assert_eq!(
+        (dry.status, dry.rows_read, dry.inserted, dry.rejected),
+        (LoadStatus::Loaded, 6, 2, 4)
+    );
+    assert_eq!(everything(&env).await, before, "a dry run wrote something");
+    assert_eq!(dry.rejections[0].raw, good(7).trim_end());
+    // The real run does what the dry run said.
+    let real = env.load(&[Table::HiredEmployees]).await.remove(0);
+    assert!(!real.dry_run && real.rejections.is_empty());
+    assert_eq!(
+        (real.status, real.inserted, real.rejected),
+        (dry.status, dry.inserted, dry.rejected)
+    );
+    assert_eq!(would_reject(&dry), env.rejected().await);
+    assert_eq!(
+        env.ids(Table::HiredEmployees).await,
+        vec![1, 4, 7],
+        "the real run after a dry run"
+    );
+    // Now loaded: a dry run says so too, and with force it counts every
+    // row again as a forced load would.
+    let again = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert_eq!(
+        (again.status, again.dry_run),
+        (LoadStatus::AlreadyLoaded, true)
+    );
+    let mut forced = dry_run(&env, &[Table::HiredEmployees]);
+    forced.force = true;
+    let before = everything(&env).await;
+    let f = load::load(&env.store, &forced).await.unwrap().remove(0);
+    assert_eq!(
+        (f.status, f.inserted, f.rejected),
+        (LoadStatus::Loaded, 0, 6)
+    );
+    assert_eq!(everything(&env).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_of_several_files_checks_children_against_the_parents_it_would_load() {
+    let env = TestEnv::new().await;
+    env.write(Table::Departments, DEPARTMENTS.as_bytes());
+    env.write(Table::Jobs, JOBS.as_bytes());
+    // Parents 1..3 and 1..2 come with the run; department 9 does not.
+    let employees = [
+        good(1),
+        line("2", "Bo", OK, "3", "1"),
+        line("3", "Cy", OK, "9", "1"),
+    ];
+    env.write(Table::HiredEmployees, employees.concat().as_bytes());
+    let before = everything(&env).await;
+    let dry = load::load(&env.store, &dry_run(&env, &[])).await.unwrap();
+    assert_eq!(everything(&env).await, before, "a dry run wrote something");
+    let counts: Vec<(u64, u64)> = dry.iter().map(|r| (r.inserted, r.rejected)).collect();
+    assert_eq!(counts, [(3, 0), (2, 0), (2, 1)]);
+    assert_eq!(
+        would_reject(&dry[2]),
+        vec![(3, vec![(col("department_id"), ForeignKey)])]
+    );
+    let real = env.load(&[]).await;
+    let real_counts: Vec<(u64, u64)> = real.iter().map(|r| (r.inserted, r.rejected)).collect();
+    assert_eq!(real_counts, counts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_over_max_rejects_aborts_and_records_nothing() {
+    let env = TestEnv::with_parents().await;
+    let csv: String = (1..=20)
+        .map(|id| line(&id.to_string(), "A", "x", "1", "2"))
+        .collect();
+    env.write(Table::HiredEmployees, csv.as_bytes());
+    let before = everything(&env).await;
+    let mut req = dry_run(&env, &[Table::HiredEmployees]);
+    req.max_rejects = Some(5);
+    let r = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert_eq!((r.status, r.dry_run), (LoadStatus::Aborted, true));
+    // A real run records its abort in the history; a dry run does not.
+    assert_eq!(everything(&env).await, before);
+    // A file that is not a CSV of the table: refused, and not recorded.
+    env.write(Table::HiredEmployees, b"1;Ann;2021-01-01T00:00:00Z;1;2\n");
+    let r = load::load(&env.store, &req).await.unwrap().remove(0);
+    assert_eq!(r.status, LoadStatus::Aborted, "{r:?}");
+    assert_eq!(everything(&env).await, before);
 }

@@ -96,6 +96,9 @@ pub(super) struct LoadArgs {
     /// Abort a file, committing nothing from it, once more rows than this are rejected.
     #[arg(long)]
     pub max_rejects: Option<u64>,
+    /// Check every row as a real load would, and write nothing (no rows, rejections or history).
+    #[arg(long)]
+    pub dry_run: bool,
     /// One JSON object per table instead of a text table.
     #[arg(long)]
     pub json: bool,

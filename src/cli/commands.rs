@@ -62,6 +62,7 @@ pub(super) async fn load(cli: &Cli, args: &LoadArgs) -> Result<ExitCode> {
     let req = LoadRequest {
         force: args.force,
         max_rejects: args.max_rejects,
+        dry_run: args.dry_run,
         progress: super::bars::Bars::shared(),
         ..LoadRequest::new(from, args.tables.clone())
     };

@@ -91,6 +91,37 @@ pub(super) fn load_reports(reports: &[LoadReport], json: bool) -> Result<()> {
     }
     // The rejected rows themselves are in the log table, not on the
     // terminal: one line per file says how to list them.
+    if reports.iter().any(|r| r.dry_run) {
+        // Nothing is in the log to list: the first rows that a load would
+        // reject are shown here instead.
+        for r in reports {
+            for would in r.rejections.iter().take(10) {
+                let reason =
+                    |e: &crate::dictionary::FieldError| format!("{}: {}", e.code, e.message);
+                let reasons: Vec<String> = would.errors.iter().map(reason).collect();
+                let line = would.line;
+                writeln!(
+                    out,
+                    "{} line {line}: {}",
+                    r.table.name(),
+                    reasons.join("; ")
+                )?;
+            }
+            if r.rejected > 10 {
+                let more = r.rejected - 10;
+                writeln!(
+                    out,
+                    "{}: {more} more (--json lists the first 100)",
+                    r.table.name()
+                )?;
+            }
+        }
+        writeln!(
+            out,
+            "dry run: nothing was written; the counts are what a load would do now"
+        )?;
+        return Ok(());
+    }
     for r in reports.iter().filter(|r| r.rejected > 0) {
         writeln!(
             out,

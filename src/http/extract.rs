@@ -8,7 +8,7 @@ use super::error::ApiError;
 use crate::dictionary::Table;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::Deserialize;
@@ -110,6 +110,22 @@ where
                 "the body must be a JSON object".into(),
             )),
         }
+    }
+}
+
+/// `?dry_run=true` on a route that writes: make every check, write nothing.
+pub(super) struct DryRun(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for DryRun {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<DryRun, ApiError> {
+        #[derive(Deserialize)]
+        struct Flag {
+            dry_run: Option<bool>,
+        }
+        let Query(flag) = Query::<Flag>::from_request_parts(parts, state).await?;
+        Ok(DryRun(flag.dry_run.unwrap_or(false)))
     }
 }
 

@@ -14,7 +14,10 @@ use crate::csvfile::CsvRecords;
 use crate::dictionary::check::check_csv_row;
 use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
-use crate::store::{Chunk, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, Store, StoreError};
+use crate::store::{
+    Chunk, DryRun, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, Store, StoreError,
+    WouldReject,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -38,6 +41,10 @@ pub struct LoadRequest {
     pub force: bool,
     /// Abort a file (nothing from it committed) once more rows than this are rejected.
     pub max_rejects: Option<u64>,
+    /// Make every check a real run makes, and write nothing: no rows,
+    /// rejections or history. Each file is checked against the database and
+    /// against what the files before it in the run would have inserted.
+    pub dry_run: bool,
     /// Where each file's bytes read are reported.
     pub progress: Arc<dyn Progress>,
     /// File names other than `<table>.csv`, by table.
@@ -55,6 +62,7 @@ impl LoadRequest {
             tables,
             force: false,
             max_rejects: None,
+            dry_run: false,
             progress: Arc::new(Quiet),
             names: BTreeMap::new(),
             watch: None,
@@ -133,6 +141,14 @@ pub struct LoadReport {
     /// CSV of the table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `true` in a dry run: the status and counts are what a real run would
+    /// have given, and nothing was written. Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// In a dry run, the first 100 rows a real run would reject, with
+    /// their reasons (a real run logs them all instead). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<WouldReject>,
 }
 
 /// Why a load could not run.
@@ -194,8 +210,9 @@ pub async fn load_reporting(
 ) -> Result<Vec<LoadReport>, LoadError> {
     let tables = check_files(req).await?;
     let mut reports = Vec::with_capacity(tables.len());
+    let mut dry = req.dry_run.then(DryRun::default);
     for table in tables {
-        let report = match load_file(store, req, table).await {
+        let report = match load_file(store, req, table, dry.as_mut()).await {
             // The store has switched to plain inserts; the file's transaction
             // was rolled back, so loading it again from the start is safe.
             Err(LoadError::Store {
@@ -208,7 +225,7 @@ pub async fn load_reporting(
                     error = %e,
                     "bulk copy failed; loading the file again with INSERT statements"
                 );
-                load_file(store, req, table).await?
+                load_file(store, req, table, dry.as_mut()).await?
             }
             other => other?,
         };
@@ -247,6 +264,8 @@ impl Loading {
             blank,
             seconds: self.started.elapsed().as_secs_f64(),
             message,
+            dry_run: false,
+            rejections: Vec::new(),
         }
     }
 
@@ -275,6 +294,20 @@ async fn load_file(
     store: &Store,
     req: &LoadRequest,
     table: Table,
+    dry: Option<&mut DryRun>,
+) -> Result<LoadReport, LoadError> {
+    let dry_run = dry.is_some();
+    let mut report = read_and_load(store, req, table, dry).await?;
+    report.dry_run = dry_run;
+    Ok(report)
+}
+
+/// Hashes a file, then loads it unless its content was loaded before.
+async fn read_and_load(
+    store: &Store,
+    req: &LoadRequest,
+    table: Table,
+    dry: Option<&mut DryRun>,
 ) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let started_at = datetime::now_text();
@@ -317,6 +350,7 @@ async fn load_file(
         max_rejects: req.max_rejects,
         started_at,
         bytes: Some(object.size),
+        dry_run: dry.as_deref().cloned(),
     };
     req.progress.start(table.name(), Unit::Bytes, object.size);
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -334,7 +368,24 @@ async fn load_file(
         watch.set(None);
     }
     req.progress.finish();
-    conclude(store, req, &file, &file_load, sha256, outcome, parsed).await
+    let mut outcome = outcome;
+    let mut rejections = Vec::new();
+    if let (
+        Ok(LoadOutcome::WouldLoad {
+            ids, rejections: r, ..
+        }),
+        Some(dry),
+    ) = (&mut outcome, dry)
+    {
+        // What the next files of the dry run are checked against.
+        if !ids.is_empty() {
+            dry.inserted.insert(table, Arc::new(std::mem::take(ids)));
+        }
+        rejections = std::mem::take(r);
+    }
+    let mut report = conclude(store, req, &file, &file_load, sha256, outcome, parsed).await?;
+    report.rejections = rejections;
+    Ok(report)
 }
 
 /// The report of a file whose rows went to the store, from what the store
@@ -358,10 +409,12 @@ async fn conclude(
             let message = refusal.to_string();
             tracing::warn!(table = table.name(), %message, "file refused");
             summary.sha256 = sha256;
-            store
-                .record_aborted(file_load, &summary, 0, &message)
-                .await
-                .map_err(|e| file.store_err(e))?;
+            if file_load.dry_run.is_none() {
+                store
+                    .record_aborted(file_load, &summary, 0, &message)
+                    .await
+                    .map_err(|e| file.store_err(e))?;
+            }
             return Ok(file.report(
                 LoadStatus::Aborted,
                 summary.rows_read,
@@ -382,7 +435,10 @@ async fn conclude(
         }
     };
     match outcome {
-        LoadOutcome::Loaded { inserted, rejected } => {
+        LoadOutcome::Loaded { inserted, rejected }
+        | LoadOutcome::WouldLoad {
+            inserted, rejected, ..
+        } => {
             if summary.sha256 != sha256 {
                 // Committed content differs from what was hashed first: keep
                 // the commit (it is self-consistent and recorded under its own
@@ -411,10 +467,12 @@ async fn conclude(
                 summary.rows_read
             );
             summary.sha256 = sha256;
-            store
-                .record_aborted(file_load, &summary, rejected, &message)
-                .await
-                .map_err(|e| file.store_err(e))?;
+            if file_load.dry_run.is_none() {
+                store
+                    .record_aborted(file_load, &summary, rejected, &message)
+                    .await
+                    .map_err(|e| file.store_err(e))?;
+            }
             Ok(file.report(
                 LoadStatus::Aborted,
                 summary.rows_read,

@@ -7,7 +7,7 @@
 //! Rejected rows are logged with [`rejection_record`], the same record in
 //! every backend.
 
-use super::{Chunk, Dialect, InputRow, StoreError, TableOutcome};
+use super::{Chunk, Dialect, InputRow, StoreError, TableOutcome, WouldReject};
 use crate::dictionary::{ErrorCode, FieldError, Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -179,6 +179,23 @@ pub(super) fn rejection_record(
         position: c.position as i64,
         raw,
         errors: json,
+    }
+}
+
+/// Keeps a dry run's rejection while fewer than [`WouldReject::KEPT`] are.
+pub(super) fn keep_sample(
+    samples: &mut Vec<WouldReject>,
+    source: &str,
+    raw: &[u8],
+    c: &InputRow,
+    errors: &[FieldError],
+) {
+    if samples.len() < WouldReject::KEPT {
+        samples.push(WouldReject {
+            line: c.position,
+            raw: kept_raw(source, raw, c).into_owned(),
+            errors: errors.to_vec(),
+        });
     }
 }
 

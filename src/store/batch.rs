@@ -57,7 +57,8 @@ pub(super) async fn apply(
     batch: &BatchRequest,
 ) -> Result<Done<IngestOutcome>, StoreError> {
     let (source, tables) = (batch.source.as_str(), batch.tables.as_slice());
-    if let Some(idem) = &batch.idempotency {
+    let idempotency = batch.idempotency.as_ref().filter(|_| !batch.dry_run);
+    if let Some(idem) = idempotency {
         // The key is claimed first: a second request with the same key
         // waits here until the first commits, then replays its response.
         let claim = sql::idempotency_claim(d, &idem.key, &idem.fingerprint);
@@ -108,7 +109,10 @@ pub(super) async fn apply(
         outcomes.push(outcome(table, chunk, inserted, rejected));
     }
     let response = (batch.render)(&outcomes, tables);
-    if let Some(idem) = &batch.idempotency {
+    if batch.dry_run {
+        return Ok(Done::Rollback(IngestOutcome::Applied(response)));
+    }
+    if let Some(idem) = idempotency {
         target
             .execute(&sql::idempotency_respond(d, &idem.key, &response))
             .await?;

@@ -7,7 +7,9 @@
 //!
 //! A backend supplies a [`LoadTarget`], the writes of one transaction.
 
-use super::admission::{IdBitmap, LoadKnown, LoggedRejection, admit, rejection_record};
+use super::admission::{
+    IdBitmap, LoadKnown, LoggedRejection, admit, keep_sample, rejection_record,
+};
 use super::batch::Done;
 use super::sql::{self, HistoryEntry, Statement};
 use super::{Dialect, Feed, FileFeed, FileLoad, LoadOutcome, StoreError};
@@ -54,9 +56,17 @@ pub(super) async fn run(
     };
     for (_, _, parent) in table.foreign_keys() {
         if let std::collections::hash_map::Entry::Vacant(slot) = known.parents.entry(parent) {
-            slot.insert(target.ids(parent).await?);
+            let mut ids = target.ids(parent).await?;
+            for &id in load.dry_run.iter().flat_map(|dry| dry.ids(parent)) {
+                ids.insert(id);
+            }
+            slot.insert(ids);
         }
     }
+    // A dry run of a parent table keeps the ids it would insert, for the
+    // next files of the run.
+    let (mut would_insert, mut samples) = (Vec::new(), Vec::new());
+    let keep_ids = load.dry_run.is_some() && table.children().next().is_some();
     let (mut inserted, mut rejected) = (0u64, 0u64);
     loop {
         match feed.recv().await {
@@ -66,26 +76,37 @@ pub(super) async fn run(
                 for c in &chunk.rows {
                     match admit(table, c, &mut known)? {
                         Ok(row) => valid.push(row),
-                        Err(errors) => logged.push(rejection_record(
-                            d,
-                            table,
-                            &load.source,
-                            &chunk.raw,
-                            c,
-                            &errors,
-                        )),
+                        // Every check is in memory: a dry run writes
+                        // nothing, and logs no rejection (not even in the
+                        // service's log).
+                        Err(errors) if load.dry_run.is_some() => {
+                            rejected += 1;
+                            keep_sample(&mut samples, &load.source, &chunk.raw, c, &errors);
+                        }
+                        Err(errors) => {
+                            let source = &load.source;
+                            logged.push(rejection_record(d, table, source, &chunk.raw, c, &errors));
+                        }
                     }
                 }
                 rejected += logged.len() as u64;
                 if load.max_rejects.is_some_and(|max| rejected > max) {
                     return Ok(Done::Rollback(LoadOutcome::Aborted { rejected }));
                 }
-                target.write(&valid).await?;
                 inserted += valid.len() as u64;
+                if load.dry_run.is_some() {
+                    if keep_ids {
+                        would_insert.extend(valid.iter().map(|row| row.id()));
+                    }
+                    continue;
+                }
+                target.write(&valid).await?;
                 target.log(logged).await?;
             }
             Some(Feed::End(summary)) => {
-                target.end_writes().await?;
+                if load.dry_run.is_none() {
+                    target.end_writes().await?;
+                }
                 // Checked again under the table lock: two loads of the same
                 // content racing each other commit once.
                 if !load.force
@@ -94,6 +115,14 @@ pub(super) async fn run(
                         .await?
                 {
                     return Ok(Done::Rollback(LoadOutcome::AlreadyLoaded));
+                }
+                if load.dry_run.is_some() {
+                    return Ok(Done::Rollback(LoadOutcome::WouldLoad {
+                        inserted,
+                        rejected,
+                        ids: would_insert,
+                        rejections: samples,
+                    }));
                 }
                 let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 target.execute(&sql::insert_history(d, &entry)).await?;

@@ -39,8 +39,8 @@ pub use records::{
     RowSink, SCAN_CHUNK,
 };
 pub use requests::{
-    BatchRequest, FileLoad, Idempotency, IngestOutcome, LoadOutcome, Render, TableBatch,
-    TableOutcome,
+    BatchRequest, DryRun, FileLoad, Idempotency, IngestOutcome, LoadOutcome, Render, TableBatch,
+    TableOutcome, WouldReject,
 };
 
 use crate::dictionary::Table;
@@ -255,22 +255,9 @@ impl Store {
     /// rendered response stored with them.
     ///
     /// With `rest`, the last table's rows continue in chunks still being
-    /// parsed; the batch commits once [`Feed::End`] arrives.
-    pub async fn ingest(
-        &self,
-        source: String,
-        tables: Vec<TableBatch>,
-        rest: Option<BatchRest>,
-        idempotency: Option<Idempotency>,
-        render: Render,
-    ) -> Result<IngestOutcome, StoreError> {
-        let batch = BatchRequest {
-            source,
-            tables,
-            rest,
-            idempotency,
-            render,
-        };
+    /// parsed; the batch commits once [`Feed::End`] arrives. A dry run
+    /// (`batch.dry_run`) makes every check and rolls back.
+    pub async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
         on_backend!(self, b => b.ingest(batch).await)
     }
 

@@ -19,6 +19,25 @@ pub struct FileLoad {
     /// Size of the file in bytes, when known: a server database loads a
     /// big file differently from a small one.
     pub bytes: Option<u64>,
+    /// A dry run: every check made, nothing written (the transaction is
+    /// rolled back), the outcome [`LoadOutcome::WouldLoad`].
+    pub dry_run: Option<DryRun>,
+}
+
+/// What a dry run of several files knows that the database does not: the
+/// ids the earlier files of the run would have inserted, so that a child
+/// file is checked against its parents as a real run would check it.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun {
+    /// Ids that earlier files would have inserted, by (parent) table.
+    pub inserted: std::collections::HashMap<Table, std::sync::Arc<Vec<i32>>>,
+}
+
+impl DryRun {
+    /// The ids earlier files would have inserted into `table`.
+    pub(super) fn ids(&self, table: Table) -> &[i32] {
+        self.inserted.get(&table).map_or(&[], |ids| ids.as_slice())
+    }
 }
 
 /// How a file load ended in the store.
@@ -38,6 +57,35 @@ pub enum LoadOutcome {
         /// Rejections counted when the load stopped.
         rejected: u64,
     },
+    /// A dry run that a real run would have committed; nothing was written.
+    WouldLoad {
+        /// Rows that would have been inserted.
+        inserted: u64,
+        /// Rows that would have been rejected (and logged).
+        rejected: u64,
+        /// Their ids, when the table is a parent (a later file of the same
+        /// dry run is checked against them); empty otherwise.
+        ids: Vec<i32>,
+        /// The first [`WouldReject::KEPT`] rows that would have been rejected.
+        rejections: Vec<WouldReject>,
+    },
+}
+
+/// A row a dry run would have rejected, with its reasons: what the log
+/// would have kept.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WouldReject {
+    /// Its line in the file (from 1).
+    pub line: u64,
+    /// The record as read.
+    pub raw: String,
+    /// Every rule it breaks.
+    pub errors: Vec<crate::dictionary::FieldError>,
+}
+
+impl WouldReject {
+    /// How many a dry run keeps, in file order.
+    pub const KEPT: usize = 100;
 }
 
 /// One API batch for one table, checked by the pure rules.
@@ -101,4 +149,7 @@ pub struct BatchRequest {
     pub idempotency: Option<Idempotency>,
     /// Renders the response (inside the transaction when it is keyed).
     pub render: Render,
+    /// A dry run: every check made, nothing written (no rows, rejections
+    /// or key: `idempotency` is `None`), the transaction rolled back.
+    pub dry_run: bool,
 }

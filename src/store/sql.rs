@@ -522,6 +522,7 @@ mod tests {
             max_rejects: None,
             started_at: "2024-01-01T00:00:00Z".into(),
             bytes: None,
+            dry_run: None,
         };
         let summary = FeedSummary {
             rows_read: 3,

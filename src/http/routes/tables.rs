@@ -7,9 +7,9 @@ use crate::http::error::documented::{
     DatabaseUnavailable, KeyReused, Malformed, TooManyRows, Unauthorized, UnknownTable,
 };
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{TablePath, page_limit};
+use crate::http::extract::{DryRun, TablePath, page_limit};
 use crate::http::state::AppState;
-use crate::ops::ingest::{self, BatchesResult, Shape, TableResult};
+use crate::ops::ingest::{self, BatchesResult, How, Shape, TableResult};
 use crate::store::Idempotency;
 use axum::Router;
 use axum::body::Bytes;
@@ -166,7 +166,8 @@ fn batch_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
 #[utoipa::path(post, path = "/api/tables/{table}/rows", tag = "ingest",
     params(
         ("table" = Table, Path, description = "departments, jobs or hired_employees"),
-        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters. Replays the first response for the same key and body; 422 for another body")
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters. Replays the first response for the same key and body; 422 for another body. A dry run neither reads nor stores it"),
+        ("dry_run" = Option<bool>, Query, description = "Check every row as a real run would (against the database and the batch's earlier rows) and write nothing; the response says `\"dry_run\": true`")
     ),
     responses(
         (status = 200, description = "Applied (or replayed): per-row outcome", body = TableResult),
@@ -177,6 +178,7 @@ fn batch_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
 async fn post_rows(
     State(state): State<AppState>,
     TablePath(table): TablePath,
+    DryRun(dry_run): DryRun,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -184,21 +186,18 @@ async fn post_rows(
     let body = body?;
     let idem = idempotency(&headers, &format!("rows:{table}"), &body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
+    let store = &state.store;
     let answer = match format {
         BatchFormat::Json => {
-            ingest::ingest_json(&state.store, &batch_id, table, &body, idem).await?
+            ingest::ingest_json(store, &batch_id, table, &body, idem, dry_run).await?
         }
         BatchFormat::Csv => {
-            let parsed = ingest::parse_csv(table, &body)?;
-            ingest::ingest(
-                &state.store,
-                &batch_id,
-                vec![parsed],
-                None,
-                idem,
-                Shape::Table,
-            )
-            .await?
+            let parsed = vec![ingest::parse_csv(table, &body)?];
+            let how = How {
+                shape: Shape::Table,
+                dry_run,
+            };
+            ingest::ingest(store, &batch_id, parsed, None, idem, how).await?
         }
     };
     Ok(ingest_response(answer))
@@ -206,7 +205,10 @@ async fn post_rows(
 
 /// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
 #[utoipa::path(post, path = "/api/batches", tag = "ingest",
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "As for table batches")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "As for table batches"),
+        ("dry_run" = Option<bool>, Query, description = "As for table batches: every check, nothing written")
+    ),
     responses(
         (status = 200, description = "Applied (or replayed)", body = BatchesResult),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -215,6 +217,7 @@ async fn post_rows(
 )]
 async fn post_batches(
     State(state): State<AppState>,
+    DryRun(dry_run): DryRun,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -227,6 +230,10 @@ async fn post_batches(
     let idem = idempotency(&headers, "batches", &body)?;
     let parsed = ingest::parse_json_tables(&body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, Shape::Tables).await?;
+    let how = How {
+        shape: Shape::Tables,
+        dry_run,
+    };
+    let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, how).await?;
     Ok(ingest_response(answer))
 }

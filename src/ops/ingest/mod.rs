@@ -12,7 +12,8 @@ pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
 
 use crate::dictionary::Table;
 use crate::store::{
-    BatchRest, Chunk, Feed, Idempotency, IngestOutcome, Store, TableBatch, TableOutcome,
+    BatchRequest, BatchRest, Chunk, Feed, Idempotency, IngestOutcome, Store, TableBatch,
+    TableOutcome,
 };
 use parse::ObjectArray;
 use sha2::{Digest, Sha256};
@@ -59,23 +60,30 @@ pub async fn ingest_json(
     table: Table,
     body: &[u8],
     idempotency: Option<Idempotency>,
+    dry_run: bool,
 ) -> Result<Answer, IngestError> {
+    let how = How {
+        shape: Shape::Table,
+        dry_run,
+    };
     if idempotency.is_none()
         && store.writer_idle()
-        && let Some(done) = ingest_in_pieces(store, batch_id, table, body).await
+        && let Some(done) = ingest_in_pieces(store, batch_id, table, body, how).await
     {
         return done;
     }
     let parsed = parse_json(table, body)?;
-    ingest(
-        store,
-        batch_id,
-        vec![parsed],
-        None,
-        idempotency,
-        Shape::Table,
-    )
-    .await
+    ingest(store, batch_id, vec![parsed], None, idempotency, how).await
+}
+
+/// How a batch is applied and answered.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    /// The response's shape.
+    pub shape: Shape,
+    /// Every check made, nothing written: no rows, no rejections, no
+    /// idempotency key (a dry run neither reads nor stores one).
+    pub dry_run: bool,
 }
 
 /// `None` when the body is not in the common shape (nothing was applied):
@@ -85,6 +93,7 @@ async fn ingest_in_pieces(
     batch_id: &str,
     table: Table,
     body: &[u8],
+    how: How,
 ) -> Option<Result<Answer, IngestError>> {
     let mut rows = ObjectArray::new(table, body)?;
     let mut first = Chunk::default();
@@ -97,17 +106,10 @@ async fn ingest_in_pieces(
         syntax: Syntax::Json,
     }];
     if whole {
-        return Some(ingest(store, batch_id, parsed, None, None, Shape::Table).await);
+        return Some(ingest(store, batch_id, parsed, None, None, how).await);
     }
     let (pieces, more) = tokio::sync::mpsc::channel(PIECES_QUEUED);
-    let mut applying = std::pin::pin!(ingest(
-        store,
-        batch_id,
-        parsed,
-        Some(more),
-        None,
-        Shape::Table
-    ));
+    let mut applying = std::pin::pin!(ingest(store, batch_id, parsed, Some(more), None, how));
     // The first poll hands the batch to the store, which starts writing.
     if let std::task::Poll::Ready(done) = futures::poll!(applying.as_mut()) {
         return Some(done);
@@ -139,8 +141,9 @@ pub async fn ingest(
     parsed: Vec<ParsedRows>,
     more: Option<BatchRest>,
     idempotency: Option<Idempotency>,
-    shape: Shape,
+    how: How,
 ) -> Result<Answer, IngestError> {
+    let How { shape, dry_run } = how;
     let syntax: Vec<Syntax> = parsed.iter().map(|p| p.syntax).collect();
     let id = batch_id.to_owned();
     let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -148,12 +151,17 @@ pub async fn ingest(
     let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
         let rows = outcomes.iter().map(|o| o.received).sum();
         counted.store(rows, std::sync::atomic::Ordering::Relaxed);
-        response::render(&id, shape, outcomes, batches, &syntax)
+        response::render(&id, shape, dry_run, outcomes, batches, &syntax)
     });
-    let tables = parsed.into_iter().map(|p| p.batch).collect();
-    let outcome = store
-        .ingest(format!("api:{batch_id}"), tables, more, idempotency, render)
-        .await;
+    let batch = BatchRequest {
+        source: format!("api:{batch_id}"),
+        tables: parsed.into_iter().map(|p| p.batch).collect(),
+        rest: more,
+        idempotency: idempotency.filter(|_| !dry_run),
+        render,
+        dry_run,
+    };
+    let outcome = store.ingest(batch).await;
     tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));
     match outcome? {
         IngestOutcome::Applied(body) => Ok(Answer::Applied(body)),

@@ -33,6 +33,10 @@ pub struct TableResult {
     pub inserted: u64,
     /// Rows rejected (and logged).
     pub rejected: Vec<RejectedRow>,
+    /// `true` in a dry run (`?dry_run=true`): the counts and rejections are
+    /// what a real run would make, and nothing was written. Absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The response of a several-table batch.
@@ -46,6 +50,9 @@ pub struct BatchesResult {
     pub inserted: u64,
     /// Per table.
     pub tables: std::collections::BTreeMap<String, TableResult>,
+    /// `true` in a dry run: nothing was written. Absent otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// How the response of a batch is shaped.
@@ -62,6 +69,7 @@ pub enum Shape {
 pub(super) fn render(
     batch_id: &str,
     shape: Shape,
+    dry_run: bool,
     outcomes: &[TableOutcome],
     batches: &[TableBatch],
     syntax: &[Syntax],
@@ -70,7 +78,7 @@ pub(super) fn render(
     let rendered = match shape {
         Shape::Table => match tables.into_iter().next() {
             Some((o, (batch, syntax))) => {
-                serde_json::to_string(&table_result(batch_id, o, batch, *syntax))
+                serde_json::to_string(&table_result(batch_id, dry_run, o, batch, *syntax))
             }
             None => Ok("null".to_owned()),
         },
@@ -80,10 +88,11 @@ pub(super) fn render(
             inserted: outcomes.iter().map(|o| o.inserted).sum(),
             tables: tables
                 .map(|(o, (batch, syntax))| {
-                    let result = table_result(batch_id, o, batch, *syntax);
+                    let result = table_result(batch_id, dry_run, o, batch, *syntax);
                     (o.table.name().to_owned(), result)
                 })
                 .collect(),
+            dry_run,
         }),
     };
     // Plain structs of strings and numbers always serialise.
@@ -92,6 +101,7 @@ pub(super) fn render(
 
 fn table_result(
     batch_id: &str,
+    dry_run: bool,
     outcome: &TableOutcome,
     batch: &TableBatch,
     syntax: Syntax,
@@ -121,6 +131,7 @@ fn table_result(
         received: outcome.received,
         inserted: outcome.inserted,
         rejected,
+        dry_run,
     }
 }
 

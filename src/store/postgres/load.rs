@@ -265,7 +265,10 @@ impl<'a, 't> PgLoad<'a, 't> {
             tx,
             table,
             source: load.source.clone(),
+            // A dry run writes nothing: no keys to set aside, and readers
+            // are not kept out.
             bulk: table.foreign_keys().next().is_some()
+                && load.dry_run.is_none()
                 && load.bytes.is_some_and(|b| b >= BULK_BYTES),
             foreign_keys: Vec::new(),
             indexes: Vec::new(),

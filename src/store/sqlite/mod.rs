@@ -294,9 +294,12 @@ impl Backend for SqliteStore {
             rest,
             idempotency,
             render,
+            dry_run,
         } = batch;
-        // Without a key the response is rendered (and the batch freed) here,
-        // off the writer thread, which every write waits for.
+        // A dry run neither reads nor writes a key. Without a key the
+        // response is rendered (and the batch freed) here, off the writer
+        // thread, which every write waits for.
+        let idempotency = idempotency.filter(|_| !dry_run);
         let (inside, outside) = match idempotency {
             Some(_) => (Some(render), None),
             None => (None, Some(render)),
@@ -312,6 +315,7 @@ impl Backend for SqliteStore {
                         rest,
                         idempotency.as_ref(),
                         inside,
+                        dry_run,
                     )
                 });
                 Ok((result, tables))

@@ -8,8 +8,8 @@
 use super::super::admission::{self, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
-    BatchRest, Chunk, Dialect, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome, InputRow,
-    LoadOutcome, Render, StoreError, TableBatch, TableOutcome, ddl,
+    BatchRest, Chunk, Dialect, DryRun, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome,
+    InputRow, LoadOutcome, Render, StoreError, TableBatch, TableOutcome, WouldReject, ddl,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -41,6 +41,9 @@ pub(super) fn load_file(
 ) -> Result<LoadOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut writer = RowWriter::new(&tx, load.table, &load.source)?;
+    if let Some(dry) = &load.dry_run {
+        writer.pretend(dry);
+    }
     loop {
         match feed.blocking_recv() {
             Some(Feed::Rows(chunk)) => {
@@ -53,12 +56,23 @@ pub(super) fn load_file(
             }
             Some(Feed::End(summary)) => {
                 let (inserted, rejected) = (writer.inserted, writer.rejected);
+                let ids = std::mem::take(&mut writer.would_insert);
+                let rejections = std::mem::take(&mut writer.samples);
                 drop(writer);
                 // Checked again here, where no other load can interleave:
                 // two loads of the same content racing each other commit once.
                 let seen = sql::history_has(Dialect::Sqlite, load.table, &summary.sha256);
                 if !load.force && !query_on(&tx, &seen, |_| Ok(()))?.is_empty() {
                     return Ok(LoadOutcome::AlreadyLoaded);
+                }
+                if load.dry_run.is_some() {
+                    // Rolled back when `tx` is dropped.
+                    return Ok(LoadOutcome::WouldLoad {
+                        inserted,
+                        rejected,
+                        ids,
+                        rejections,
+                    });
                 }
                 let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
@@ -79,8 +93,10 @@ pub(super) fn ingest(
     mut rest: Option<BatchRest>,
     idempotency: Option<&Idempotency>,
     render: Option<Render>,
+    dry_run: bool,
 ) -> Result<Result<IngestOutcome, Vec<TableOutcome>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let idempotency = idempotency.filter(|_| !dry_run);
     if let Some(idem) = idempotency {
         let st = sql::idempotency_seen(Dialect::Sqlite, &idem.key);
         let seen = query_on(&tx, &st, |r| Ok((r.text(0)?, r.text(1)?)))?;
@@ -127,7 +143,10 @@ pub(super) fn ingest(
         }
         _ => Err(outcomes),
     };
-    tx.commit()?;
+    // A dry run is rolled back when `tx` is dropped.
+    if !dry_run {
+        tx.commit()?;
+    }
     Ok(result)
 }
 
@@ -273,6 +292,14 @@ struct RowWriter<'t> {
     reject: CachedStatement<'t>,
     inserted: u64,
     rejected: u64,
+    /// A dry run's parents that earlier files would have inserted.
+    pretended: Vec<(Table, IdSet)>,
+    /// In a dry run of a parent table, the ids it would insert.
+    would_insert: Vec<i32>,
+    keep_ids: bool,
+    /// In a dry run, the first rows it would reject.
+    samples: Vec<WouldReject>,
+    dry_run: bool,
 }
 
 impl<'t> RowWriter<'t> {
@@ -320,7 +347,24 @@ impl<'t> RowWriter<'t> {
             reject,
             inserted: 0,
             rejected: 0,
+            pretended: Vec::new(),
+            would_insert: Vec::new(),
+            keep_ids: false,
+            samples: Vec::new(),
+            dry_run: false,
         })
+    }
+
+    /// Checks as a dry run does: parents that earlier files of the run would
+    /// have inserted count as there, and a parent table's admitted ids are
+    /// kept for the files after it.
+    fn pretend(&mut self, dry: &DryRun) {
+        for (_, _, parent) in self.table.foreign_keys() {
+            self.pretended
+                .push((parent, dry.ids(parent).iter().copied().collect()));
+        }
+        self.keep_ids = self.table.children().next().is_some();
+        self.dry_run = true;
     }
 
     /// Writes every input row; returns the rejected ones (position, errors).
@@ -343,6 +387,13 @@ impl<'t> RowWriter<'t> {
             }
             Err(errors) => errors,
         };
+        if self.dry_run {
+            // Not logged, not even in the service's log: the row is kept
+            // for the dry run's report.
+            admission::keep_sample(&mut self.samples, self.source, raw, c, &errors);
+            self.rejected += 1;
+            return Ok(Some(errors));
+        }
         let LoggedRejection {
             position,
             raw,
@@ -369,10 +420,18 @@ impl Known for RowWriter<'_> {
     fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
         bind_row(&mut self.insert, row)?;
         // Parents were checked first: only the id can conflict.
-        Ok(self.insert.raw_execute()? == 1)
+        let inserted = self.insert.raw_execute()? == 1;
+        if inserted && self.keep_ids {
+            self.would_insert.push(row.id());
+        }
+        Ok(inserted)
     }
 
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
+        let pretended = self.pretended.iter().find(|(p, _)| *p == parent);
+        if pretended.is_some_and(|(_, ids)| ids.contains(&id)) {
+            return Ok(true);
+        }
         match self.parents.iter_mut().find(|(p, _)| *p == parent) {
             Some((_, check)) => Ok(check.has(id)?),
             None => Ok(false),
