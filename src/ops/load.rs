@@ -242,6 +242,7 @@ struct Loading {
     /// `file:PATH` for a local file, the `az://` URL of a blob.
     source: String,
     started: Instant,
+    dry_run: bool,
 }
 
 impl Loading {
@@ -264,7 +265,7 @@ impl Loading {
             blank,
             seconds: self.started.elapsed().as_secs_f64(),
             message,
-            dry_run: false,
+            dry_run: self.dry_run,
             rejections: Vec::new(),
         }
     }
@@ -296,19 +297,6 @@ async fn load_file(
     table: Table,
     dry: Option<&mut DryRun>,
 ) -> Result<LoadReport, LoadError> {
-    let dry_run = dry.is_some();
-    let mut report = read_and_load(store, req, table, dry).await?;
-    report.dry_run = dry_run;
-    Ok(report)
-}
-
-/// Hashes a file, then loads it unless its content was loaded before.
-async fn read_and_load(
-    store: &Store,
-    req: &LoadRequest,
-    table: Table,
-    dry: Option<&mut DryRun>,
-) -> Result<LoadReport, LoadError> {
     let started = Instant::now();
     let started_at = datetime::now_text();
     let name = req.file_name(table);
@@ -323,6 +311,7 @@ async fn read_and_load(
         location,
         source,
         started,
+        dry_run: dry.is_some(),
     };
 
     // Hash first: a file already loaded is skipped without parsing it.
