@@ -777,3 +777,42 @@ fn load_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
         real[2]["inserted"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn loads_lists_the_history_with_ids_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hrmig(
+        dir.path(),
+        &["gen", "--out", "storage/landing", "--employees", "50"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(hrmig(dir.path(), &["load"]).status.success());
+    let o = hrmig(dir.path(), &["loads", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let tables: Vec<&str> = all.iter().map(|l| l["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["hired_employees", "jobs", "departments"]);
+    let o = hrmig(dir.path(), &["loads", "--table", "jobs", "--json"]);
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(jobs, [all[1].clone()]);
+    // Text: the id first, then the table and status.
+    let o = hrmig(dir.path(), &["loads", "--limit", "1"]);
+    let text = stdout(&o);
+    let row = text.lines().nth(1).unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        fields[..3],
+        [
+            all[0]["id"].to_string().as_str(),
+            "hired_employees",
+            "loaded"
+        ]
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for bad in [
+        &["loads", "--limit", "0"][..],
+        &["loads", "--table", "nope"][..],
+    ] {
+        assert!(!hrmig(dir.path(), bad).status.success(), "{bad:?}");
+    }
+}

@@ -123,9 +123,21 @@ async fn a_load_is_a_job_that_answers_at_once_and_reports_as_it_goes() {
     );
     assert_eq!(got[2].2, count(&server.base, "hired_employees").await);
     assert_eq!(done["tables"][2]["rows_read"], 2000);
-    // The history lists the files, as before.
+    // The history lists the files, as before, newest first, each with its
+    // id; one table's, or fewer, on request.
     let (_, history) = get(&server.base, "/api/loads").await;
-    assert_eq!(history.as_array().unwrap().len(), 3);
+    let history = history.as_array().unwrap().clone();
+    assert_eq!(history.len(), 3);
+    let ids: Vec<i64> = history.iter().map(|h| h["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    let (_, jobs_only) = get(&server.base, "/api/loads?table=jobs").await;
+    assert_eq!(jobs_only, json!([history[1]]));
+    let (_, newest) = get(&server.base, "/api/loads?limit=1").await;
+    assert_eq!(newest, json!([history[0]]));
+    for bad in ["table=employees", "limit=0", "limit=1001", "limit=x"] {
+        let (status, body) = get(&server.base, &format!("/api/loads?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
 
     // Another instance over the same database sees the same job.
     let other = Serve::start(&url, &storage, &[]).await;

@@ -506,7 +506,7 @@ async fn the_same_content_loads_once_unless_forced() {
         (forced.status, forced.inserted, forced.rejected),
         (LoadStatus::Loaded, 0, 2)
     );
-    let loads = env.store.loads(10).await.unwrap();
+    let loads = env.store.loads(None, 10).await.unwrap();
     assert_eq!(
         loads
             .iter()
@@ -551,7 +551,7 @@ async fn max_rejects_aborts_the_file() {
         env.rejections().await.is_empty(),
         "rejections of an aborted file were committed"
     );
-    let loads = env.store.loads(1).await.unwrap();
+    let loads = env.store.loads(None, 1).await.unwrap();
     assert_eq!(loads[0].status.as_str(), "aborted");
     // Under the limit, the same kind of file loads.
     req.max_rejects = Some(50);
@@ -705,7 +705,7 @@ async fn reference_files_load_as_documented() {
 /// committed, and loading it again is refused again (not `already_loaded`).
 async fn assert_refused(env: &TestEnv, content: &[u8], reason: &str) -> load::LoadReport {
     env.write(Table::HiredEmployees, content);
-    let before = env.store.loads(100).await.unwrap().len();
+    let before = env.store.loads(None, 100).await.unwrap().len();
     for attempt in 0..2 {
         let r = env.load(&[Table::HiredEmployees]).await.remove(0);
         assert_eq!(r.status, LoadStatus::Aborted, "attempt {attempt}: {r:?}");
@@ -717,7 +717,7 @@ async fn assert_refused(env: &TestEnv, content: &[u8], reason: &str) -> load::Lo
         );
         assert!(env.ids(Table::HiredEmployees).await.is_empty());
         assert!(env.rejections().await.is_empty(), "rejections committed");
-        let loads = env.store.loads(100).await.unwrap();
+        let loads = env.store.loads(None, 100).await.unwrap();
         assert_eq!(loads.len(), before + attempt + 1);
         assert_eq!(loads[0].status.as_str(), "aborted");
         assert_eq!(loads[0].message.as_deref(), Some(message.as_str()));
@@ -882,7 +882,7 @@ async fn everything(env: &TestEnv) -> (Vec<Vec<String>>, usize, usize) {
     for table in Table::ALL {
         rows.push(env.rows(table).await);
     }
-    let loads = env.store.loads(1000).await.unwrap().len();
+    let loads = env.store.loads(None, 1000).await.unwrap().len();
     (rows, env.rejections().await.len(), loads)
 }
 

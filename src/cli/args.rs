@@ -52,6 +52,8 @@ pub(super) enum Command {
     Report(ReportArgs),
     /// Show the rejection log.
     Rejections(RejectionsArgs),
+    /// Show the load history, newest first, with each load's id.
+    Loads(LoadsArgs),
     /// Back up tables to Avro files under <storage>/backups/<table>/.
     Backup(BackupArgs),
     /// List complete backups, oldest first (`backups prune`: remove older ones).
@@ -142,6 +144,19 @@ pub(super) struct RejectionsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct LoadsArgs {
+    /// Only this table's loads.
+    #[arg(long)]
+    pub table: Option<Table>,
+    /// How many, newest first.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+    /// JSON (the history entries) instead of a text table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

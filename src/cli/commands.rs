@@ -2,8 +2,8 @@
 //! print its report, and say how the process should exit.
 
 use super::args::{
-    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, PruneArgs,
-    RejectionsArgs, Report, ReportArgs, SchemaArgs, ServeArgs,
+    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, LoadsArgs,
+    PruneArgs, RejectionsArgs, Report, ReportArgs, SchemaArgs, ServeArgs,
 };
 use super::print;
 use crate::dictionary::Table;
@@ -229,6 +229,13 @@ pub(super) async fn rejections(cli: &Cli, args: &RejectionsArgs) -> Result<ExitC
         })
         .await?;
     print::rejections(&rows, args.format)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn loads(cli: &Cli, args: &LoadsArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let history = store.loads(args.table, args.limit).await?;
+    print::loads(&history, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 

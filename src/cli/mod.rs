@@ -62,6 +62,7 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Restore(args) => commands::restore(cli, args).await,
         Command::Report(args) => commands::report(cli, args).await,
         Command::Rejections(args) => commands::rejections(cli, args).await,
+        Command::Loads(args) => commands::loads(cli, args).await,
         Command::Schema(args) => commands::schema(args),
     }
 }

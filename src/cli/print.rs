@@ -4,7 +4,7 @@
 use super::args::Format;
 use crate::ops::backup::{Manifest, Pruned, Restored, Verification};
 use crate::ops::load::LoadReport;
-use crate::store::{DepartmentHires, QuarterRow, Rejection};
+use crate::store::{DepartmentHires, LoadRecord, QuarterRow, Rejection};
 use anyhow::Result;
 use std::io::{StdoutLock, Write};
 
@@ -223,6 +223,31 @@ pub(super) fn departments_above_mean(rows: &[DepartmentHires], format: Format) -
         }
         Ok(())
     })
+}
+
+/// The load history, newest first.
+pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, history)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:>6} {:<16} {:<8} {:>10} {:>10} {:>9} {:<24} source",
+        "id", "table", "status", "rows_read", "inserted", "rejected", "started"
+    )?;
+    for l in history {
+        let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
+        let (read, inserted, rejected) = (l.rows_read, l.inserted, l.rejected);
+        writeln!(
+            out,
+            "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {}",
+            l.source
+        )?;
+    }
+    Ok(())
 }
 
 /// A backup just made.

@@ -193,10 +193,14 @@ impl Store {
         self.query(st, sql::rejection).await
     }
 
-    /// Reads the load history, newest first.
-    pub async fn loads(&self, limit: u32) -> Result<Vec<LoadRecord>, StoreError> {
-        self.query(sql::loads(self.dialect(), limit), sql::load_record)
-            .await
+    /// Reads the load history (of one table, when given), newest first.
+    pub async fn loads(
+        &self,
+        table: Option<Table>,
+        limit: u32,
+    ) -> Result<Vec<LoadRecord>, StoreError> {
+        let st = sql::loads(self.dialect(), table, limit);
+        self.query(st, sql::load_record).await
     }
 
     /// Records a new load job, `queued`.

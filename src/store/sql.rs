@@ -249,12 +249,14 @@ const LOAD_COLUMNS: [&str; 12] = [
 ];
 
 /// The newest `limit` entries of the load history, newest first.
-pub fn loads(d: Dialect, limit: u32) -> Statement {
+pub fn loads(d: Dialect, table: Option<Table>, limit: u32) -> Statement {
     let mut st = Statement::new(d);
     let limit = st.int(i64::from(limit));
+    let table = st.text(table.map(Table::name).unwrap_or(""));
     let rest = format!(
-        "FROM {} ORDER BY {} DESC",
+        "FROM {} WHERE ({table} = '' OR {} = {table}) ORDER BY {} DESC",
         d.quote(ddl::LOADS),
+        d.quote("table_name"),
         d.quote("id")
     );
     let sql = d.select_limited(&d.columns(&LOAD_COLUMNS), &rest, &limit);
@@ -541,7 +543,7 @@ mod tests {
             for st in [
                 history_has(d, Table::Jobs, "ab"),
                 insert_history(d, &entry),
-                loads(d, 5),
+                loads(d, Some(Table::Jobs), 5),
                 rejections(d, &RejectionFilter::default()),
                 rows(d, Table::HiredEmployees, 7, 10),
                 count(d, Table::Jobs),
@@ -559,9 +561,9 @@ mod tests {
 
     #[test]
     fn limits_are_top_in_t_sql_and_limit_elsewhere() {
-        let sql = loads(Dialect::Mssql, 5).sql;
+        let sql = loads(Dialect::Mssql, None, 5).sql;
         assert!(sql.starts_with("SELECT TOP (@P1) [id]"), "{sql}");
-        let sql = loads(Dialect::Sqlite, 5).sql;
+        let sql = loads(Dialect::Sqlite, None, 5).sql;
         assert!(sql.ends_with("LIMIT ?1"), "{sql}");
         let sql = rows(Dialect::Postgres, Table::Jobs, 0, 5).sql;
         assert!(sql.contains("\"id\" > $1::int8"), "{sql}");

@@ -8,19 +8,22 @@
 //! than a front end's request timeout (Azure's 230 s) is not lost to its
 //! caller. Who runs it is [`Runner`]'s choice.
 
+use crate::dictionary::Table;
 use crate::http::error::documented::{
     DatabaseUnavailable, Forbidden, Malformed, NoSuchJob, Unauthorized,
 };
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{
-    JobPath, OptionalJson, TableList, folder_under_root, optional_whole_number,
+    JobPath, OptionalJson, TableList, folder_under_root, optional_whole_number, page_limit,
+    query_table,
 };
 use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
 use crate::store::LoadRecord;
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -153,13 +156,29 @@ async fn get_load(
     Ok(Json(jobs::get(&state.store, &id, state.jobs).await?))
 }
 
-/// The history of file loads, newest first.
+#[derive(Deserialize)]
+struct HistoryQuery {
+    table: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The history of file loads, newest first, each with its id.
 #[utoipa::path(get, path = "/api/loads", tag = "loads",
+    params(
+        ("table" = Option<Table>, Query, description = "Only this table's loads"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 1000")
+    ),
     responses(
         (status = 200, description = "History", body = Vec<LoadRecord>),
         Malformed, Unauthorized, DatabaseUnavailable
     )
 )]
-async fn get_loads(State(state): State<AppState>) -> Result<Json<Vec<LoadRecord>>, ApiError> {
-    Ok(Json(state.store.loads(1000).await?))
+async fn get_loads(
+    State(state): State<AppState>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Vec<LoadRecord>>, ApiError> {
+    let Query(q) = q?;
+    let table = q.table.as_deref().map(query_table).transpose()?;
+    let limit = page_limit(q.limit, 1000)?;
+    Ok(Json(state.store.loads(table, limit).await?))
 }
