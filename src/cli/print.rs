@@ -225,29 +225,39 @@ pub(super) fn departments_above_mean(rows: &[DepartmentHires], format: Format) -
     })
 }
 
+/// JSON (pretty) or a text table, as `--json` says.
+fn json_or(json: bool) -> Format {
+    if json { Format::Json } else { Format::Table }
+}
+
 /// The load history, newest first.
 pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, history)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:>6} {:<16} {:<8} {:>10} {:>10} {:>9} {:<24} source",
-        "id", "table", "status", "rows_read", "inserted", "rejected", "started"
-    )?;
-    for l in history {
-        let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
-        let (read, inserted, rejected) = (l.rows_read, l.inserted, l.rejected);
+    in_format(history, json_or(json), |out, history| {
+        let head = (
+            "id",
+            "table",
+            "status",
+            "rows_read",
+            "inserted",
+            "rejected",
+            "started",
+        );
+        let (id, table, status, read, inserted, rejected, started) = head;
         writeln!(
             out,
-            "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {}",
-            l.source
+            "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} source"
         )?;
-    }
-    Ok(())
+        for l in history {
+            let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
+            let (read, inserted, rejected) = (l.rows_read, l.inserted, l.rejected);
+            let source = &l.source;
+            writeln!(
+                out,
+                "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {source}"
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// A backup just made.
@@ -263,30 +273,23 @@ pub(super) fn manifest(m: &Manifest, json: bool) -> Result<()> {
 
 /// The backups there are.
 pub(super) fn backups(all: &[Manifest], json: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, all)?;
-        writeln!(out)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:<16} {:<42} {:>10} {:>12} {:<24} sha256",
-        "table", "backup", "rows", "bytes", "created"
-    )?;
-    for m in all {
+    in_format(all, json_or(json), |out, all| {
         writeln!(
             out,
-            "{:<16} {:<42} {:>10} {:>12} {:<24} {}",
-            m.table.name(),
-            m.backup,
-            m.rows,
-            m.bytes,
-            m.created_at,
-            m.sha256
+            "{:<16} {:<42} {:>10} {:>12} {:<24} sha256",
+            "table", "backup", "rows", "bytes", "created"
         )?;
-    }
-    Ok(())
+        for m in all {
+            let (table, backup, created, sha256) =
+                (m.table.name(), &m.backup, &m.created_at, &m.sha256);
+            let (rows, bytes) = (m.rows, m.bytes);
+            writeln!(
+                out,
+                "{table:<16} {backup:<42} {rows:>10} {bytes:>12} {created:<24} {sha256}"
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// A verdict; the text of a damaged backup is the caller's error message.
