@@ -9,8 +9,8 @@
 //! - **Operations** — [`ops`]: historic load ([`ops::load`]) and load jobs
 //!   ([`ops::jobs`]), API batches ([`ops::ingest`]: parsing, applying,
 //!   the response), backups ([`ops::backup`]: the catalogue of names and
-//!   manifests, the Avro codec and container, backup, verify and restore)
-//!   and sample data ([`ops::sample`]). Each returns a report and never
+//!   manifests, the Avro codec and container, backup, verify, restore and
+//!   retention) and sample data ([`ops::sample`]). Each returns a report and never
 //!   prints; a long one tells the [`ops::Progress`] its door hands in how
 //!   far it has got.
 //! - **Data dictionary** — [`dictionary`]: the tables, their columns and
