@@ -61,7 +61,7 @@ pub mod documented {
 }
 
 /// An error of the HTTP door. Its text is the message the client gets:
-/// a 5xx's cause goes to the log only ([`ApiError::cause`]).
+/// a 5xx's cause goes to the log only (`ApiError::cause`).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400 with a message for the client.

@@ -5,7 +5,7 @@
 //! The statements are written once and rendered for a dialect (its
 //! placeholders and quoting); a backend only runs them, through
 //! `execute` and `query`, where it keeps the jobs. Times are UTC milliseconds and every
-//! parameter is text or a number, never a NULL (see [`super::sql`]).
+//! parameter is text or a number, never a NULL (see `super::sql`).
 
 use super::sql::{Param, SqlRow, Statement};
 use super::{Dialect, StoreError, ddl};

@@ -1,10 +1,10 @@
 //! The SQL databases behind one interface.
 //!
 //! [`Store`] is what the operations call. What every backend does alike is
-//! written once here: the shared statements ([`sql`], rendered for a
-//! [`Dialect`]), the admission rules ([`admission`]), the restore
-//! ([`restore`]) and the retry of transient failures ([`retry`]). The
-//! contract a backend fulfils is the [`backend::Backend`] trait; each
+//! written once here: the shared statements (`sql`, rendered for a
+//! [`Dialect`]), the admission rules (`admission`), the restore
+//! (`restore`) and the retry of transient failures (`retry`). The
+//! contract a backend fulfils is the `backend::Backend` trait; each
 //! backend's folder keeps only what differs: connections, type conversions
 //! and its bulk path (SQLite prepared inserts, PostgreSQL binary `COPY`,
 //! SQL Server bulk copy).

@@ -47,7 +47,7 @@ impl<'a> Field<'a> {
     }
 }
 
-/// Where [`Store::scan`] sends each row: its fields in column order.
+/// Where [`super::Store::scan`] sends each row: its fields in column order.
 pub trait RowSink: Send + 'static {
     /// One row; an error stops the scan.
     fn row(&mut self, fields: &[Field<'_>]) -> Result<(), StoreError>;

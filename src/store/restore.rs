@@ -35,7 +35,7 @@ pub(super) trait RestoreTarget {
     async fn lock(&mut self) -> Result<(), StoreError>;
 
     /// Every id of `parent`, or `None` when there are too many to hold:
-    /// then its rows are checked by [`RestoreTarget::first_orphan`].
+    /// then its rows are checked by a query ([`first_orphan_sql`]).
     async fn parent_ids(&mut self, parent: Table) -> Result<Option<Self::Ids>, StoreError>;
 
     /// Empties the table (or makes the copy the rows are staged in).

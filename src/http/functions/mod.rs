@@ -11,10 +11,10 @@
 //! (`GET /`):
 //! - `NightlyBackup`, the timer;
 //! - `StartLoad` and `RerunLoad`, HTTP functions with a queue output: the
-//!   request is served by the API router ([`invocation`]), and a load job
+//!   request is served by the API router (`invocation`), and a load job
 //!   it recorded goes on the load queue;
 //! - `RunLoadJob`, triggered by that queue, and `LoadLandedBlob`, by Event
-//!   Grid when a blob is created ([`triggers`]).
+//!   Grid when a blob is created (`triggers`).
 //!
 //! These routes are mounted only when the process runs as a custom handler
 //! (bound to 127.0.0.1, reachable by the host alone), and outside the API
@@ -52,7 +52,7 @@ pub fn host_port() -> Option<String> {
 }
 
 /// The HTTP functions whose requests come as invocations, because they
-/// have a queue output binding (named [`invocation::QUEUE_OUTPUT`]) beside
+/// have a queue output binding (named `invocation::QUEUE_OUTPUT`) beside
 /// the HTTP one.
 pub const QUEUED_HTTP: [&str; 2] = ["StartLoad", "RerunLoad"];
 

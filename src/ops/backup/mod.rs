@@ -3,9 +3,9 @@
 //!
 //! The file is written first, then its manifest, each under a temporary
 //! name until complete: a backup is listed only when both are there
-//! ([`catalogue`] names them and finds them). Every read of a file checks
-//! what its manifest promises ([`read`]); [`codec`] encodes and decodes the
-//! rows, [`writer`] and [`ocf`] write and read the container around them.
+//! (`catalogue` names them and finds them). Every read of a file checks
+//! what its manifest promises (`read`); `codec` encodes and decodes the
+//! rows, `writer` and `ocf` write and read the container around them.
 
 mod catalogue;
 pub mod codec;

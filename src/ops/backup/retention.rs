@@ -31,7 +31,7 @@ pub const MAX_KEEP: u64 = 1_000_000;
 
 impl Retention {
     /// A retention keeping `keep` backups; 0 is refused (a table would be
-    /// left without a backup), as is an age over [`MAX_AGE_DAYS`].
+    /// left without a backup), as is an age over `MAX_AGE_DAYS`.
     pub fn new(keep: u64, older_than_days: Option<u64>) -> Result<Retention, BackupError> {
         if let Some(days) = older_than_days.filter(|d| *d > MAX_AGE_DAYS) {
             return Err(BackupError::BadRetention(format!(

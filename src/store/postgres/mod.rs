@@ -53,7 +53,7 @@ impl PgStore {
     /// Connects and brings the schema up to date. `pool_size=N` in the
     /// URL's query sets the pool size (it is not a libpq parameter, so it is
     /// taken out before the URL is parsed); `sslmode` and `sslrootcert`
-    /// are libpq's (see [`pg_tls`]). `url` may also be a libpq keyword
+    /// are libpq's (see [`tls`]). `url` may also be a libpq keyword
     /// string (`host=… dbname=…`).
     pub(super) async fn open(url: &str) -> Result<PgStore, StoreError> {
         let (url, pool_size) = take_pool_size(url)?;
