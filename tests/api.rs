@@ -78,6 +78,11 @@ impl FreshApp {
             .unwrap()
     }
 
+    /// POSTs `body` and reads the answer as JSON, whatever its status.
+    async fn post_for_json(&self, path: &str, body: &Value) -> Value {
+        self.post_json(path, body).await.json().await.unwrap()
+    }
+
     async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status(), StatusCode::OK, "{path}");
@@ -870,14 +875,11 @@ async fn backups_are_listed_verified_and_restored_over_http() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["sha256"], made["sha256"]);
     let v: Value = app
-        .post_json(
+        .post_for_json(
             "/api/tables/hired_employees/verify",
             &json!({"backup": backup}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         (v["ok"].as_bool(), v["rows"].as_u64()),
         (Some(true), Some(20))
@@ -896,6 +898,12 @@ async fn backups_are_listed_verified_and_restored_over_http() {
         (Some(backup.as_str()), Some(20))
     );
     assert_eq!(app.count("hired_employees").await, 20);
+}
+
+/// The `table` of each object of an answer's array, in order.
+fn tables_of(answer: &Value) -> Vec<&str> {
+    let items = answer.as_array().unwrap().iter();
+    items.map(|item| item["table"].as_str().unwrap()).collect()
 }
 
 /// The names of the complete backups of hired_employees, oldest first.
@@ -949,16 +957,24 @@ async fn backups_are_pruned_over_http_and_bad_retentions_are_400() {
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let pruned: Value = r.json().await.unwrap();
-    let tables: Vec<&str> = pruned
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["table"].as_str().unwrap())
-        .collect();
+    let tables = tables_of(&pruned);
     assert_eq!(tables, ["departments", "jobs", "hired_employees"]);
     assert_eq!(pruned[2]["removed"], json!(made[..2]));
     assert_eq!(pruned[2]["kept"], 1);
     assert_eq!(listed(&app).await, made[2..]);
+    // A table named twice is backed up (and pruned) once, parents first.
+    let twice = json!({"tables": ["jobs", "jobs", "departments"]});
+    let made: Value = app.post_for_json("/api/backups", &twice).await;
+    let tables = tables_of(&made);
+    assert_eq!(tables, ["departments", "jobs"]);
+    let twice = json!({"keep": 1, "tables": ["jobs", "jobs"]});
+    let pruned: Value = app.post_for_json("/api/backups/prune", &twice).await;
+    assert_eq!(pruned.as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(
+        pruned[0]["removed"].as_array().unwrap().len(),
+        1,
+        "{pruned}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1045,14 +1061,11 @@ async fn a_damaged_backup_is_422_and_changes_nothing() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(app.count("hired_employees").await, 20);
     let v: Value = app
-        .post_json(
+        .post_for_json(
             "/api/tables/hired_employees/verify",
             &json!({"backup": backup}),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(v["ok"], false);
     assert!(!v["problems"].as_array().unwrap().is_empty());
 }
@@ -1410,11 +1423,8 @@ async fn a_dry_run_answers_as_the_batch_would_and_writes_nothing() {
     assert_eq!(written(&app).await, before, "a dry run wrote something");
     // `dry_run=false` is a real run, and it does what the dry run said.
     let real: Value = app
-        .post_json(&format!("{EMP}?dry_run=false"), &rows)
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_for_json(&format!("{EMP}?dry_run=false"), &rows)
+        .await;
     assert!(real.get("dry_run").is_none(), "{real}");
     assert_eq!(without_ids(dry), without_ids(real));
     assert_eq!(app.count("hired_employees").await, before.2 + 1);
@@ -1442,12 +1452,7 @@ async fn a_dry_run_answers_as_the_batch_would_and_writes_nothing() {
         "departments": [{"id": 40, "department": "Ops"}],
         "hired_employees": [{"id": 60, "name": "Cy", "datetime": "2021-07-27T16:02:08Z", "department_id": 40, "job_id": 1}]
     });
-    let v: Value = app
-        .post_json("/api/batches?dry_run=true", &batch)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.post_for_json("/api/batches?dry_run=true", &batch).await;
     assert_eq!(
         (v["inserted"].as_u64(), v["dry_run"].as_bool()),
         (Some(2), Some(true)),

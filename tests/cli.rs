@@ -22,6 +22,24 @@ fn hrmig_logging(dir: &Path, log: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `hrmig gen` of `employees` rows (and the other tables) into
+/// `storage/landing`, with `more` flags.
+fn generate(dir: &Path, employees: u64, more: &[&str]) {
+    let n = employees.to_string();
+    let mut args = vec!["gen", "--out", "storage/landing", "--employees", &n];
+    args.extend(more);
+    let o = hrmig(dir, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// One JSON object a line, as `--json` prints reports.
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -113,17 +131,10 @@ fn gen_is_deterministic() {
 #[test]
 fn load_json_and_rejection_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hrmig(
-        dir.path(),
-        &["gen", "--out", "storage/landing", "--employees", "500"],
-    );
-    assert!(o.status.success());
+    generate(dir.path(), 500, &[]);
     let o = hrmig(dir.path(), &["load", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let reports: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let reports = json_lines(&o);
     assert_eq!(reports.len(), 3);
     let emp = &reports[2];
     assert_eq!(emp["table"], "hired_employees");
@@ -203,10 +214,7 @@ fn a_file_that_is_not_its_tables_csv_exits_1_and_is_not_marked_loaded() {
     for run in 0..2 {
         let o = hrmig(dir.path(), &["load", "--json"]);
         assert_eq!(o.status.code(), Some(1), "run {run}: {}", stderr(&o));
-        let reports: Vec<serde_json::Value> = stdout(&o)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let reports = json_lines(&o);
         let status: Vec<&str> = reports
             .iter()
             .map(|r| r["status"].as_str().unwrap())
@@ -268,11 +276,7 @@ fn demo_writes_samples_loads_them_and_is_idempotent() {
 #[test]
 fn a_load_killed_midway_leaves_the_database_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hrmig(
-        dir.path(),
-        &["gen", "--out", "storage/landing", "--employees", "1500000"],
-    );
-    assert!(o.status.success());
+    generate(dir.path(), 1_500_000, &[]);
     let o = hrmig(dir.path(), &["load", "departments", "jobs"]);
     assert!(o.status.success());
     let db = dir.path().join("hrmig.db");
@@ -369,19 +373,7 @@ fn kill_when(dir: &Path, args: &[&str], ready: impl Fn() -> bool) {
 #[test]
 fn a_backup_or_restore_killed_midway_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hrmig(
-        dir.path(),
-        &[
-            "gen",
-            "--out",
-            "storage/landing",
-            "--employees",
-            "1000000",
-            "--invalid-rate",
-            "0",
-        ],
-    );
-    assert!(o.status.success());
+    generate(dir.path(), 1_000_000, &["--invalid-rate", "0"]);
     assert!(hrmig(dir.path(), &["load"]).status.success());
     let o = hrmig(
         dir.path(),
@@ -627,11 +619,7 @@ fn a_driver_error_says_each_cause_once() {
 #[test]
 fn text_logs_summarise_rejections_per_file_instead_of_a_line_per_row() {
     let dir = tempfile::tempdir().unwrap();
-    let out = hrmig(
-        dir.path(),
-        &["gen", "--out", "storage/landing", "--employees", "2000"],
-    );
-    assert!(out.status.success());
+    generate(dir.path(), 2000, &[]);
     let out = hrmig_logging(dir.path(), "info", &["load"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rejected = count(&dir.path().join("hrmig.db"), "hrmig_rejections");
@@ -705,10 +693,7 @@ fn backups_prune_keeps_the_newest_and_refuses_keep_0() {
     assert_eq!(names(dir.path()), before[2..]);
     let o = hrmig(dir.path(), &["backups", "prune", "--keep", "1", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|p| p["removed"] == serde_json::json!([])));
     assert_eq!(lines[1]["kept"], 1);
@@ -717,25 +702,10 @@ fn backups_prune_keeps_the_newest_and_refuses_keep_0() {
 #[test]
 fn load_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hrmig(
-        dir.path(),
-        &[
-            "gen",
-            "--out",
-            "storage/landing",
-            "--employees",
-            "500",
-            "--seed",
-            "3",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(dir.path(), 500, &["--seed", "3"]);
     let o = hrmig(dir.path(), &["load", "--dry-run", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let dry: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let dry = json_lines(&o);
     assert!(dry.iter().all(|r| r["dry_run"] == true), "{dry:?}");
     let db = dir.path().join("hrmig.db");
     for table in ["departments", "jobs", "hired_employees"] {
@@ -758,10 +728,7 @@ fn load_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
     // The real load does what the dry run said.
     let o = hrmig(dir.path(), &["load", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let real: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let real = json_lines(&o);
     for (d, r) in dry.iter().zip(&real) {
         assert_eq!(
             (&d["inserted"], &d["rejected"]),
@@ -781,11 +748,7 @@ fn load_dry_run_reports_what_a_load_would_do_and_writes_nothing() {
 #[test]
 fn loads_lists_the_history_with_ids_newest_first() {
     let dir = tempfile::tempdir().unwrap();
-    let o = hrmig(
-        dir.path(),
-        &["gen", "--out", "storage/landing", "--employees", "50"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(dir.path(), 50, &[]);
     assert!(hrmig(dir.path(), &["load"]).status.success());
     let o = hrmig(dir.path(), &["loads", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -25,13 +25,6 @@ async fn open_store(cli: &Cli) -> Result<Store> {
 }
 
 /// The tables named, or all of them when none is.
-fn or_all(tables: &[Table]) -> Vec<Table> {
-    match tables {
-        [] => Table::ALL.to_vec(),
-        named => named.to_vec(),
-    }
-}
-
 pub(super) async fn gen_sample(args: &GenArgs) -> Result<ExitCode> {
     let opts = GenOptions {
         employees: args.employees,
@@ -135,7 +128,7 @@ pub(super) async fn serve(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
 pub(super) async fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let storage = Storage::open(&cli.storage)?;
-    for table in or_all(&args.tables) {
+    for table in Table::each_once(&args.tables) {
         let m = backup::backup(
             &store,
             &storage,
@@ -153,7 +146,7 @@ pub(super) async fn backup(cli: &Cli, args: &BackupArgs) -> Result<ExitCode> {
 pub(super) async fn list_backups(cli: &Cli, args: &BackupsArgs) -> Result<ExitCode> {
     let storage = Storage::open(&cli.storage)?;
     let mut all = Vec::new();
-    for t in or_all(args.table.as_slice()) {
+    for t in Table::each_once(args.table.as_slice()) {
         all.extend(backup::list(&storage, t).await?);
     }
     print::backups(&all, args.json)?;
@@ -164,7 +157,7 @@ pub(super) async fn prune_backups(cli: &Cli, args: &PruneArgs) -> Result<ExitCod
     let storage = Storage::open(&cli.storage)?;
     let retention = Retention::new(args.keep, args.older_than)?;
     let now = chrono::Utc::now().timestamp_millis();
-    for table in or_all(&args.tables) {
+    for table in Table::each_once(&args.tables) {
         let pruned = backup::prune(&storage, table, retention, now).await?;
         print::pruned(&pruned, args.json)?;
     }

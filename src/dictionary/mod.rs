@@ -106,6 +106,18 @@ impl Table {
     /// Every table, parents first: the order loads and restores of several tables use.
     pub const ALL: [Table; 3] = [Table::Departments, Table::Jobs, Table::HiredEmployees];
 
+    /// The tables a user named, each once and parents first; every table
+    /// when none is named.
+    pub fn each_once(named: &[Table]) -> Vec<Table> {
+        if named.is_empty() {
+            return Table::ALL.to_vec();
+        }
+        let mut tables = named.to_vec();
+        tables.sort();
+        tables.dedup();
+        tables
+    }
+
     /// The table's name in SQL, file names, URLs and Avro records.
     pub const fn name(self) -> &'static str {
         match self {
@@ -310,5 +322,20 @@ impl FieldError {
             code,
             message: message.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Table::{self, *};
+
+    #[test]
+    fn tables_named_come_once_and_parents_first() {
+        assert_eq!(Table::each_once(&[]), Table::ALL);
+        assert_eq!(
+            Table::each_once(&[HiredEmployees, Jobs, HiredEmployees, Departments]),
+            [Departments, Jobs, HiredEmployees]
+        );
+        assert_eq!(Table::each_once(&[Jobs, Jobs]), [Jobs]);
     }
 }

@@ -47,14 +47,10 @@ impl TableList {
         self.0.iter().flatten().map(|t| query_table(t)).collect()
     }
 
-    /// The tables named, or every table (parents first) when none is.
+    /// The tables named, each once and parents first, or every table when
+    /// none is ([`Table::each_once`]).
     pub(super) fn or_all(&self) -> Result<Vec<Table>, ApiError> {
-        let tables = self.tables()?;
-        Ok(if tables.is_empty() {
-            Table::ALL.to_vec()
-        } else {
-            tables
-        })
+        Ok(Table::each_once(&self.tables()?))
     }
 }
 

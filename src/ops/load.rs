@@ -190,12 +190,7 @@ pub async fn load(store: &Store, req: &LoadRequest) -> Result<Vec<LoadReport>, L
 /// The tables `req` loads, parents first, once every one's file is found
 /// to exist.
 pub async fn check_files(req: &LoadRequest) -> Result<Vec<Table>, LoadError> {
-    let mut tables = req.tables.clone();
-    if tables.is_empty() {
-        tables = Table::ALL.to_vec();
-    }
-    tables.sort();
-    tables.dedup();
+    let tables = Table::each_once(&req.tables);
     for &table in &tables {
         req.from.size(&req.file_name(table)).await?;
     }
@@ -398,7 +393,7 @@ async fn conclude(
             let message = refusal.to_string();
             tracing::warn!(table = table.name(), %message, "file refused");
             summary.sha256 = sha256;
-            if file_load.dry_run.is_none() {
+            if !file.dry_run {
                 store
                     .record_aborted(file_load, &summary, 0, &message)
                     .await
@@ -456,7 +451,7 @@ async fn conclude(
                 summary.rows_read
             );
             summary.sha256 = sha256;
-            if file_load.dry_run.is_none() {
+            if !file.dry_run {
                 store
                     .record_aborted(file_load, &summary, rejected, &message)
                     .await

@@ -57,8 +57,7 @@ pub(super) async fn apply(
     batch: &BatchRequest,
 ) -> Result<Done<IngestOutcome>, StoreError> {
     let (source, tables) = (batch.source.as_str(), batch.tables.as_slice());
-    let idempotency = batch.idempotency.as_ref().filter(|_| !batch.dry_run);
-    if let Some(idem) = idempotency {
+    if let Some(idem) = &batch.idempotency {
         // The key is claimed first: a second request with the same key
         // waits here until the first commits, then replays its response.
         let claim = sql::idempotency_claim(d, &idem.key, &idem.fingerprint);
@@ -112,7 +111,7 @@ pub(super) async fn apply(
     if batch.dry_run {
         return Ok(Done::Rollback(IngestOutcome::Applied(response)));
     }
-    if let Some(idem) = idempotency {
+    if let Some(idem) = &batch.idempotency {
         target
             .execute(&sql::idempotency_respond(d, &idem.key, &response))
             .await?;

@@ -260,8 +260,13 @@ impl Store {
     ///
     /// With `rest`, the last table's rows continue in chunks still being
     /// parsed; the batch commits once [`Feed::End`] arrives. A dry run
-    /// (`batch.dry_run`) makes every check and rolls back.
-    pub async fn ingest(&self, batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+    /// (`batch.dry_run`) makes every check and rolls back; it neither
+    /// reads nor stores an idempotency key (it applies nothing twice), so
+    /// its key is dropped here, for every backend.
+    pub async fn ingest(&self, mut batch: BatchRequest) -> Result<IngestOutcome, StoreError> {
+        if batch.dry_run {
+            batch.idempotency = None;
+        }
         on_backend!(self, b => b.ingest(batch).await)
     }
 

@@ -150,6 +150,7 @@ pub struct BatchRequest {
     /// Renders the response (inside the transaction when it is keyed).
     pub render: Render,
     /// A dry run: every check made, nothing written (no rows, rejections
-    /// or key: `idempotency` is `None`), the transaction rolled back.
+    /// or key: [`super::Store::ingest`] drops the key), the transaction
+    /// rolled back.
     pub dry_run: bool,
 }

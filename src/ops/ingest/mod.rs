@@ -157,7 +157,7 @@ pub async fn ingest(
         source: format!("api:{batch_id}"),
         tables: parsed.into_iter().map(|p| p.batch).collect(),
         rest: more,
-        idempotency: idempotency.filter(|_| !dry_run),
+        idempotency,
         render,
         dry_run,
     };

@@ -296,10 +296,8 @@ impl Backend for SqliteStore {
             render,
             dry_run,
         } = batch;
-        // A dry run neither reads nor writes a key. Without a key the
-        // response is rendered (and the batch freed) here, off the writer
-        // thread, which every write waits for.
-        let idempotency = idempotency.filter(|_| !dry_run);
+        // Without a key the response is rendered (and the batch freed)
+        // here, off the writer thread, which every write waits for.
         let (inside, outside) = match idempotency {
             Some(_) => (Some(render), None),
             None => (None, Some(render)),

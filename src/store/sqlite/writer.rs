@@ -96,7 +96,6 @@ pub(super) fn ingest(
     dry_run: bool,
 ) -> Result<Result<IngestOutcome, Vec<TableOutcome>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let idempotency = idempotency.filter(|_| !dry_run);
     if let Some(idem) = idempotency {
         let st = sql::idempotency_seen(Dialect::Sqlite, &idem.key);
         let seen = query_on(&tx, &st, |r| Ok((r.text(0)?, r.text(1)?)))?;
@@ -428,8 +427,9 @@ impl Known for RowWriter<'_> {
     }
 
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
-        let pretended = self.pretended.iter().find(|(p, _)| *p == parent);
-        if pretended.is_some_and(|(_, ids)| ids.contains(&id)) {
+        // A dry run's earlier files count as there.
+        if self.dry_run && (self.pretended.iter()).any(|(p, ids)| *p == parent && ids.contains(&id))
+        {
             return Ok(true);
         }
         match self.parents.iter_mut().find(|(p, _)| *p == parent) {
