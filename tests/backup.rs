@@ -593,9 +593,8 @@ async fn prune_keeps_the_newest_and_removes_the_rest_manifest_and_file() {
         made.push(env.backup(Table::Jobs, Codec::DEFAULT).await);
     }
     let other = env.backup(Table::Departments, Codec::DEFAULT).await;
-    let now = chrono::Utc::now().timestamp_millis();
     let keep_two = Retention::new(2, None).unwrap();
-    let pruned = backup::prune(&env.storage, Table::Jobs, keep_two, now)
+    let pruned = backup::prune(&env.storage, Table::Jobs, keep_two)
         .await
         .unwrap();
     let removed: Vec<&str> = made[..2].iter().map(|m| m.backup.as_str()).collect();
@@ -613,14 +612,14 @@ async fn prune_keeps_the_newest_and_removes_the_rest_manifest_and_file() {
     // Another table's backups are its own.
     assert_eq!(listed(&env, Table::Departments).await, vec![other.backup]);
     // Again: nothing more to remove.
-    let again = backup::prune(&env.storage, Table::Jobs, keep_two, now)
+    let again = backup::prune(&env.storage, Table::Jobs, keep_two)
         .await
         .unwrap();
     assert!(again.removed.is_empty());
     assert_eq!(again.kept, 2);
     // keep 1 leaves the newest, which still restores.
     let keep_one = Retention::new(1, None).unwrap();
-    backup::prune(&env.storage, Table::Jobs, keep_one, now)
+    backup::prune(&env.storage, Table::Jobs, keep_one)
         .await
         .unwrap();
     assert_eq!(
@@ -642,7 +641,7 @@ async fn prune_with_an_age_removes_only_backups_older_than_it() {
     let all = listed(&env, Table::Jobs).await;
     let thirty_days = Retention::new(1, Some(30)).unwrap();
     let now = chrono::Utc::now().timestamp_millis();
-    let today = backup::prune(&env.storage, Table::Jobs, thirty_days, now)
+    let today = backup::prune(&env.storage, Table::Jobs, thirty_days)
         .await
         .unwrap();
     assert!(today.removed.is_empty(), "{:?}", today.removed);
@@ -650,7 +649,7 @@ async fn prune_with_an_age_removes_only_backups_older_than_it() {
     // Thirty-one days on, the two older ones are past the age; the newest
     // stays whatever its age.
     let later = now + 31 * 86_400_000;
-    let then = backup::prune(&env.storage, Table::Jobs, thirty_days, later)
+    let then = backup::prune(&env.storage, Table::Jobs, thirty_days.as_of(later))
         .await
         .unwrap();
     assert_eq!(then.removed, all[..2]);
@@ -678,9 +677,8 @@ async fn prune_refuses_keep_0_and_passes_over_a_half_removed_backup() {
     std::fs::remove_file(env.manifest_file(&first)).unwrap();
     // A backup whose file is gone is removed all the same.
     std::fs::remove_file(env.file(&second)).unwrap();
-    let now = chrono::Utc::now().timestamp_millis();
     let keep_one = Retention::new(1, None).unwrap();
-    let pruned = backup::prune(&env.storage, Table::Jobs, keep_one, now)
+    let pruned = backup::prune(&env.storage, Table::Jobs, keep_one)
         .await
         .unwrap();
     assert_eq!(pruned.removed, vec![second.backup.clone()]);

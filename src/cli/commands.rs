@@ -156,9 +156,8 @@ pub(super) async fn list_backups(cli: &Cli, args: &BackupsArgs) -> Result<ExitCo
 pub(super) async fn prune_backups(cli: &Cli, args: &PruneArgs) -> Result<ExitCode> {
     let storage = Storage::open(&cli.storage)?;
     let retention = Retention::new(args.keep, args.older_than)?;
-    let now = chrono::Utc::now().timestamp_millis();
     for table in Table::each_once(&args.tables) {
-        let pruned = backup::prune(&storage, table, retention, now).await?;
+        let pruned = backup::prune(&storage, table, retention).await?;
         print::pruned(&pruned, args.json)?;
     }
     Ok(ExitCode::SUCCESS)

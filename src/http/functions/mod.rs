@@ -169,11 +169,10 @@ async fn prune_after_backup(state: &AppState, logs: &mut Vec<String>) -> Result<
             return Err(());
         }
     };
-    let now = chrono::Utc::now().timestamp_millis();
     let mut all = Vec::new();
     let mut failed = false;
     for table in Table::ALL {
-        match backup::prune(&state.storage, table, retention, now).await {
+        match backup::prune(&state.storage, table, retention).await {
             Ok(p) => {
                 logs.push(format!(
                     "pruned {table}: {} removed, {} kept",

@@ -177,10 +177,9 @@ async fn prune(
 ) -> Result<Json<Vec<Pruned>>, ApiError> {
     let retention = Retention::new(req.keep, req.older_than_days)?;
     let tables = req.tables.or_all()?;
-    let now = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        out.push(backup::prune(&state.storage, table, retention, now).await?);
+        out.push(backup::prune(&state.storage, table, retention).await?);
     }
     Ok(Json(out))
 }

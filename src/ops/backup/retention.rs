@@ -22,6 +22,9 @@ pub struct Retention {
     /// When set, only backups taken more than this many days ago are
     /// removed, however many there are.
     pub older_than_days: Option<u64>,
+    /// The moment ages are counted from (UTC milliseconds): when the
+    /// retention was made, unless [`Retention::as_of`] says otherwise.
+    now_ms: i64,
 }
 
 /// The longest age a prune takes, in days (a hundred years).
@@ -51,7 +54,13 @@ impl Retention {
         Ok(Retention {
             keep,
             older_than_days,
+            now_ms: chrono::Utc::now().timestamp_millis(),
         })
+    }
+
+    /// The same retention, with ages counted from `now_ms`.
+    pub fn as_of(self, now_ms: i64) -> Retention {
+        Retention { now_ms, ..self }
     }
 }
 
@@ -66,20 +75,18 @@ pub struct Pruned {
     pub kept: usize,
 }
 
-/// Removes the complete backups of `table` that `retention` does not keep,
-/// as of `now_ms` (UTC milliseconds).
+/// Removes the complete backups of `table` that `retention` does not keep.
 #[tracing::instrument(skip(storage), fields(removed))]
 pub async fn prune(
     storage: &Storage,
     table: Table,
     retention: Retention,
-    now_ms: i64,
 ) -> Result<Pruned, BackupError> {
     let all = list(storage, table).await?;
     let beyond = all.len().saturating_sub(retention.keep.get());
     let cutoff = retention
         .older_than_days
-        .map(|days| now_ms - days as i64 * 86_400_000);
+        .map(|days| retention.now_ms - days as i64 * 86_400_000);
     let mut removed = Vec::new();
     for manifest in &all[..beyond] {
         if cutoff.is_some_and(|cutoff| taken_ms(manifest) > cutoff) {
