@@ -184,7 +184,8 @@ fn load_json_and_rejection_formats() {
         ],
     );
     let mut csv = csv::Reader::from_reader(o.stdout.as_slice());
-    assert_eq!(csv.headers().unwrap().len(), 7);
+    assert_eq!(csv.headers().unwrap().len(), 9);
+    assert_eq!(&csv.headers().unwrap()[7], "status");
     assert_eq!(csv.records().count() as u64, rejected.min(100));
     let o = hrmig(dir.path(), &["rejections", "--table", "jobs"]);
     assert_eq!(
@@ -758,15 +759,16 @@ fn loads_lists_the_history_with_ids_newest_first() {
     let o = hrmig(dir.path(), &["loads", "--table", "jobs", "--json"]);
     let jobs: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(jobs, [all[1].clone()]);
-    // Text: the id first, then the table and status.
+    // Text: the id first, then the kind, the table and status.
     let o = hrmig(dir.path(), &["loads", "--limit", "1"]);
     let text = stdout(&o);
     let row = text.lines().nth(1).unwrap();
     let fields: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
-        fields[..3],
+        fields[..4],
         [
             all[0]["id"].to_string().as_str(),
+            "load",
             "hired_employees",
             "loaded"
         ]
@@ -778,4 +780,97 @@ fn loads_lists_the_history_with_ids_newest_first() {
     ] {
         assert!(!hrmig(dir.path(), bad).status.success(), "{bad:?}");
     }
+}
+
+#[test]
+fn the_rejection_queue_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 300, &[]);
+    // The employees before their parents: every row rejected.
+    let o = hrmig(d, &["load", "--from", "storage/landing", "hired_employees"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(count(&d.join("hrmig.db"), "hired_employees"), 0);
+    let o = hrmig(
+        d,
+        &["load", "--from", "storage/landing", "departments", "jobs"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = hrmig(d, &["rejections", "retry", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = &json_lines(&o)[0];
+    let resolved = report["resolved"].as_i64().unwrap();
+    assert!(resolved > 250, "{report}");
+    assert_eq!(count(&d.join("hrmig.db"), "hired_employees"), resolved);
+    assert_eq!(
+        report["checked"].as_i64(),
+        Some(resolved + report["still_open"].as_i64().unwrap())
+    );
+
+    let o = hrmig(
+        d,
+        &[
+            "rejections",
+            "--summary",
+            "--status",
+            "resolved",
+            "--format",
+            "json",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let fk = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"] == "foreign_key")
+        .unwrap();
+    assert_eq!(fk["count"].as_i64(), Some(resolved));
+
+    let o = hrmig(
+        d,
+        &[
+            "rejections",
+            "--status",
+            "open",
+            "--format",
+            "json",
+            "--limit",
+            "1",
+        ],
+    );
+    let open: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let id = open[0]["id"].as_i64().unwrap().to_string();
+    let o = hrmig(d, &["rejections", "fix", &id, r#"{"id": 1}"#]);
+    assert_eq!(o.status.code(), Some(1), "a refused fix exits 1");
+    assert!(stdout(&o).contains("stays open"), "{}", stdout(&o));
+    let o = hrmig(d, &["rejections", "dismiss", &id]);
+    assert!(
+        stdout(&o).contains(&format!("rejection {id}: dismissed")),
+        "{}",
+        stdout(&o)
+    );
+    let o = hrmig(d, &["rejections", "dismiss", &id, "--json"]);
+    assert_eq!(json_lines(&o)[0]["changed"], false);
+    let o = hrmig(d, &["rejections", "dismiss", "99999999"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no rejection with id 99999999"),
+        "{}",
+        stderr(&o)
+    );
+    let o = hrmig(d, &["rejections", "fix", &id, "{}"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is dismissed"), "{}", stderr(&o));
+    for bad in [
+        &["rejections", "--status", "closed"][..],
+        &["rejections", "--code", "nope"],
+        &["rejections", "dismiss"],
+        &["rejections", "retry", "--table", "people"],
+    ] {
+        assert_eq!(hrmig(d, bad).status.code(), Some(2), "{bad:?}");
+    }
+    let o = hrmig(d, &["loads", "--json"]);
+    assert!(stdout(&o).contains(r#""kind": "retry""#), "{}", stdout(&o));
 }

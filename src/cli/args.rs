@@ -1,9 +1,9 @@
 //! The command line's grammar: global options, subcommands and their
 //! arguments, as clap parses them.
 
-use crate::dictionary::Table;
+use crate::dictionary::{ErrorCode, Table};
 use crate::ops::backup::Codec;
-use crate::store::Dialect;
+use crate::store::{Dialect, RejectionStatus};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -50,7 +50,7 @@ pub(super) enum Command {
     Serve(ServeArgs),
     /// Gold-zone reports.
     Report(ReportArgs),
-    /// Show the rejection log.
+    /// Show the rejection log (`rejections retry|fix|dismiss`: work it as a queue).
     Rejections(RejectionsArgs),
     /// Show the load history, newest first, with each load's id.
     Loads(LoadsArgs),
@@ -134,16 +134,82 @@ pub(super) struct ReportArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(super) struct RejectionsArgs {
     /// Only rows of this table.
     #[arg(long)]
     pub table: Option<Table>,
-    /// At most this many, oldest first.
-    #[arg(long, default_value_t = 100)]
+    /// Only rejections with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<RejectionStatus>,
+    /// Only rejections with an error of this code.
+    #[arg(long, value_enum)]
+    pub code: Option<ErrorCode>,
+    /// Only rejections of this source (file:… or api:<batch id>).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Counts by table, code and status instead of the rejections.
+    #[arg(long)]
+    pub summary: bool,
+    /// At most this many, oldest first (1 to 1000000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub limit: u32,
+    /// Only log ids above this (to page through the log).
+    #[arg(long)]
+    pub after: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[command(subcommand)]
+    pub action: Option<RejectionsAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(super) enum RejectionsAction {
+    /// Check the open rejections again as received: rows that pass now are
+    /// inserted and their rejections resolved; the rest stay open.
+    Retry(RetryArgs),
+    /// Insert a corrected row (a JSON object) for an open rejection.
+    Fix(FixArgs),
+    /// Set open rejections aside: they are no longer retried.
+    Dismiss(DismissArgs),
+}
+
+#[derive(Args, Debug)]
+pub(super) struct RetryArgs {
+    /// Only this table's open rejections (default: every table, parents first).
+    #[arg(long)]
+    pub table: Option<Table>,
+    /// Only those with an error of this code.
+    #[arg(long, value_enum)]
+    pub code: Option<ErrorCode>,
+    /// Only those of this source (file:… or api:<batch id>).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// JSON (the report) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct FixArgs {
+    /// The rejection's id.
+    pub id: i64,
+    /// The corrected row, a JSON object such as '{"id": 7, "job": "Analyst"}'.
+    pub row: String,
+    /// JSON (the report) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct DismissArgs {
+    /// Rejection ids (at most 500).
+    #[arg(required = true)]
+    pub ids: Vec<i64>,
+    /// JSON (one object per rejection) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -226,6 +292,9 @@ pub(super) struct SchemaArgs {
     /// The report views (migrations/<dialect>/0002_reports.sql) instead of the tables.
     #[arg(long)]
     pub reports: bool,
+    /// Every migration in order (0001, 0002, 0003…), as hrmig runs them on a new database.
+    #[arg(long, conflicts_with = "reports")]
+    pub all: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

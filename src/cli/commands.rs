@@ -2,13 +2,15 @@
 //! print its report, and say how the process should exit.
 
 use super::args::{
-    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, GenArgs, LoadArgs, LoadsArgs,
-    PruneArgs, RejectionsArgs, Report, ReportArgs, SchemaArgs, ServeArgs,
+    BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, DismissArgs, FixArgs, GenArgs,
+    LoadArgs, LoadsArgs, PruneArgs, RejectionsArgs, Report, ReportArgs, RetryArgs, SchemaArgs,
+    ServeArgs,
 };
 use super::print;
 use crate::dictionary::Table;
 use crate::ops::backup::{self, Retention};
 use crate::ops::load::{self, LoadRequest, LoadStatus};
+use crate::ops::rejections::{self, RetryRequest};
 use crate::ops::sample::{self, GenOptions};
 use crate::storage::Storage;
 use crate::store::{RejectionFilter, Store, ddl};
@@ -213,14 +215,47 @@ pub(super) async fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
 
 pub(super) async fn rejections(cli: &Cli, args: &RejectionsArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
-    let rows = store
-        .rejections(RejectionFilter {
-            table: args.table,
-            limit: args.limit,
-            ..Default::default()
-        })
-        .await?;
-    print::rejections(&rows, args.format)?;
+    let filter = RejectionFilter {
+        table: args.table,
+        source: args.source.clone(),
+        status: args.status,
+        code: args.code,
+        after: args.after,
+        limit: args.limit,
+    };
+    if args.summary {
+        print::rejection_summary(&store.rejection_summary(filter).await?, args.format)?;
+    } else {
+        print::rejections(&store.rejections(filter).await?, args.format)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn retry(cli: &Cli, args: &RetryArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let req = RetryRequest {
+        table: args.table,
+        code: args.code,
+        source: args.source.clone(),
+    };
+    print::retry(&rejections::retry(&store, &req).await?, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 1 when the corrected row is refused (its errors printed).
+pub(super) async fn fix(cli: &Cli, args: &FixArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let report = rejections::fix(&store, args.id, args.row.as_bytes()).await?;
+    print::fix(&report, args.json)?;
+    Ok(match report.errors.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}
+
+pub(super) async fn dismiss(cli: &Cli, args: &DismissArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    print::dismissals(&rejections::dismiss(&store, &args.ids).await?, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -232,9 +267,13 @@ pub(super) async fn loads(cli: &Cli, args: &LoadsArgs) -> Result<ExitCode> {
 }
 
 pub(super) fn schema(args: &SchemaArgs) -> Result<ExitCode> {
-    let sql = match args.reports {
-        true => ddl::reports(args.dialect),
-        false => ddl::init(args.dialect),
+    let sql = match (args.reports, args.all) {
+        (true, _) => ddl::reports(args.dialect),
+        (false, true) => (ddl::migrations(args.dialect).into_iter())
+            .map(|(_, sql)| sql)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        (false, false) => ddl::init(args.dialect),
     };
     print!("{sql}");
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,7 @@ mod commands;
 mod print;
 
 use anyhow::Result;
-use args::{BackupsAction, Cli, Command};
+use args::{BackupsAction, Cli, Command, RejectionsAction};
 use clap::Parser;
 use std::process::ExitCode;
 
@@ -61,7 +61,12 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify(args) => commands::verify(cli, args).await,
         Command::Restore(args) => commands::restore(cli, args).await,
         Command::Report(args) => commands::report(cli, args).await,
-        Command::Rejections(args) => commands::rejections(cli, args).await,
+        Command::Rejections(args) => match &args.action {
+            None => commands::rejections(cli, args).await,
+            Some(RejectionsAction::Retry(retry)) => commands::retry(cli, retry).await,
+            Some(RejectionsAction::Fix(fix)) => commands::fix(cli, fix).await,
+            Some(RejectionsAction::Dismiss(dismiss)) => commands::dismiss(cli, dismiss).await,
+        },
         Command::Loads(args) => commands::loads(cli, args).await,
         Command::Schema(args) => commands::schema(args),
     }

@@ -4,7 +4,10 @@
 use super::args::Format;
 use crate::ops::backup::{Manifest, Pruned, Restored, Verification};
 use crate::ops::load::LoadReport;
-use crate::store::{DepartmentHires, LoadRecord, QuarterRow, Rejection};
+use crate::ops::rejections::{Dismissal, FixReport, RetryReport};
+use crate::store::{
+    DepartmentHires, LoadRecord, QuarterRow, Rejection, RejectionCount, RejectionStatus,
+};
 use anyhow::Result;
 use std::io::{StdoutLock, Write};
 
@@ -140,8 +143,8 @@ pub(super) fn rejections(rows: &[Rejection], format: Format) -> Result<()> {
         _ => in_format(rows, format, |out, rows| {
             writeln!(
                 out,
-                "{:>6} {:<16} {:>8}  {:<40} raw",
-                "id", "table", "position", "errors"
+                "{:>6} {:<16} {:>8} {:<9}  {:<40} raw",
+                "id", "table", "position", "status", "errors"
             )?;
             for r in rows {
                 let errors: Vec<String> = r
@@ -157,10 +160,11 @@ pub(super) fn rejections(rows: &[Rejection], format: Format) -> Result<()> {
                     .replace(['\n', '\r'], " ");
                 writeln!(
                     out,
-                    "{:>6} {:<16} {:>8}  {:<40} {raw}",
+                    "{:>6} {:<16} {:>8} {:<9}  {:<40} {raw}",
                     r.id,
                     r.table,
                     r.position,
+                    r.status.as_str(),
                     errors.join(" ")
                 )?;
             }
@@ -181,6 +185,8 @@ fn rejections_csv(rows: &[Rejection]) -> Result<()> {
         "raw",
         "errors",
         "rejected_at",
+        "status",
+        "resolved_by",
     ])?;
     for r in rows {
         w.write_record([
@@ -191,9 +197,94 @@ fn rejections_csv(rows: &[Rejection]) -> Result<()> {
             r.raw.clone(),
             serde_json::to_string(&r.errors)?,
             r.rejected_at.clone(),
+            r.status.as_str().to_owned(),
+            r.resolved_by.map(|id| id.to_string()).unwrap_or_default(),
         ])?;
     }
     w.flush()?;
+    Ok(())
+}
+
+/// The rejection log counted by table, code and status.
+pub(super) fn rejection_summary(rows: &[RejectionCount], format: Format) -> Result<()> {
+    in_format(rows, format, |out, rows| {
+        writeln!(
+            out,
+            "{:<16} {:<12} {:<9} {:>9}",
+            "table", "code", "status", "count"
+        )?;
+        for r in rows {
+            let (t, c, s) = (&r.table, &r.code, r.status.as_str());
+            writeln!(out, "{t:<16} {c:<12} {s:<9} {:>9}", r.count)?;
+        }
+        Ok(())
+    })
+}
+
+/// What a retry did, per table.
+pub(super) fn retry(report: &RetryReport, json: bool) -> Result<()> {
+    one(report, json, |r| {
+        if r.tables.is_empty() {
+            return Some("nothing open to retry".to_owned());
+        }
+        let mut text = String::new();
+        for t in &r.tables {
+            text += &format!(
+                "{}: {} open rejections checked, {} rows inserted (resolved), {} still open\n",
+                t.table, t.checked, t.resolved, t.still_open
+            );
+            if t.skipped > 0 {
+                text += &format!(
+                    "  {} of them not checked again: their raw text is kept altered \
+                     (invalid UTF-8 or over 4 KiB); fix them with `hrmig rejections fix`\n",
+                    t.skipped
+                );
+            }
+        }
+        if r.still_open > 0 {
+            text += "Still open, with their errors now: hrmig rejections --status open";
+        }
+        Some(text.trim_end().to_owned())
+    })
+}
+
+/// What became of a fix; a refused row's errors.
+pub(super) fn fix(report: &FixReport, json: bool) -> Result<()> {
+    one(report, json, |r| {
+        Some(match (r.errors.is_empty(), r.resolved_by) {
+            (true, Some(op)) => format!(
+                "rejection {}: row inserted, resolved by operation {op}",
+                r.id
+            ),
+            (true, None) => format!("rejection {}: row inserted", r.id),
+            (false, _) => {
+                let errors: Vec<String> = (r.errors.iter())
+                    .map(|e| format!("  {}: {}", e.column.as_deref().unwrap_or("*"), e.message))
+                    .collect();
+                format!(
+                    "rejection {}: the corrected row is refused, the rejection stays open\n{}",
+                    r.id,
+                    errors.join("\n")
+                )
+            }
+        })
+    })
+}
+
+/// Each rejection named, and whether this dismissed it.
+pub(super) fn dismissals(done: &[Dismissal], json: bool) -> Result<()> {
+    if json {
+        return json_lines(done);
+    }
+    let mut out = std::io::stdout().lock();
+    for d in done {
+        let what = match (d.changed, d.status) {
+            (true, _) => "dismissed",
+            (false, RejectionStatus::Dismissed) => "already dismissed, unchanged",
+            (false, _) => "resolved, not dismissed",
+        };
+        writeln!(out, "rejection {}: {what}", d.id)?;
+    }
     Ok(())
 }
 
@@ -235,6 +326,7 @@ pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
     in_format(history, json_or(json), |out, history| {
         let head = (
             "id",
+            "kind",
             "table",
             "status",
             "rows_read",
@@ -242,18 +334,18 @@ pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
             "rejected",
             "started",
         );
-        let (id, table, status, read, inserted, rejected, started) = head;
+        let (id, kind, table, status, read, inserted, rejected, started) = head;
         writeln!(
             out,
-            "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} source"
+            "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} source"
         )?;
         for l in history {
             let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
             let (read, inserted, rejected) = (l.rows_read, l.inserted, l.rejected);
-            let source = &l.source;
+            let (source, kind) = (&l.source, l.kind.as_str());
             writeln!(
                 out,
-                "{id:>6} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {source}"
+                "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {source}"
             )?;
         }
         Ok(())

@@ -246,9 +246,19 @@ impl Row {
 /// Why a value or a row breaks the data rules. The `snake_case` names are the
 /// stable codes of the contract.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Empty after trimming, `null`, or absent.
     Missing,

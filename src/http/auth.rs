@@ -1,6 +1,6 @@
 //! API keys: `HRMIG_API_KEY` for every route but health, `HRMIG_ADMIN_KEY`
 //! for operations that change data in bulk (loads, backups, prunes,
-//! restores). Keys are compared as SHA-256 digests in constant time, so
+//! restores, retries of the rejection log). Keys are compared as SHA-256 digests in constant time, so
 //! neither timing nor length leaks.
 
 use super::error::ApiError;
@@ -69,6 +69,7 @@ fn is_admin(method: &Method, path: &str) -> bool {
         && (path == "/api/loads"
             || path == "/api/backups"
             || path == "/api/backups/prune"
+            || path == "/api/rejections/retry"
             || path.ends_with("/restore")
             || (path.starts_with("/api/loads/") && path.ends_with("/run")))
 }

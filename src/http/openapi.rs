@@ -34,7 +34,11 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
         loads::get_load,
         loads::run_load,
         loads::get_loads,
-        rejections::rejections,
+        rejections::list,
+        rejections::summary,
+        rejections::retry,
+        rejections::fix,
+        rejections::dismiss,
         reports::hires_by_quarter,
         reports::departments_above_mean,
         backups::post_backups,
@@ -46,7 +50,8 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
         (name = "ingest", description = "Batches of 1 to 1000 rows"),
-        (name = "read", description = "Tables, rows and the rejection log"),
+        (name = "read", description = "Tables and rows"),
+        (name = "rejections", description = "The rejection log, worked as a queue: retry, fix, dismiss"),
         (name = "loads", description = "Historic CSV loads"),
         (name = "reports", description = "Gold-zone reports"),
         (name = "backups", description = "Avro backups, verification and restore"),
@@ -151,6 +156,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
     if let Some(post) = post_of(&mut doc, "/api/batches") {
         post.request_body = Some(RefOr::T(batches_body()));
     }
+    if let Some(post) = post_of(&mut doc, "/api/rejections/{id}/fix") {
+        post.request_body = Some(RefOr::T(fix_body()));
+    }
     // A started job links to the routes that take its id, so a client (or
     // a stateful test) can follow it.
     if let Some(post) = post_of(&mut doc, "/api/loads")
@@ -171,6 +179,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         "/api/loads",
         "/api/tables/{table}/restore",
         "/api/tables/{table}/verify",
+        "/api/rejections/retry",
     ] {
         if let Some(post) = post_of(&mut doc, path)
             && let Some(RefOr::T(body)) = post.request_body.as_mut()
@@ -244,6 +253,27 @@ fn rows_body() -> RequestBody {
                 ))
                 .examples_from_iter(examples(true))
                 .build(),
+        )
+        .required(Some(utoipa::openapi::Required::True))
+        .build()
+}
+
+/// The body of `POST /api/rejections/{id}/fix`: one row object of some
+/// table (which one is the rejection's, which no schema can say).
+fn fix_body() -> RequestBody {
+    let mut row = AnyOfBuilder::new().description(Some(
+        "A `<table>_row` object of the rejection's table; another table's row is 422",
+    ));
+    for table in Table::ALL {
+        row = row.item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+            row_schema_name(table),
+        )));
+    }
+    RequestBodyBuilder::new()
+        .description(Some("The corrected row: one JSON object"))
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(row)).build(),
         )
         .required(Some(utoipa::openapi::Required::True))
         .build()

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod load;
 pub mod progress;
+pub mod rejections;
 pub mod sample;
 pub mod shape;
 

@@ -10,7 +10,7 @@
 
 use super::admission::{BatchKnown, LoggedRejection, Sorted, ints, outcome, rejection_record};
 use super::sql::{self, Statement};
-use super::{BatchRequest, Dialect, IngestOutcome, StoreError};
+use super::{BatchRequest, Dialect, IngestOutcome, StoreError, queue};
 use crate::dictionary::{Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -94,18 +94,30 @@ pub(super) async fn apply(
             false => target.insert(table, &rows).await?,
         };
         let (inserted, rejected) = sorted.settle(&inserted_ids);
-        let rows = rejected
-            .iter()
-            .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
-            .collect();
-        target
-            .log(Logged {
-                table,
-                source,
-                rows,
-            })
-            .await?;
-        outcomes.push(outcome(table, chunk, inserted, rejected));
+        let Some(requeue) = &batch.requeue else {
+            let rows = rejected
+                .iter()
+                .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
+                .collect();
+            target
+                .log(Logged {
+                    table,
+                    source,
+                    rows,
+                })
+                .await?;
+            outcomes.push(outcome(table, chunk, inserted, rejected));
+            continue;
+        };
+        let done = outcome(table, chunk, inserted, rejected);
+        let rows = requeue
+            .rows
+            .get(outcomes.len())
+            .map_or(&[][..], Vec::as_slice);
+        for st in queue::requeued(d, source, requeue.kind, rows, &done) {
+            target.execute(&st).await?;
+        }
+        outcomes.push(done);
     }
     let response = (batch.render)(&outcomes, tables);
     if batch.dry_run {

@@ -355,9 +355,91 @@ JOIN [departments] d ON d.[id] = h.[department_id]
 GROUP BY YEAR(h.[datetime]), d.[id], d.[department]');
 "#;
 
+/// Migration 0003: the rejection log becomes a work queue (a status, and
+/// the operation that resolved a rejection) and the history records what
+/// kind of operation each entry is. Columns added to tables that may hold
+/// rows already, with defaults that describe those rows.
+///
+/// PostgreSQL and SQL Server check for each column; SQLite has no `ADD
+/// COLUMN IF NOT EXISTS`, and runs this once, by its `user_version` (see
+/// [`sqlite_runs`]).
+pub fn work_queue(d: Dialect) -> String {
+    let head = format!(
+        "-- hrmig work queue, {} dialect: rejection statuses and operation kinds.\n\n",
+        d.name()
+    );
+    let added = [
+        (REJECTIONS, "status", Sys::Name, "'open'"),
+        (REJECTIONS, "resolved_by", Sys::BigInt, ""),
+        (LOADS, "kind", Sys::Name, "'load'"),
+    ];
+    let mut out = head;
+    for (table, column, ty, default) in added {
+        let ty = sys_type(d, ty);
+        let tail = match default {
+            "" => " NULL".to_owned(),
+            _ if d == Dialect::Mssql => format!(
+                " NOT NULL CONSTRAINT {} DEFAULT N{default}",
+                d.quote(&format!("{table}_{column}_default"))
+            ),
+            _ => format!(" NOT NULL DEFAULT {default}"),
+        };
+        let (t, c) = (d.quote(table), d.quote(column));
+        let _ = match d {
+            Dialect::Sqlite => writeln!(out, "ALTER TABLE {t} ADD COLUMN {c} {ty}{tail};\n"),
+            Dialect::Postgres => writeln!(
+                out,
+                "ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {ty}{tail};\n"
+            ),
+            Dialect::Mssql => writeln!(
+                out,
+                "IF COL_LENGTH(N'dbo.{table}', N'{column}') IS NULL\n    \
+                 ALTER TABLE {t} ADD {c} {ty}{tail};\n"
+            ),
+        };
+    }
+    // The queue is read by status, oldest first. On SQL Server the index is
+    // created with its column (index names are not a portable existence
+    // test there, see `create_table`).
+    let index = Index::new(d, REJECTIONS, &["status", "id"], false);
+    let _ = match d {
+        Dialect::Sqlite | Dialect::Postgres => writeln!(
+            out,
+            "CREATE INDEX IF NOT EXISTS {}{};",
+            d.quote(&index.name),
+            index.on
+        ),
+        // Through EXEC: the batch is compiled before its first ALTER runs,
+        // when the column is not there yet.
+        Dialect::Mssql => writeln!(
+            out,
+            "IF NOT EXISTS (SELECT 1 FROM sys.columns c JOIN sys.index_columns ic\n    \
+             ON ic.object_id = c.object_id AND ic.column_id = c.column_id\n    \
+             WHERE c.object_id = OBJECT_ID(N'dbo.{REJECTIONS}') AND c.name = N'status')\n    \
+             EXEC(N'CREATE INDEX {}{}');",
+            d.quote(&index.name),
+            index.on
+        ),
+    };
+    out
+}
+
 /// Every migration of a dialect, in order: `(file name, SQL)`.
 pub fn migrations(d: Dialect) -> Vec<(&'static str, String)> {
-    vec![("0001_init.sql", init(d)), ("0002_reports.sql", reports(d))]
+    vec![
+        ("0001_init.sql", init(d)),
+        ("0002_reports.sql", reports(d)),
+        ("0003_work_queue.sql", work_queue(d)),
+    ]
+}
+
+/// Whether SQLite runs migration `number` (from 1) on a database whose
+/// `user_version` is `version`. SQLite records there the last migration
+/// it ran: 0001 and 0002 are idempotent and predate the record (a
+/// database made by an earlier hrmig says 0), 0003 is not idempotent
+/// and runs once.
+pub fn sqlite_runs(number: usize, version: i64) -> bool {
+    number as i64 > version
 }
 
 #[cfg(test)]
@@ -380,6 +462,36 @@ mod tests {
                 d.name()
             );
         }
+    }
+
+    #[test]
+    fn every_migration_file_holds_its_text() {
+        for d in Dialect::ALL {
+            for (name, sql) in migrations(d) {
+                let path = format!(
+                    "{}/migrations/{}/{name}",
+                    env!("CARGO_MANIFEST_DIR"),
+                    d.name()
+                );
+                let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(on_disk == sql, "{path} differs from the text hrmig runs");
+            }
+        }
+    }
+
+    #[test]
+    fn the_work_queue_adds_columns_only_where_they_are_missing() {
+        let pg = work_queue(Dialect::Postgres);
+        assert_eq!(pg.matches("ADD COLUMN IF NOT EXISTS").count(), 3, "{pg}");
+        assert!(
+            pg.contains("\"status\" VARCHAR(255) NOT NULL DEFAULT 'open'"),
+            "{pg}"
+        );
+        let ms = work_queue(Dialect::Mssql);
+        assert_eq!(ms.matches("IF COL_LENGTH(").count(), 3, "{ms}");
+        assert!(ms.contains("DEFAULT N'load'"), "{ms}");
+        assert!(work_queue(Dialect::Sqlite).contains("ADD COLUMN \"resolved_by\" INTEGER NULL"));
+        assert!(sqlite_runs(3, 0) && sqlite_runs(3, 2) && !sqlite_runs(3, 3));
     }
 
     #[test]

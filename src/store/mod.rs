@@ -25,6 +25,7 @@ pub mod jobs;
 mod load;
 mod mssql;
 mod postgres;
+mod queue;
 mod records;
 mod requests;
 mod restore;
@@ -34,9 +35,10 @@ mod sqlite;
 
 pub use error::{Fault, StoreError};
 pub use feed::{BatchRest, Chunk, Feed, FeedSummary, FileFeed, InputRow, RestoreFeed};
+pub use queue::{MAX_IDS, Requeue};
 pub use records::{
-    DepartmentHires, Field, HistoryStatus, LoadRecord, QuarterRow, Rejection, RejectionFilter,
-    RowSink, SCAN_CHUNK,
+    DepartmentHires, Field, HistoryStatus, LoadRecord, OperationKind, QuarterRow, Rejection,
+    RejectionCount, RejectionFilter, RejectionStatus, RowSink, SCAN_CHUNK,
 };
 pub use requests::{
     BatchRequest, DryRun, FileLoad, Idempotency, IngestOutcome, LoadOutcome, Render, TableBatch,
@@ -189,8 +191,69 @@ impl Store {
 
     /// Reads the rejection log, oldest first.
     pub async fn rejections(&self, filter: RejectionFilter) -> Result<Vec<Rejection>, StoreError> {
-        let st = sql::rejections(self.dialect(), &filter);
-        self.query(st, sql::rejection).await
+        let st = queue::rejections(self.dialect(), &filter);
+        self.query(st, queue::rejection).await
+    }
+
+    /// The rejections with these ids (at most [`MAX_IDS`]), by id; an
+    /// unknown id is not among them.
+    pub async fn rejections_by_id(&self, ids: &[i64]) -> Result<Vec<Rejection>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let st = queue::by_ids(self.dialect(), ids);
+        self.query(st, queue::rejection).await
+    }
+
+    /// The rejection log counted by table, code and status.
+    pub async fn rejection_summary(
+        &self,
+        filter: RejectionFilter,
+    ) -> Result<Vec<RejectionCount>, StoreError> {
+        let st = queue::summary(self.dialect(), &filter);
+        self.query(st, queue::count).await
+    }
+
+    /// Sets open rejections aside (at most [`MAX_IDS`]); how many were open.
+    pub async fn dismiss(&self, ids: &[i64]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.execute(queue::dismiss(self.dialect(), ids)).await
+    }
+
+    /// Checks rows of the rejection log again in one transaction, as an
+    /// API batch is checked: the rows that pass are inserted and their
+    /// rejections resolved by the operation's history entry (one per table
+    /// that inserted rows, under `source`); the others stay open, with the
+    /// errors they have now. No new rejection is logged. Returns what each
+    /// table came to.
+    pub async fn requeue(
+        &self,
+        source: String,
+        tables: Vec<TableBatch>,
+        requeue: Requeue,
+    ) -> Result<Vec<TableOutcome>, StoreError> {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        let render: Render = Box::new(move |outcomes: &[TableOutcome], _: &[TableBatch]| {
+            if let Ok(mut kept) = keep.lock() {
+                *kept = outcomes.to_vec();
+            }
+            String::new()
+        });
+        let batch = BatchRequest {
+            source,
+            tables,
+            rest: None,
+            idempotency: None,
+            render,
+            dry_run: false,
+            requeue: Some(requeue),
+        };
+        on_backend!(self, b => b.ingest(batch).await)?;
+        let outcomes = seen.lock().map(|mut o| std::mem::take(&mut *o));
+        outcomes.map_err(|_| StoreError::Task("a requeue's outcome was lost".into()))
     }
 
     /// Reads the load history (of one table, when given), newest first.
@@ -199,7 +262,14 @@ impl Store {
         table: Option<Table>,
         limit: u32,
     ) -> Result<Vec<LoadRecord>, StoreError> {
-        let st = sql::loads(self.dialect(), table, limit);
+        let st = sql::loads(self.dialect(), table, "", limit);
+        self.query(st, sql::load_record).await
+    }
+
+    /// The history entries of one operation on rows of the rejection log
+    /// (its `source`, such as `retry:<id>`), newest first: one per table.
+    pub async fn operation(&self, source: &str) -> Result<Vec<LoadRecord>, StoreError> {
+        let st = sql::loads(self.dialect(), None, source, 10);
         self.query(st, sql::load_record).await
     }
 

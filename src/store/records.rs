@@ -1,7 +1,7 @@
 //! What the store reads back: stored rows, the rejection log, the load
 //! history and the reports.
 
-use crate::dictionary::{FieldError, Table};
+use crate::dictionary::{ErrorCode, FieldError, Table};
 use serde::Serialize;
 
 use super::StoreError;
@@ -70,6 +70,59 @@ pub struct Rejection {
     pub errors: Vec<FieldError>,
     /// When it was rejected (UTC).
     pub rejected_at: String,
+    /// Where it stands in the work queue.
+    pub status: RejectionStatus,
+    /// The history id of the operation that inserted its row, once resolved.
+    pub resolved_by: Option<i64>,
+}
+
+/// Where a rejection stands: rejections are a work queue, never deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectionStatus {
+    /// Its row is not in the table yet.
+    Open,
+    /// Its row was inserted since, by a retry or a fix.
+    Resolved,
+    /// Set aside by someone: not retried.
+    Dismissed,
+}
+
+impl RejectionStatus {
+    /// Every status.
+    pub const ALL: [RejectionStatus; 3] = [
+        RejectionStatus::Open,
+        RejectionStatus::Resolved,
+        RejectionStatus::Dismissed,
+    ];
+
+    /// The name stored in the log and shown by the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RejectionStatus::Open => "open",
+            RejectionStatus::Resolved => "resolved",
+            RejectionStatus::Dismissed => "dismissed",
+        }
+    }
+
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<RejectionStatus> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// How many rejections of one table have one code and one status (a
+/// rejection with errors of two codes counts under each).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct RejectionCount {
+    /// The table.
+    pub table: String,
+    /// The error code.
+    pub code: String,
+    /// The status.
+    pub status: RejectionStatus,
+    /// Rejections.
+    pub count: i64,
 }
 
 /// Which rejections to read.
@@ -79,6 +132,10 @@ pub struct RejectionFilter {
     pub table: Option<Table>,
     /// Only this source.
     pub source: Option<String>,
+    /// Only rejections with this status.
+    pub status: Option<RejectionStatus>,
+    /// Only rejections with an error of this code.
+    pub code: Option<ErrorCode>,
     /// Only ids greater than this (for paging).
     pub after: Option<i64>,
     /// At most this many.
@@ -88,11 +145,14 @@ pub struct RejectionFilter {
 /// One entry of the load history.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LoadRecord {
-    /// History id.
+    /// History id: the id of the operation.
     pub id: i64,
+    /// What kind of operation wrote the entry.
+    pub kind: OperationKind,
     /// Target table.
     pub table: String,
-    /// `file:<location>`.
+    /// `file:<location>`, or `retry:<id>` / `fix:<id>` for rows of the
+    /// rejection log.
     pub source: String,
     /// SHA-256 of the file content.
     pub sha256: String,
@@ -112,6 +172,40 @@ pub struct LoadRecord {
     pub started_at: String,
     /// End time (UTC).
     pub finished_at: String,
+}
+
+/// What kind of operation a history entry records.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationKind {
+    /// A file load.
+    Load,
+    /// A retry of open rejections.
+    Retry,
+    /// A corrected row of one rejection.
+    Fix,
+}
+
+impl OperationKind {
+    /// The name stored in the history and shown by the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Load => "load",
+            OperationKind::Retry => "retry",
+            OperationKind::Fix => "fix",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<OperationKind> {
+        [
+            OperationKind::Load,
+            OperationKind::Retry,
+            OperationKind::Fix,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
 }
 
 /// How a load recorded in the history ended.

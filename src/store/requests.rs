@@ -153,4 +153,8 @@ pub struct BatchRequest {
     /// or key: [`super::Store::ingest`] drops the key), the transaction
     /// rolled back.
     pub dry_run: bool,
+    /// Rows of the rejection log checked again: their rejections are
+    /// resolved or updated instead of new ones logged (see
+    /// [`super::Store::requeue`]).
+    pub requeue: Option<super::Requeue>,
 }

@@ -11,8 +11,8 @@
 //! refuse an untyped NULL parameter.
 
 use super::{
-    DepartmentHires, Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, QuarterRow,
-    Rejection, RejectionFilter, StoreError, ddl,
+    DepartmentHires, Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, OperationKind,
+    QuarterRow, StoreError, ddl,
 };
 use crate::dictionary::{ColumnType, Table, datetime};
 
@@ -103,14 +103,6 @@ impl Dialect {
             Dialect::Sqlite | Dialect::Postgres => {
                 format!("SELECT {columns} {rest} LIMIT {limit}")
             }
-        }
-    }
-
-    /// A JSON column read as text.
-    fn json_text(self, column: &str) -> String {
-        match self {
-            Dialect::Postgres => format!("{column}::text"),
-            Dialect::Sqlite | Dialect::Mssql => self.quote(column),
         }
     }
 
@@ -209,20 +201,75 @@ impl<'a> HistoryEntry<'a> {
 /// Adds an entry to the load history, finished now.
 pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
     let started = datetime::parse(&e.load.started_at).unwrap_or_else(|_| now_ms());
+    history_row(
+        d,
+        HistoryRow {
+            kind: OperationKind::Load,
+            table: e.load.table,
+            source: &e.load.source,
+            sha256: &e.summary.sha256,
+            status: e.status,
+            counts: [e.summary.rows_read, e.inserted, e.rejected, e.summary.blank],
+            message: e.message,
+            started_ms: started,
+        },
+    )
+}
+
+/// Adds the history entry of an operation on rows of the rejection log
+/// (a retry or a fix): no file, so no digest, and it took no time to speak of.
+pub fn insert_operation(
+    d: Dialect,
+    kind: OperationKind,
+    table: Table,
+    source: &str,
+    checked: u64,
+    inserted: u64,
+    still_rejected: u64,
+) -> Statement {
+    history_row(
+        d,
+        HistoryRow {
+            kind,
+            table,
+            source,
+            sha256: "",
+            status: HistoryStatus::Loaded,
+            counts: [checked, inserted, still_rejected, 0],
+            message: None,
+            started_ms: now_ms(),
+        },
+    )
+}
+
+/// A history entry as its columns hold it.
+struct HistoryRow<'a> {
+    kind: OperationKind,
+    table: Table,
+    source: &'a str,
+    sha256: &'a str,
+    status: HistoryStatus,
+    /// Rows read, inserted, rejected, blank.
+    counts: [u64; 4],
+    message: Option<&'a str>,
+    started_ms: i64,
+}
+
+fn history_row(d: Dialect, e: HistoryRow<'_>) -> Statement {
     let mut st = Statement::new(d);
-    let values = [
-        st.text(e.load.table.name()),
-        st.text(&e.load.source),
-        st.text(&e.summary.sha256),
+    let mut values = vec![
+        st.text(e.table.name()),
+        st.text(e.source),
+        st.text(e.sha256),
         st.text(e.status.as_str()),
-        st.int(e.summary.rows_read as i64),
-        st.int(e.inserted as i64),
-        st.int(e.rejected as i64),
-        st.int(e.summary.blank as i64),
-        format!("NULLIF({}, '')", st.text(e.message.unwrap_or(""))),
-        st.bind(Param::Time(started)),
-        st.bind(Param::Time(now_ms())),
     ];
+    values.extend(e.counts.map(|n| st.int(n as i64)));
+    values.extend([
+        format!("NULLIF({}, '')", st.text(e.message.unwrap_or(""))),
+        st.bind(Param::Time(e.started_ms)),
+        st.bind(Param::Time(now_ms())),
+        st.text(e.kind.as_str()),
+    ]);
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         d.quote(ddl::LOADS),
@@ -233,7 +280,7 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
 }
 
 /// The columns of the load history, in [`LoadRecord`]'s order.
-const LOAD_COLUMNS: [&str; 12] = [
+const LOAD_COLUMNS: [&str; 13] = [
     "id",
     "table_name",
     "source",
@@ -246,17 +293,22 @@ const LOAD_COLUMNS: [&str; 12] = [
     "message",
     "started_at",
     "finished_at",
+    "kind",
 ];
 
-/// The newest `limit` entries of the load history, newest first.
-pub fn loads(d: Dialect, table: Option<Table>, limit: u32) -> Statement {
+/// The newest `limit` entries of the load history (of one table, of one
+/// source: empty for any), newest first.
+pub fn loads(d: Dialect, table: Option<Table>, source: &str, limit: u32) -> Statement {
     let mut st = Statement::new(d);
     let limit = st.int(i64::from(limit));
     let table = st.text(table.map(Table::name).unwrap_or(""));
+    let source = st.text(source);
     let rest = format!(
-        "FROM {} WHERE ({table} = '' OR {} = {table}) ORDER BY {} DESC",
+        "FROM {} WHERE ({table} = '' OR {} = {table}) AND ({source} = '' OR {} = {source}) \
+         ORDER BY {} DESC",
         d.quote(ddl::LOADS),
         d.quote("table_name"),
+        d.quote("source"),
         d.quote("id")
     );
     let sql = d.select_limited(&d.columns(&LOAD_COLUMNS), &rest, &limit);
@@ -283,43 +335,11 @@ pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
         message: r.opt_text(9)?,
         started_at: r.time(10)?,
         finished_at: r.time(11)?,
-    })
-}
-
-/// The rejection log as `filter` asks, oldest first.
-pub fn rejections(d: Dialect, filter: &RejectionFilter) -> Statement {
-    let mut st = Statement::new(d);
-    let table = st.text(filter.table.map(Table::name).unwrap_or(""));
-    let source = st.text(filter.source.as_deref().unwrap_or(""));
-    let after = st.int(filter.after.unwrap_or(0));
-    let limit = st.int(i64::from(filter.limit));
-    let [id, table_name, src] = ["id", "table_name", "source"].map(|c| d.quote(c));
-    let columns = format!(
-        "{id}, {table_name}, {src}, {}, {}, {}, {}",
-        d.quote("position"),
-        d.quote("raw"),
-        d.json_text("errors"),
-        d.quote("rejected_at")
-    );
-    let rest = format!(
-        "FROM {} WHERE ({table} = '' OR {table_name} = {table}) \
-         AND ({source} = '' OR {src} = {source}) AND {id} > {after} ORDER BY {id}",
-        d.quote(ddl::REJECTIONS),
-    );
-    let sql = d.select_limited(&columns, &rest, &limit);
-    st.sql(sql)
-}
-
-/// Reads a row of [`rejections`].
-pub fn rejection(r: &dyn SqlRow) -> Result<Rejection, StoreError> {
-    Ok(Rejection {
-        id: r.int(0)?,
-        table: r.text(1)?,
-        source: r.text(2)?,
-        position: r.int(3)?,
-        raw: r.text(4)?,
-        errors: serde_json::from_str(&r.text(5)?).unwrap_or_default(),
-        rejected_at: r.time(6)?,
+        kind: {
+            let kind = r.text(12)?;
+            OperationKind::parse(&kind)
+                .ok_or_else(|| StoreError::Task(format!("{} holds a kind {kind:?}", ddl::LOADS)))?
+        },
     })
 }
 
@@ -543,8 +563,8 @@ mod tests {
             for st in [
                 history_has(d, Table::Jobs, "ab"),
                 insert_history(d, &entry),
-                loads(d, Some(Table::Jobs), 5),
-                rejections(d, &RejectionFilter::default()),
+                loads(d, Some(Table::Jobs), "", 5),
+                insert_operation(d, OperationKind::Retry, Table::Jobs, "retry:x", 3, 2, 1),
                 rows(d, Table::HiredEmployees, 7, 10),
                 count(d, Table::Jobs),
                 hires_by_quarter(d, 2021),
@@ -561,9 +581,9 @@ mod tests {
 
     #[test]
     fn limits_are_top_in_t_sql_and_limit_elsewhere() {
-        let sql = loads(Dialect::Mssql, None, 5).sql;
+        let sql = loads(Dialect::Mssql, None, "", 5).sql;
         assert!(sql.starts_with("SELECT TOP (@P1) [id]"), "{sql}");
-        let sql = loads(Dialect::Sqlite, None, 5).sql;
+        let sql = loads(Dialect::Sqlite, None, "", 5).sql;
         assert!(sql.ends_with("LIMIT ?1"), "{sql}");
         let sql = rows(Dialect::Postgres, Table::Jobs, 0, 5).sql;
         assert!(sql.contains("\"id\" > $1::int8"), "{sql}");
@@ -586,11 +606,10 @@ mod tests {
 
     #[test]
     fn an_absent_filter_or_message_is_an_empty_text_not_a_null() {
-        let st = rejections(Dialect::Mssql, &RejectionFilter::default());
-        assert_eq!(st.params[0], Param::Text(String::new()));
+        let st = loads(Dialect::Mssql, None, "", 5);
         assert_eq!(st.params[1], Param::Text(String::new()));
         assert!(
-            st.sql.contains("(@P1 = '' OR [table_name] = @P1)"),
+            st.sql.contains("(@P2 = '' OR [table_name] = @P2)"),
             "{}",
             st.sql
         );

@@ -250,6 +250,34 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
             r#"{"keep":1,"tables":["departments"]}"#,
             r#""kept":1"#,
         ),
+        (
+            "SummarizeRejections",
+            "GET",
+            "departments",
+            "",
+            r#""code":"type""#,
+        ),
+        (
+            "RetryRejections",
+            "POST",
+            "departments",
+            "",
+            r#""checked":"#,
+        ),
+        (
+            "FixRejection",
+            "POST",
+            "departments",
+            r#"{"id":98,"department":"Fixed"}"#,
+            r#""status":"resolved""#,
+        ),
+        (
+            "DismissRejection",
+            "POST",
+            "departments",
+            "",
+            r#""changed":false"#,
+        ),
         ("VerifyBackup", "POST", "departments", "{}", r#""ok":true"#),
         (
             "RestoreTable",
@@ -269,6 +297,18 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
         ("OpenApi", "GET", "departments", "", r#""openapi""#),
         ("ApiDocs", "GET", "departments", "", "<html"),
     ];
+    // A rejection for the rejection functions' `{id}`.
+    let bad = r#"[{"id":98,"department":7}]"#;
+    let (status, text) = forward(port, "POST", "/api/tables/departments/rows", bad);
+    assert_eq!(status, 200, "{text}");
+    let (_, text) = forward(
+        port,
+        "GET",
+        "/api/rejections?table=departments&status=open&error_code=type",
+        "",
+    );
+    let open: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rejection = open[0]["id"].as_i64().unwrap().to_string();
     let http = http_functions();
     let mut named: Vec<&str> = calls.iter().map(|c| c.0).collect();
     named.extend(hrmig::http::functions::QUEUED_HTTP);
@@ -280,7 +320,12 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
     for (name, method, table, body, expect) in calls {
         let f = http.iter().find(|f| f.name == *name).unwrap();
         let (m, route) = f.routes().into_iter().find(|(m, _)| m == method).unwrap();
-        let mut path = concrete(&route, table).replace(NO_JOB, &id);
+        let of = if name.contains("Rejection") {
+            &rejection
+        } else {
+            &id
+        };
+        let mut path = concrete(&route, table).replace(NO_JOB, of);
         if name.starts_with("Report") {
             path.push_str("?year=2021");
         }

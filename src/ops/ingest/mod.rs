@@ -160,6 +160,7 @@ pub async fn ingest(
         idempotency,
         render,
         dry_run,
+        requeue: None,
     };
     let outcome = store.ingest(batch).await;
     tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));

@@ -9,7 +9,8 @@ use super::super::admission::{self, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
     BatchRest, Chunk, Dialect, DryRun, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome,
-    InputRow, LoadOutcome, Render, StoreError, TableBatch, TableOutcome, WouldReject, ddl,
+    InputRow, LoadOutcome, Render, Requeue, StoreError, TableBatch, TableOutcome, WouldReject, ddl,
+    queue,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -84,6 +85,14 @@ pub(super) fn load_file(
     }
 }
 
+/// How a batch is applied besides its rows: a dry run writes nothing, a
+/// requeue writes no new rejections but resolves or updates the ones its
+/// rows came from.
+pub(super) struct Apply<'a> {
+    pub(super) dry_run: bool,
+    pub(super) requeue: Option<&'a Requeue>,
+}
+
 /// The outcome of a batch inside its transaction: rendered when a key must
 /// store the response, else returned for the caller to render.
 pub(super) fn ingest(
@@ -93,7 +102,7 @@ pub(super) fn ingest(
     mut rest: Option<BatchRest>,
     idempotency: Option<&Idempotency>,
     render: Option<Render>,
-    dry_run: bool,
+    apply: Apply<'_>,
 ) -> Result<Result<IngestOutcome, Vec<TableOutcome>>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if let Some(idem) = idempotency {
@@ -111,6 +120,7 @@ pub(super) fn ingest(
     let last = tables.len().saturating_sub(1);
     for (i, batch) in tables.iter_mut().enumerate() {
         let mut writer = RowWriter::new(&tx, batch.table, source)?;
+        writer.unlogged = apply.requeue.is_some();
         let mut rejected = writer.write_chunk(&batch.chunk)?;
         if let Some(rest) = rest.as_mut().filter(|_| i == last) {
             loop {
@@ -125,12 +135,20 @@ pub(super) fn ingest(
                 }
             }
         }
-        outcomes.push(TableOutcome {
+        let outcome = TableOutcome {
             table: batch.table,
             received: batch.chunk.rows.len() as u64,
             inserted: writer.inserted,
             rejected,
-        });
+        };
+        drop(writer);
+        if let Some(requeue) = apply.requeue {
+            let rows = requeue.rows.get(i).map_or(&[][..], Vec::as_slice);
+            for st in queue::requeued(Dialect::Sqlite, source, requeue.kind, rows, &outcome) {
+                execute_on(&tx, &st)?;
+            }
+        }
+        outcomes.push(outcome);
     }
     let result = match (idempotency, render) {
         (Some(idem), Some(render)) => {
@@ -143,7 +161,7 @@ pub(super) fn ingest(
         _ => Err(outcomes),
     };
     // A dry run is rolled back when `tx` is dropped.
-    if !dry_run {
+    if !apply.dry_run {
         tx.commit()?;
     }
     Ok(result)
@@ -299,6 +317,8 @@ struct RowWriter<'t> {
     /// In a dry run, the first rows it would reject.
     samples: Vec<WouldReject>,
     dry_run: bool,
+    /// Rejected rows are not logged (they come from the log: a requeue).
+    unlogged: bool,
 }
 
 impl<'t> RowWriter<'t> {
@@ -351,6 +371,7 @@ impl<'t> RowWriter<'t> {
             keep_ids: false,
             samples: Vec::new(),
             dry_run: false,
+            unlogged: false,
         })
     }
 
@@ -390,6 +411,10 @@ impl<'t> RowWriter<'t> {
             // Not logged, not even in the service's log: the row is kept
             // for the dry run's report.
             admission::keep_sample(&mut self.samples, self.source, raw, c, &errors);
+            self.rejected += 1;
+            return Ok(Some(errors));
+        }
+        if self.unlogged {
             self.rejected += 1;
             return Ok(Some(errors));
         }
