@@ -136,18 +136,11 @@ pub(super) struct ReportArgs {
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
 pub(super) struct RejectionsArgs {
-    /// Only rows of this table.
-    #[arg(long)]
-    pub table: Option<Table>,
+    #[command(flatten)]
+    pub filter: QueueFilter,
     /// Only rejections with this status.
     #[arg(long, value_enum)]
     pub status: Option<RejectionStatus>,
-    /// Only rejections with an error of this code.
-    #[arg(long, value_enum)]
-    pub code: Option<ErrorCode>,
-    /// Only rejections of this source (file:… or api:<batch id>).
-    #[arg(long)]
-    pub source: Option<String>,
     /// Counts by table, code and status instead of the rejections.
     #[arg(long)]
     pub summary: bool,
@@ -164,6 +157,20 @@ pub(super) struct RejectionsArgs {
     pub action: Option<RejectionsAction>,
 }
 
+// Which rejections: the filters the log and a retry share.
+#[derive(Args, Debug)]
+pub(super) struct QueueFilter {
+    /// Only this table's (a retry without it takes every table, parents first).
+    #[arg(long)]
+    pub table: Option<Table>,
+    /// Only those with an error of this code (missing, type, range, format, too_long, encoding, columns, duplicate, foreign_key).
+    #[arg(long, value_parser = ErrorCode::parse)]
+    pub code: Option<ErrorCode>,
+    /// Only those of this source (file:… or api:<batch id>).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub(super) enum RejectionsAction {
     /// Check the open rejections again as received: rows that pass now are
@@ -177,15 +184,8 @@ pub(super) enum RejectionsAction {
 
 #[derive(Args, Debug)]
 pub(super) struct RetryArgs {
-    /// Only this table's open rejections (default: every table, parents first).
-    #[arg(long)]
-    pub table: Option<Table>,
-    /// Only those with an error of this code.
-    #[arg(long, value_enum)]
-    pub code: Option<ErrorCode>,
-    /// Only those of this source (file:… or api:<batch id>).
-    #[arg(long)]
-    pub source: Option<String>,
+    #[command(flatten)]
+    pub filter: QueueFilter,
     /// JSON (the report) instead of text.
     #[arg(long)]
     pub json: bool,

@@ -216,10 +216,10 @@ pub(super) async fn report(cli: &Cli, args: &ReportArgs) -> Result<ExitCode> {
 pub(super) async fn rejections(cli: &Cli, args: &RejectionsArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let filter = RejectionFilter {
-        table: args.table,
-        source: args.source.clone(),
+        table: args.filter.table,
+        source: args.filter.source.clone(),
         status: args.status,
-        code: args.code,
+        code: args.filter.code,
         after: args.after,
         limit: args.limit,
     };
@@ -234,9 +234,9 @@ pub(super) async fn rejections(cli: &Cli, args: &RejectionsArgs) -> Result<ExitC
 pub(super) async fn retry(cli: &Cli, args: &RetryArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let req = RetryRequest {
-        table: args.table,
-        code: args.code,
-        source: args.source.clone(),
+        table: args.filter.table,
+        code: args.filter.code,
+        source: args.filter.source.clone(),
     };
     print::retry(&rejections::retry(&store, &req).await?, args.json)?;
     Ok(ExitCode::SUCCESS)

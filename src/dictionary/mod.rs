@@ -246,19 +246,9 @@ impl Row {
 /// Why a value or a row breaks the data rules. The `snake_case` names are the
 /// stable codes of the contract.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-    clap::ValueEnum,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Empty after trimming, `null`, or absent.
     Missing,
@@ -281,6 +271,31 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::Missing,
+        ErrorCode::Type,
+        ErrorCode::Range,
+        ErrorCode::Format,
+        ErrorCode::TooLong,
+        ErrorCode::Encoding,
+        ErrorCode::Columns,
+        ErrorCode::Duplicate,
+        ErrorCode::ForeignKey,
+    ];
+
+    /// The code a user names, by its contract string; an unknown one is
+    /// an error that lists them all (one message for every door).
+    pub fn parse(name: &str) -> Result<ErrorCode, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == name)
+            .ok_or_else(|| {
+                let codes: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
+                format!("unknown error code {name:?}: one of {}", codes.join(", "))
+            })
+    }
+
     /// The contract's code string.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -337,6 +352,21 @@ impl FieldError {
 
 #[cfg(test)]
 mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn every_error_code_is_named_and_parsed_as_the_contract_spells_it() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, code.as_str());
+            assert_eq!(ErrorCode::parse(code.as_str()), Ok(code));
+        }
+        let distinct: std::collections::HashSet<ErrorCode> = ErrorCode::ALL.into();
+        assert_eq!(distinct.len(), ErrorCode::ALL.len());
+        let unknown = ErrorCode::parse("nope").unwrap_err();
+        assert!(unknown.contains("foreign_key"), "{unknown}");
+    }
+
     use super::Table::{self, *};
 
     #[test]

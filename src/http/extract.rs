@@ -109,6 +109,19 @@ where
     }
 }
 
+/// A query string read into `T`; one that does not parse is a 400 in the
+/// API's body.
+pub(super) struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<QueryOf<T>, ApiError> {
+        let Query(t) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(QueryOf(t))
+    }
+}
+
 /// `?dry_run=true` on a route that writes: make every check, write nothing.
 pub(super) struct DryRun(pub bool);
 

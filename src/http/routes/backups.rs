@@ -8,7 +8,7 @@ use crate::http::error::documented::{
     Unauthorized, WouldOrphanRows,
 };
 use crate::http::extract::{
-    JsonObject, OptionalJson, TableList, TablePath, optional_whole_number, query_table,
+    JsonObject, OptionalJson, QueryOf, TableList, TablePath, optional_whole_number, query_table,
     whole_number,
 };
 use crate::http::state::AppState;
@@ -16,8 +16,7 @@ use crate::ops::Quiet;
 use crate::ops::backup::{self, Codec, Manifest, Pruned, Restored, Retention, Verification};
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::post;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -89,9 +88,8 @@ struct BackupQuery {
 )]
 async fn get_backups(
     State(state): State<AppState>,
-    q: Result<Query<BackupQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<BackupQuery>,
 ) -> Result<Json<Vec<Manifest>>, ApiError> {
-    let Query(q) = q?;
     let tables = match q.table {
         Some(t) => vec![query_table(&t)?],
         None => Table::ALL.to_vec(),

@@ -14,16 +14,15 @@ use crate::http::error::documented::{
 };
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{
-    JobPath, OptionalJson, TableList, folder_under_root, optional_whole_number, page_limit,
-    query_table,
+    JobPath, OptionalJson, QueryOf, TableList, folder_under_root, optional_whole_number,
+    page_limit, query_table,
 };
 use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
 use crate::store::LoadRecord;
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -175,9 +174,8 @@ struct HistoryQuery {
 )]
 async fn get_loads(
     State(state): State<AppState>,
-    q: Result<Query<HistoryQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<HistoryQuery>,
 ) -> Result<Json<Vec<LoadRecord>>, ApiError> {
-    let Query(q) = q?;
     let table = q.table.as_deref().map(query_table).transpose()?;
     let limit = page_limit(q.limit, 1000)?;
     Ok(Json(state.store.loads(table, limit).await?))

@@ -5,15 +5,15 @@
 use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::http::error::documented::{DatabaseUnavailable, Forbidden, Malformed, Unauthorized};
 use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::http::extract::{OptionalJson, page_limit, query_table};
+use crate::http::extract::{OptionalJson, QueryOf, page_limit, query_table};
 use crate::http::state::AppState;
 use crate::ops::rejections::{self, Dismissal, FixReport, QueueError, RetryReport, RetryRequest};
 use crate::store::{Rejection, RejectionCount, RejectionFilter, RejectionStatus};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,21 +39,40 @@ impl From<QueueError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
-struct RejectionQuery {
+/// Which rejections a read names: the query of `GET /api/rejections` and
+/// of its summary.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LogQuery {
+    /// Only this table.
+    #[param(value_type = Option<Table>)]
     table: Option<String>,
+    /// Only this source (`file:…` or `api:<batch id>`).
     source: Option<String>,
+    /// Only this status.
+    #[param(value_type = Option<RejectionStatus>)]
     status: Option<String>,
-    /// Not `code`: under the Functions host, `?code=` carries the
-    /// function key, and is forwarded with the request.
+    /// Only rejections with an error of this code. Not `code`: under the
+    /// Functions host, `?code=` carries the function key, and is forwarded
+    /// with the request.
+    #[param(value_type = Option<ErrorCode>)]
     error_code: Option<String>,
+}
+
+/// A page of the log.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PageQuery {
+    /// 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    /// Only log ids above this.
     after: Option<i64>,
 }
 
-impl RejectionQuery {
+impl LogQuery {
     /// The filter it asks for, every name checked (an unknown one is 400).
-    fn filter(self, limit: u32) -> Result<RejectionFilter, ApiError> {
+    fn filter(self, page: PageQuery) -> Result<RejectionFilter, ApiError> {
         let status = (self.status.as_deref())
             .map(|s| {
                 RejectionStatus::parse(s).ok_or_else(|| {
@@ -68,31 +87,19 @@ impl RejectionQuery {
             source: self.source,
             status,
             code: self.error_code.as_deref().map(error_code).transpose()?,
-            after: self.after,
-            limit,
+            after: page.after,
+            limit: page_limit(page.limit, 100)?,
         })
     }
 }
 
 fn error_code(s: &str) -> Result<ErrorCode, ApiError> {
-    clap::ValueEnum::from_str(s, false).map_err(|_| {
-        let codes: Vec<&str> = (<ErrorCode as clap::ValueEnum>::value_variants().iter())
-            .map(|c| c.as_str())
-            .collect();
-        ApiError::BadRequest(format!("unknown code {s:?}: one of {}", codes.join(", ")))
-    })
+    ErrorCode::parse(s).map_err(ApiError::BadRequest)
 }
 
 /// The rejection log, oldest first.
 #[utoipa::path(get, path = "/api/rejections", tag = "rejections",
-    params(
-        ("table" = Option<Table>, Query, description = "Only this table"),
-        ("source" = Option<String>, Query, description = "Only this source (file:… or api:<batch id>)"),
-        ("status" = Option<RejectionStatus>, Query, description = "Only this status"),
-        ("error_code" = Option<ErrorCode>, Query, description = "Only rejections with an error of this code (not `code`: the Functions host's key parameter)"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 100"),
-        ("after" = Option<i64>, Query, description = "Only log ids above this")
-    ),
+    params(LogQuery, PageQuery),
     responses(
         (status = 200, description = "Rejections", body = Vec<Rejection>),
         Malformed, Unauthorized, DatabaseUnavailable
@@ -100,22 +107,16 @@ fn error_code(s: &str) -> Result<ErrorCode, ApiError> {
 )]
 async fn list(
     State(state): State<AppState>,
-    q: Result<Query<RejectionQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<LogQuery>,
+    QueryOf(page): QueryOf<PageQuery>,
 ) -> Result<Json<Vec<Rejection>>, ApiError> {
-    let Query(q) = q?;
-    let limit = page_limit(q.limit, 100)?;
-    Ok(Json(state.store.rejections(q.filter(limit)?).await?))
+    Ok(Json(state.store.rejections(q.filter(page)?).await?))
 }
 
 /// The rejection log counted by table, code and status (a rejection with
 /// errors of two codes counts under each).
 #[utoipa::path(get, path = "/api/rejections/summary", tag = "rejections",
-    params(
-        ("table" = Option<Table>, Query, description = "Only this table"),
-        ("source" = Option<String>, Query, description = "Only this source"),
-        ("status" = Option<RejectionStatus>, Query, description = "Only this status"),
-        ("error_code" = Option<ErrorCode>, Query, description = "Only this code")
-    ),
+    params(LogQuery),
     responses(
         (status = 200, description = "Counts, by table, code and status", body = Vec<RejectionCount>),
         Malformed, Unauthorized, DatabaseUnavailable
@@ -123,10 +124,13 @@ async fn list(
 )]
 async fn summary(
     State(state): State<AppState>,
-    q: Result<Query<RejectionQuery>, QueryRejection>,
+    QueryOf(q): QueryOf<LogQuery>,
 ) -> Result<Json<Vec<RejectionCount>>, ApiError> {
-    let Query(q) = q?;
-    Ok(Json(state.store.rejection_summary(q.filter(1)?).await?))
+    let all = PageQuery {
+        limit: None,
+        after: None,
+    };
+    Ok(Json(state.store.rejection_summary(q.filter(all)?).await?))
 }
 
 /// Body of `POST /api/rejections/retry`: which open rejections.

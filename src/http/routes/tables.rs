@@ -7,14 +7,14 @@ use crate::http::error::documented::{
     DatabaseUnavailable, KeyReused, Malformed, TooManyRows, Unauthorized, UnknownTable,
 };
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{DryRun, TablePath, page_limit};
+use crate::http::extract::{DryRun, QueryOf, TablePath, page_limit};
 use crate::http::state::AppState;
 use crate::ops::ingest::{self, BatchesResult, How, Shape, TableResult};
 use crate::store::Idempotency;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -79,9 +79,8 @@ struct Page {
 async fn get_rows(
     State(state): State<AppState>,
     TablePath(table): TablePath,
-    page: Result<Query<Page>, QueryRejection>,
+    QueryOf(page): QueryOf<Page>,
 ) -> Result<Response, ApiError> {
-    let Query(page) = page?;
     let rows = state
         .store
         .rows(
