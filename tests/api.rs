@@ -263,6 +263,18 @@ fn malformed_requests() -> Vec<(&'static str, &'static str, String, StatusCode)>
             StatusCode::BAD_REQUEST,
         ),
         (
+            "/api/loads",
+            "application/json",
+            "{\"max_rejects\": 9223372036854775808}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/api/loads",
+            "application/json",
+            "{\"on_duplicate\": \"replace\"}".into(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "/api/backups",
             "application/json",
             "{\"tables\": [\"\"]}".into(),

@@ -874,3 +874,46 @@ fn the_rejection_queue_from_the_command_line() {
     let o = hrmig(d, &["loads", "--json"]);
     assert!(stdout(&o).contains(r#""kind": "retry""#), "{}", stdout(&o));
 }
+
+#[test]
+fn a_load_updates_on_request_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generate(d, 10, &[]);
+    let o = hrmig(
+        d,
+        &["load", "--from", "storage/landing", "departments", "jobs"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("updated"), "{}", stdout(&o));
+    std::fs::write(d.join("storage/landing/jobs.csv"), "1,Staff Engineer\n").unwrap();
+    let o = hrmig(d, &["load", "--from", "storage/landing", "jobs"]);
+    assert!(stdout(&o).contains("1 rows rejected"), "{}", stdout(&o));
+    let args = [
+        "load",
+        "--from",
+        "storage/landing",
+        "--on-duplicate",
+        "update",
+        "jobs",
+        "--force",
+    ];
+    let o = hrmig(d, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let head: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head[..5],
+        ["table", "status", "rows_read", "inserted", "updated"]
+    );
+    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[..5], ["jobs", "loaded", "1", "0", "1"], "{text}");
+    let db = d.join("hrmig.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let job: String = conn
+        .query_row("SELECT job FROM jobs WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(job, "Staff Engineer");
+    let o = hrmig(d, &["load", "--on-duplicate", "replace"]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -596,6 +596,7 @@ async fn a_feed_that_stops_midway_rolls_back() {
         // aside until the commit, is the one rolled back.
         bytes: Some(u64::MAX),
         dry_run: None,
+        on_duplicate: hrmig::store::OnDuplicate::Reject,
     };
     let err = env.store.load_file(load, rx).await.unwrap_err();
     assert!(err.to_string().contains("interrupted"), "{err}");

@@ -1,4 +1,4 @@
--- hrmig work queue, mssql dialect: rejection statuses and operation kinds.
+-- hrmig work queue, mssql dialect: rejection statuses, operation kinds, updated rows.
 
 IF COL_LENGTH(N'dbo.hrmig_rejections', N'status') IS NULL
     ALTER TABLE [hrmig_rejections] ADD [status] NVARCHAR(255) NOT NULL CONSTRAINT [hrmig_rejections_status_default] DEFAULT N'open';
@@ -8,6 +8,9 @@ IF COL_LENGTH(N'dbo.hrmig_rejections', N'resolved_by') IS NULL
 
 IF COL_LENGTH(N'dbo.hrmig_loads', N'kind') IS NULL
     ALTER TABLE [hrmig_loads] ADD [kind] NVARCHAR(255) NOT NULL CONSTRAINT [hrmig_loads_kind_default] DEFAULT N'load';
+
+IF COL_LENGTH(N'dbo.hrmig_loads', N'updated') IS NULL
+    ALTER TABLE [hrmig_loads] ADD [updated] BIGINT NOT NULL CONSTRAINT [hrmig_loads_updated_default] DEFAULT 0;
 
 IF NOT EXISTS (SELECT 1 FROM sys.columns c JOIN sys.index_columns ic
     ON ic.object_id = c.object_id AND ic.column_id = c.column_id

@@ -3,7 +3,7 @@
 
 use crate::dictionary::{ErrorCode, Table};
 use crate::ops::backup::Codec;
-use crate::store::{Dialect, RejectionStatus};
+use crate::store::{Dialect, OnDuplicate, RejectionStatus};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -101,6 +101,9 @@ pub(super) struct LoadArgs {
     /// Check every row as a real load would, and write nothing (no rows, rejections or history).
     #[arg(long)]
     pub dry_run: bool,
+    /// A valid row whose id is already in the table (or earlier in the file): reject it as a duplicate, or update the stored row with it (the later row wins).
+    #[arg(long, value_enum, default_value_t = OnDuplicate::Reject)]
+    pub on_duplicate: OnDuplicate,
     /// One JSON object per table instead of a text table.
     #[arg(long)]
     pub json: bool,

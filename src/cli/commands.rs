@@ -58,6 +58,7 @@ pub(super) async fn load(cli: &Cli, args: &LoadArgs) -> Result<ExitCode> {
         force: args.force,
         max_rejects: args.max_rejects,
         dry_run: args.dry_run,
+        on_duplicate: args.on_duplicate,
         progress: super::bars::Bars::shared(),
         ..LoadRequest::new(from, args.tables.clone())
     };

@@ -69,19 +69,34 @@ pub(super) fn load_reports(reports: &[LoadReport], json: bool) -> Result<()> {
         return json_lines(reports);
     }
     let mut out = std::io::stdout().lock();
+    // An `updated` column only where a file updated rows: a load that
+    // keeps the data rules reads as it always has.
+    let updates = reports.iter().any(|r| r.updated > 0);
+    let updated = |n: &dyn std::fmt::Display| match updates {
+        true => format!(" {n:>9}"),
+        false => String::new(),
+    };
     writeln!(
         out,
-        "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8}",
-        "table", "status", "rows_read", "inserted", "rejected", "blank", "seconds"
+        "{:<16} {:<15} {:>10} {:>10}{} {:>9} {:>6} {:>8}",
+        "table",
+        "status",
+        "rows_read",
+        "inserted",
+        updated(&"updated"),
+        "rejected",
+        "blank",
+        "seconds"
     )?;
     for r in reports {
         writeln!(
             out,
-            "{:<16} {:<15} {:>10} {:>10} {:>9} {:>6} {:>8.2}",
+            "{:<16} {:<15} {:>10} {:>10}{} {:>9} {:>6} {:>8.2}",
             r.table.name(),
             r.status.as_str(),
             r.rows_read,
             r.inserted,
+            updated(&r.updated),
             r.rejected,
             r.blank,
             r.seconds
@@ -331,21 +346,23 @@ pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
             "status",
             "rows_read",
             "inserted",
+            "updated",
             "rejected",
             "started",
         );
-        let (id, kind, table, status, read, inserted, rejected, started) = head;
+        let (id, kind, table, status, read, inserted, updated, rejected, started) = head;
         writeln!(
             out,
-            "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} source"
+            "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} source"
         )?;
         for l in history {
             let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
-            let (read, inserted, rejected) = (l.rows_read, l.inserted, l.rejected);
+            let (read, inserted, updated, rejected) =
+                (l.rows_read, l.inserted, l.updated, l.rejected);
             let (source, kind) = (&l.source, l.kind.as_str());
             writeln!(
                 out,
-                "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {rejected:>9} {started:<24} {source}"
+                "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} {source}"
             )?;
         }
         Ok(())

@@ -6,6 +6,7 @@
 use super::app::MAX_BODY_BYTES;
 use super::error::ApiError;
 use crate::dictionary::Table;
+use crate::store::OnDuplicate;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
@@ -122,19 +123,38 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Que
     }
 }
 
-/// `?dry_run=true` on a route that writes: make every check, write nothing.
-pub(super) struct DryRun(pub bool);
+/// How a route that writes rows writes them: `?dry_run=true` makes every
+/// check and writes nothing; `?on_duplicate=update` makes a valid row whose
+/// id is taken replace the stored one (`reject`, the default, keeps the
+/// data rules).
+pub(super) struct Writing {
+    pub dry_run: bool,
+    pub on_duplicate: OnDuplicate,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for DryRun {
+impl<S: Send + Sync> FromRequestParts<S> for Writing {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<DryRun, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Writing, ApiError> {
         #[derive(Deserialize)]
-        struct Flag {
+        struct Flags {
             dry_run: Option<bool>,
+            on_duplicate: Option<String>,
         }
-        let Query(flag) = Query::<Flag>::from_request_parts(parts, state).await?;
-        Ok(DryRun(flag.dry_run.unwrap_or(false)))
+        let Query(flags) = Query::<Flags>::from_request_parts(parts, state).await?;
+        let on_duplicate = match flags.on_duplicate.as_deref() {
+            None | Some("reject") => OnDuplicate::Reject,
+            Some("update") => OnDuplicate::Update,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "on_duplicate must be reject or update, not {other:?}"
+                )));
+            }
+        };
+        Ok(Writing {
+            dry_run: flags.dry_run.unwrap_or(false),
+            on_duplicate,
+        })
     }
 }
 

@@ -13,7 +13,7 @@
 use super::load::{self, LoadError, LoadReport, LoadRequest, LoadStatus, LoadWatch};
 use crate::dictionary::{Table, datetime};
 use crate::storage::Storage;
-use crate::store::{Store, StoreError, jobs::JobRecord};
+use crate::store::{OnDuplicate, Store, StoreError, jobs::JobRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -70,9 +70,16 @@ pub struct JobRequest {
     /// Abort a file once more rows than this are rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rejects: Option<u64>,
+    /// What a valid row whose id is taken does (default `reject`).
+    #[serde(default, skip_serializing_if = "is_reject")]
+    pub on_duplicate: OnDuplicate,
     /// File names other than `<table>.csv` in `from`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<Table, String>,
+}
+
+fn is_reject(o: &OnDuplicate) -> bool {
+    *o == OnDuplicate::Reject
 }
 
 /// Where a job stands.
@@ -196,6 +203,7 @@ impl JobRequest {
         Ok(LoadRequest {
             force: self.force,
             max_rejects: self.max_rejects,
+            on_duplicate: self.on_duplicate,
             names: self.files.clone(),
             ..LoadRequest::new(from, self.tables.clone())
         })

@@ -15,8 +15,8 @@ use crate::dictionary::check::check_csv_row;
 use crate::dictionary::{Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
-    Chunk, DryRun, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, Store, StoreError,
-    WouldReject,
+    Chunk, DryRun, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, OnDuplicate, Store,
+    StoreError, WouldReject,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,6 +45,9 @@ pub struct LoadRequest {
     /// rejections or history. Each file is checked against the database and
     /// against what the files before it in the run would have inserted.
     pub dry_run: bool,
+    /// What a valid row whose id is taken does: rejected as a duplicate
+    /// (the default), or an update of the stored row.
+    pub on_duplicate: OnDuplicate,
     /// Where each file's bytes read are reported.
     pub progress: Arc<dyn Progress>,
     /// File names other than `<table>.csv`, by table.
@@ -63,6 +66,7 @@ impl LoadRequest {
             force: false,
             max_rejects: None,
             dry_run: false,
+            on_duplicate: OnDuplicate::Reject,
             progress: Arc::new(Quiet),
             names: BTreeMap::new(),
             watch: None,
@@ -131,6 +135,10 @@ pub struct LoadReport {
     pub rows_read: u64,
     /// Rows inserted.
     pub inserted: u64,
+    /// Rows that replaced a stored row of the same id (`on_duplicate`
+    /// update; 0 otherwise): `rows_read = inserted + updated + rejected`.
+    #[serde(default)]
+    pub updated: u64,
     /// Rows written to the rejection log.
     pub rejected: u64,
     /// Blank and whitespace-only lines skipped.
@@ -256,6 +264,7 @@ impl Loading {
             status,
             rows_read,
             inserted,
+            updated: 0,
             rejected,
             blank,
             seconds: self.started.elapsed().as_secs_f64(),
@@ -335,6 +344,7 @@ async fn load_file(
         started_at,
         bytes: Some(object.size),
         dry_run: dry.as_deref().cloned(),
+        on_duplicate: req.on_duplicate,
     };
     req.progress.start(table.name(), Unit::Bytes, object.size);
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -419,9 +429,16 @@ async fn conclude(
         }
     };
     match outcome {
-        LoadOutcome::Loaded { inserted, rejected }
+        LoadOutcome::Loaded {
+            inserted,
+            updated,
+            rejected,
+        }
         | LoadOutcome::WouldLoad {
-            inserted, rejected, ..
+            inserted,
+            updated,
+            rejected,
+            ..
         } => {
             if summary.sha256 != sha256 {
                 // Committed content differs from what was hashed first: keep
@@ -433,14 +450,16 @@ async fn conclude(
                 );
             }
             tracing::Span::current().record("rows", summary.rows_read);
-            Ok(file.report(
+            let mut report = file.report(
                 LoadStatus::Loaded,
                 summary.rows_read,
                 inserted,
                 rejected,
                 summary.blank,
                 None,
-            ))
+            );
+            report.updated = updated;
+            Ok(report)
         }
         LoadOutcome::AlreadyLoaded => Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None)),
         LoadOutcome::Aborted { rejected } => {

@@ -159,12 +159,7 @@ async fn requeue(
         }
     }
     if rows.is_empty() {
-        return Ok(TableOutcome {
-            table,
-            received: 0,
-            inserted: 0,
-            rejected: Vec::new(),
-        });
+        return Ok(TableOutcome::empty(table));
     }
     let requeue = Requeue {
         kind,
@@ -172,12 +167,7 @@ async fn requeue(
     };
     let tables = vec![TableBatch { table, chunk }];
     let outcome = store.requeue(source.to_owned(), tables, requeue).await?;
-    Ok(outcome.into_iter().next().unwrap_or(TableOutcome {
-        table,
-        received: 0,
-        inserted: 0,
-        rejected: Vec::new(),
-    }))
+    Ok((outcome.into_iter().next()).unwrap_or(TableOutcome::empty(table)))
 }
 
 /// Whether a rejection's raw text is the row exactly as it was received,

@@ -43,26 +43,41 @@ impl IdBitmap {
     }
 }
 
+/// What an admitted row does to its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admitted {
+    /// Its id was free: a new row.
+    Inserted,
+    /// Its id was taken (in the table, or earlier in this input), and
+    /// the input asked for updates: it replaces the stored values.
+    Updated,
+}
+
 /// What the database knows of the ids an input row names.
 pub(super) trait Known {
     /// Whether `id` is in the target table (or was admitted earlier in
     /// this input).
     fn taken(&mut self, id: i32) -> Result<bool, StoreError>;
-    /// Admits a row whose parents exist: false when its id turns out to be
-    /// taken. A backend may insert the row here (SQLite does, and lets the
-    /// insert find the duplicate); the others take the id in memory.
-    fn admit(&mut self, row: &Row) -> Result<bool, StoreError>;
+    /// Admits a row whose parents exist: `None` when its id turns out to be
+    /// taken and `update` is false. A backend may write the row here (SQLite
+    /// does, and lets the insert find the duplicate); the others take the id
+    /// in memory.
+    fn admit(&mut self, row: &Row, update: bool) -> Result<Option<Admitted>, StoreError>;
     /// Whether `parent` has `id`.
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError>;
 }
 
 /// Admits an input row, or returns every error it has, ordered by column:
-/// the pure checks' errors, a missing parent per foreign key, a taken id.
+/// the pure checks' errors, a missing parent per foreign key, a taken id
+/// (unless `update`: a valid row whose id is taken then replaces the
+/// stored one, and an update is checked against its parents as an insert
+/// is).
 pub(super) fn admit<'c>(
     table: Table,
     c: &'c InputRow,
     known: &mut impl Known,
-) -> Result<Result<&'c Row, Vec<FieldError>>, StoreError> {
+    update: bool,
+) -> Result<Result<(&'c Row, Admitted), Vec<FieldError>>, StoreError> {
     let (mut errors, id) = match &c.check {
         Ok(row) => (Vec::new(), Some(row.id())),
         Err(checked) => (checked.errors.clone(), checked.int(Table::PRIMARY_KEY)),
@@ -81,11 +96,12 @@ pub(super) fn admit<'c>(
     if let Ok(row) = &c.check
         && errors.is_empty()
     {
-        if known.admit(row)? {
-            return Ok(Ok(row));
+        if let Some(admitted) = known.admit(row, update)? {
+            return Ok(Ok((row, admitted)));
         }
         errors.push(duplicate_error(row.id()));
     } else if let Some(id) = id
+        && !update
         && known.taken(id)?
     {
         errors.push(duplicate_error(id));
@@ -199,6 +215,15 @@ pub(super) fn keep_sample(
     }
 }
 
+/// What a row admitted in memory does: `fresh` when its id was free.
+fn in_memory(fresh: bool, update: bool) -> Option<Admitted> {
+    match (fresh, update) {
+        (true, _) => Some(Admitted::Inserted),
+        (false, true) => Some(Admitted::Updated),
+        (false, false) => None,
+    }
+}
+
 /// Ids looked up for one batch.
 pub(super) struct BatchKnown {
     pub(super) taken: HashSet<i32>,
@@ -209,8 +234,8 @@ impl Known for BatchKnown {
     fn taken(&mut self, id: i32) -> Result<bool, StoreError> {
         Ok(self.taken.contains(&id))
     }
-    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
-        Ok(self.taken.insert(row.id()))
+    fn admit(&mut self, row: &Row, update: bool) -> Result<Option<Admitted>, StoreError> {
+        Ok(in_memory(self.taken.insert(row.id()), update))
     }
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
         Ok(self.parents.get(&parent).is_some_and(|s| s.contains(&id)))
@@ -218,14 +243,22 @@ impl Known for BatchKnown {
 }
 
 /// One table of an API batch sorted by the admission rules, before its
-/// insert: the rows to insert and the rows rejected so far.
+/// insert: the rows to write and the rows rejected so far.
 pub(super) struct Sorted<'a> {
-    pub(super) chosen: Vec<(&'a InputRow, &'a Row)>,
+    chosen: Vec<(&'a InputRow, &'a Row)>,
     rejected: Vec<(&'a InputRow, Vec<FieldError>)>,
 }
 
 /// Rejected rows of a batch, in input order, with their errors.
 pub(super) type Rejected<'a> = Vec<(&'a InputRow, Vec<FieldError>)>;
+
+/// What a batch's table came to once written: rows inserted, rows updated
+/// and every rejection, in input order.
+pub(super) struct Settled<'a> {
+    pub(super) inserted: u64,
+    pub(super) updated: u64,
+    pub(super) rejected: Rejected<'a>,
+}
 
 impl<'a> Sorted<'a> {
     /// Judges every row of `chunk` against the ids looked up for it.
@@ -233,24 +266,40 @@ impl<'a> Sorted<'a> {
         table: Table,
         chunk: &'a Chunk,
         mut known: BatchKnown,
+        update: bool,
     ) -> Result<Sorted<'a>, StoreError> {
         let mut sorted = Sorted {
             chosen: Vec::new(),
             rejected: Vec::new(),
         };
         for c in &chunk.rows {
-            match admit(table, c, &mut known)? {
-                Ok(row) => sorted.chosen.push((c, row)),
+            match admit(table, c, &mut known, update)? {
+                Ok((row, _)) => sorted.chosen.push((c, row)),
                 Err(errors) => sorted.rejected.push((c, errors)),
             }
         }
         Ok(sorted)
     }
 
-    /// After the insert: a chosen row whose id is not in `inserted_ids` was inserted
-    /// by another writer since the lookup, and is a duplicate. Returns the
-    /// rows inserted and every rejection, in input order.
-    pub(super) fn settle(self, inserted_ids: &HashSet<i32>) -> (u64, Rejected<'a>) {
+    /// The rows to write: each admitted row, or, for an upsert, the last
+    /// occurrence of each id (the later one wins), in input order.
+    pub(super) fn rows(&self, update: bool) -> Vec<&'a Row> {
+        if !update {
+            return self.chosen.iter().map(|(_, row)| *row).collect();
+        }
+        let mut last: HashMap<i32, usize> = HashMap::with_capacity(self.chosen.len());
+        for (i, (_, row)) in self.chosen.iter().enumerate() {
+            last.insert(row.id(), i);
+        }
+        (self.chosen.iter().enumerate())
+            .filter(|(i, (_, row))| last.get(&row.id()) == Some(i))
+            .map(|(_, (_, row))| *row)
+            .collect()
+    }
+
+    /// After an insert: a chosen row whose id is not in `inserted_ids` was
+    /// inserted by another writer since the lookup, and is a duplicate.
+    pub(super) fn settle(self, inserted_ids: &HashSet<i32>) -> Settled<'a> {
         let Sorted {
             chosen,
             mut rejected,
@@ -264,22 +313,49 @@ impl<'a> Sorted<'a> {
             }
         }
         rejected.sort_by_key(|(c, _)| c.position);
-        (inserted, rejected)
+        Settled {
+            inserted,
+            updated: 0,
+            rejected,
+        }
+    }
+
+    /// After an upsert, which says of each id it wrote whether it inserted
+    /// it (`true`) or updated it: the first occurrence of an id counts as
+    /// the database says (another writer may have inserted or deleted it
+    /// since the lookup), the later ones as updates of it.
+    pub(super) fn settle_upserted(self, written: &HashMap<i32, bool>) -> Settled<'a> {
+        let Sorted {
+            chosen,
+            mut rejected,
+        } = self;
+        let (mut inserted, mut updated) = (0, 0);
+        let mut seen = HashSet::with_capacity(chosen.len());
+        for (c, row) in chosen {
+            match written.get(&row.id()) {
+                Some(&fresh) if seen.insert(row.id()) && fresh => inserted += 1,
+                Some(_) => updated += 1,
+                None => rejected.push((c, vec![duplicate_error(row.id())])),
+            }
+        }
+        rejected.sort_by_key(|(c, _)| c.position);
+        Settled {
+            inserted,
+            updated,
+            rejected,
+        }
     }
 }
 
 /// What one table of a batch came to.
-pub(super) fn outcome(
-    table: Table,
-    chunk: &Chunk,
-    inserted: u64,
-    rejected: Rejected<'_>,
-) -> TableOutcome {
+pub(super) fn outcome(table: Table, chunk: &Chunk, settled: Settled<'_>) -> TableOutcome {
     TableOutcome {
         table,
         received: chunk.rows.len() as u64,
-        inserted,
-        rejected: rejected
+        inserted: settled.inserted,
+        updated: settled.updated,
+        rejected: settled
+            .rejected
             .into_iter()
             .map(|(c, errors)| (c.position, errors))
             .collect(),
@@ -296,8 +372,8 @@ impl Known for LoadKnown {
     fn taken(&mut self, id: i32) -> Result<bool, StoreError> {
         Ok(self.taken.contains(id))
     }
-    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
-        Ok(self.taken.insert(row.id()))
+    fn admit(&mut self, row: &Row, update: bool) -> Result<Option<Admitted>, StoreError> {
+        Ok(in_memory(self.taken.insert(row.id()), update))
     }
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
         Ok(self.parents.get(&parent).is_some_and(|s| s.contains(id)))

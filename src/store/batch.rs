@@ -46,6 +46,14 @@ pub(super) trait BatchTarget {
     /// Inserts rows unless their id is taken; the ids it inserted.
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError>;
 
+    /// Inserts rows (ids distinct), or replaces the stored row of an id
+    /// that is taken; of each id, whether it was inserted (`true`).
+    async fn upsert(
+        &mut self,
+        table: Table,
+        rows: &[&Row],
+    ) -> Result<HashMap<i32, bool>, StoreError>;
+
     /// Writes rejections to the log, in order.
     async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError>;
 }
@@ -87,16 +95,16 @@ pub(super) async fn apply(
             let found = target.existing(parent, &ints(chunk, i)).await?;
             known.parents.entry(parent).or_default().extend(found);
         }
-        let sorted = Sorted::new(table, chunk, known)?;
-        let rows: Vec<&Row> = sorted.chosen.iter().map(|(_, row)| *row).collect();
-        let inserted_ids = match rows.is_empty() {
-            true => HashSet::new(),
-            false => target.insert(table, &rows).await?,
+        let update = batch.on_duplicate.updates();
+        let sorted = Sorted::new(table, chunk, known, update)?;
+        let rows: Vec<&Row> = sorted.rows(update);
+        let settled = match (rows.is_empty(), update) {
+            (true, _) => sorted.settle(&HashSet::new()),
+            (false, false) => sorted.settle(&target.insert(table, &rows).await?),
+            (false, true) => sorted.settle_upserted(&target.upsert(table, &rows).await?),
         };
-        let (inserted, rejected) = sorted.settle(&inserted_ids);
         let Some(requeue) = &batch.requeue else {
-            let rows = rejected
-                .iter()
+            let rows = (settled.rejected.iter())
                 .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
                 .collect();
             target
@@ -106,10 +114,10 @@ pub(super) async fn apply(
                     rows,
                 })
                 .await?;
-            outcomes.push(outcome(table, chunk, inserted, rejected));
+            outcomes.push(outcome(table, chunk, settled));
             continue;
         };
-        let done = outcome(table, chunk, inserted, rejected);
+        let done = outcome(table, chunk, settled);
         let rows = requeue
             .rows
             .get(outcomes.len())

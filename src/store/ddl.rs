@@ -357,7 +357,7 @@ GROUP BY YEAR(h.[datetime]), d.[id], d.[department]');
 
 /// Migration 0003: the rejection log becomes a work queue (a status, and
 /// the operation that resolved a rejection) and the history records what
-/// kind of operation each entry is. Columns added to tables that may hold
+/// kind of operation each entry is and the rows it updated. Columns added to tables that may hold
 /// rows already, with defaults that describe those rows.
 ///
 /// PostgreSQL and SQL Server check for each column; SQLite has no `ADD
@@ -365,21 +365,26 @@ GROUP BY YEAR(h.[datetime]), d.[id], d.[department]');
 /// [`sqlite_runs`]).
 pub fn work_queue(d: Dialect) -> String {
     let head = format!(
-        "-- hrmig work queue, {} dialect: rejection statuses and operation kinds.\n\n",
+        "-- hrmig work queue, {} dialect: rejection statuses, operation kinds, updated rows.\n\n",
         d.name()
     );
     let added = [
         (REJECTIONS, "status", Sys::Name, "'open'"),
         (REJECTIONS, "resolved_by", Sys::BigInt, ""),
         (LOADS, "kind", Sys::Name, "'load'"),
+        (LOADS, "updated", Sys::BigInt, "0"),
     ];
     let mut out = head;
     for (table, column, ty, default) in added {
         let ty = sys_type(d, ty);
         let tail = match default {
             "" => " NULL".to_owned(),
-            _ if d == Dialect::Mssql => format!(
+            _ if d == Dialect::Mssql && default.starts_with('\'') => format!(
                 " NOT NULL CONSTRAINT {} DEFAULT N{default}",
+                d.quote(&format!("{table}_{column}_default"))
+            ),
+            _ if d == Dialect::Mssql => format!(
+                " NOT NULL CONSTRAINT {} DEFAULT {default}",
                 d.quote(&format!("{table}_{column}_default"))
             ),
             _ => format!(" NOT NULL DEFAULT {default}"),
@@ -482,13 +487,19 @@ mod tests {
     #[test]
     fn the_work_queue_adds_columns_only_where_they_are_missing() {
         let pg = work_queue(Dialect::Postgres);
-        assert_eq!(pg.matches("ADD COLUMN IF NOT EXISTS").count(), 3, "{pg}");
+        assert_eq!(pg.matches("ADD COLUMN IF NOT EXISTS").count(), 4, "{pg}");
         assert!(
             pg.contains("\"status\" VARCHAR(255) NOT NULL DEFAULT 'open'"),
             "{pg}"
         );
         let ms = work_queue(Dialect::Mssql);
-        assert_eq!(ms.matches("IF COL_LENGTH(").count(), 3, "{ms}");
+        assert_eq!(ms.matches("IF COL_LENGTH(").count(), 4, "{ms}");
+        assert!(
+            ms.contains(
+                "[updated] BIGINT NOT NULL CONSTRAINT [hrmig_loads_updated_default] DEFAULT 0"
+            ),
+            "{ms}"
+        );
         assert!(ms.contains("DEFAULT N'load'"), "{ms}");
         assert!(work_queue(Dialect::Sqlite).contains("ADD COLUMN \"resolved_by\" INTEGER NULL"));
         assert!(sqlite_runs(3, 0) && sqlite_runs(3, 2) && !sqlite_runs(3, 3));

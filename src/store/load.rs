@@ -8,7 +8,7 @@
 //! A backend supplies a [`LoadTarget`], the writes of one transaction.
 
 use super::admission::{
-    IdBitmap, LoadKnown, LoggedRejection, admit, keep_sample, rejection_record,
+    Admitted, IdBitmap, LoadKnown, LoggedRejection, admit, keep_sample, rejection_record,
 };
 use super::batch::Done;
 use super::sql::{self, HistoryEntry, Statement};
@@ -26,6 +26,10 @@ pub(super) trait LoadTarget {
 
     /// Writes admitted rows, in order.
     async fn write(&mut self, rows: &[&Row]) -> Result<(), StoreError>;
+
+    /// Replaces the stored rows of these ids (distinct, every one in the
+    /// table or written before) with these values.
+    async fn update(&mut self, rows: &[&Row]) -> Result<(), StoreError>;
 
     /// Logs rejections, in order (now, or with the next ones).
     async fn log(&mut self, rejected: Vec<LoggedRejection>) -> Result<(), StoreError>;
@@ -67,15 +71,16 @@ pub(super) async fn run(
     // next files of the run.
     let (mut would_insert, mut samples) = (Vec::new(), Vec::new());
     let keep_ids = load.dry_run.is_some() && table.children().next().is_some();
-    let (mut inserted, mut rejected) = (0u64, 0u64);
+    let update = load.on_duplicate.updates();
+    let (mut inserted, mut updated, mut rejected) = (0u64, 0u64, 0u64);
     loop {
         match feed.recv().await {
             Some(Feed::Rows(chunk)) => {
-                let mut valid: Vec<&Row> = Vec::with_capacity(chunk.rows.len());
+                let mut writes = Writes::with_capacity(chunk.rows.len());
                 let mut logged = Vec::new();
                 for c in &chunk.rows {
-                    match admit(table, c, &mut known)? {
-                        Ok(row) => valid.push(row),
+                    match admit(table, c, &mut known, update)? {
+                        Ok((row, how)) => writes.push(row, how),
                         // Every check is in memory: a dry run writes
                         // nothing, and logs no rejection (not even in the
                         // service's log).
@@ -93,14 +98,18 @@ pub(super) async fn run(
                 if load.max_rejects.is_some_and(|max| rejected > max) {
                     return Ok(Done::Rollback(LoadOutcome::Aborted { rejected }));
                 }
-                inserted += valid.len() as u64;
+                inserted += writes.inserted;
+                updated += writes.updated;
                 if load.dry_run.is_some() {
                     if keep_ids {
-                        would_insert.extend(valid.iter().map(|row| row.id()));
+                        would_insert.extend(writes.inserts.iter().map(|row| row.id()));
                     }
                     continue;
                 }
-                target.write(&valid).await?;
+                target.write(&writes.inserts).await?;
+                if !writes.updates.is_empty() {
+                    target.update(&writes.updates).await?;
+                }
                 target.log(logged).await?;
             }
             Some(Feed::End(summary)) => {
@@ -119,16 +128,77 @@ pub(super) async fn run(
                 if load.dry_run.is_some() {
                     return Ok(Done::Rollback(LoadOutcome::WouldLoad {
                         inserted,
+                        updated,
                         rejected,
                         ids: would_insert,
                         rejections: samples,
                     }));
                 }
-                let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
+                let mut entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
+                entry.updated = updated;
                 target.execute(&sql::insert_history(d, &entry)).await?;
-                return Ok(Done::Commit(LoadOutcome::Loaded { inserted, rejected }));
+                return Ok(Done::Commit(LoadOutcome::Loaded {
+                    inserted,
+                    updated,
+                    rejected,
+                }));
             }
             None => return Err(StoreError::FeedInterrupted),
+        }
+    }
+}
+
+/// The writes of one chunk of a load: new rows in file order, then the
+/// updates, one per id with its last values (the later occurrence wins). A
+/// row inserted in the chunk and updated later in it is inserted with its
+/// last values; an update of a row inserted by an earlier chunk runs after
+/// that chunk's writes.
+struct Writes<'r> {
+    inserts: Vec<&'r Row>,
+    updates: Vec<&'r Row>,
+    /// Where each id of the chunk is: `(true, i)` in `inserts`, `(false, i)`
+    /// in `updates`.
+    at: HashMap<i32, (bool, usize)>,
+    inserted: u64,
+    updated: u64,
+}
+
+impl<'r> Writes<'r> {
+    fn with_capacity(n: usize) -> Writes<'r> {
+        Writes {
+            inserts: Vec::with_capacity(n),
+            updates: Vec::new(),
+            at: HashMap::new(),
+            inserted: 0,
+            updated: 0,
+        }
+    }
+
+    fn push(&mut self, row: &'r Row, how: Admitted) {
+        if how == Admitted::Inserted {
+            self.inserted += 1;
+            // The map is made at the chunk's first update: a chunk without
+            // one (every chunk of a plain load) needs none.
+            if !self.at.is_empty() {
+                self.at.insert(row.id(), (true, self.inserts.len()));
+            }
+            self.inserts.push(row);
+            return;
+        }
+        self.updated += 1;
+        if self.at.is_empty() {
+            // The first update of the chunk: index the inserts before it.
+            for (i, r) in self.inserts.iter().enumerate() {
+                self.at.insert(r.id(), (true, i));
+            }
+        }
+        match self.at.get(&row.id()) {
+            Some(&(true, i)) => self.inserts[i] = row,
+            Some(&(false, i)) => self.updates[i] = row,
+            None => {
+                self.at.insert(row.id(), (false, self.updates.len()));
+                self.updates.push(row);
+            }
         }
     }
 }

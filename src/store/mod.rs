@@ -41,8 +41,8 @@ pub use records::{
     RejectionCount, RejectionFilter, RejectionStatus, RowSink, SCAN_CHUNK,
 };
 pub use requests::{
-    BatchRequest, DryRun, FileLoad, Idempotency, IngestOutcome, LoadOutcome, Render, TableBatch,
-    TableOutcome, WouldReject,
+    BatchRequest, DryRun, FileLoad, Idempotency, IngestOutcome, LoadOutcome, OnDuplicate, Render,
+    TableBatch, TableOutcome, WouldReject,
 };
 
 use crate::dictionary::Table;
@@ -181,6 +181,7 @@ impl Store {
             summary,
             status: HistoryStatus::Aborted,
             inserted: 0,
+            updated: 0,
             rejected,
             message: Some(message),
         };
@@ -249,6 +250,7 @@ impl Store {
             idempotency: None,
             render,
             dry_run: false,
+            on_duplicate: OnDuplicate::Reject,
             requeue: Some(requeue),
         };
         on_backend!(self, b => b.ingest(batch).await)?;

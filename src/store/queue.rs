@@ -311,6 +311,7 @@ mod tests {
             table: Table::HiredEmployees,
             received: 3,
             inserted: 3 - rejected.len() as u64,
+            updated: 0,
             rejected,
         }
     }
@@ -346,6 +347,7 @@ mod tests {
             table: Table::HiredEmployees,
             received: 1,
             inserted: 0,
+            updated: 0,
             rejected: vec![(0, fk())],
         };
         assert!(requeued(Dialect::Sqlite, "fix:x", OperationKind::Fix, &rows, &o).is_empty());

@@ -162,6 +162,8 @@ pub struct LoadRecord {
     pub rows_read: i64,
     /// Rows inserted.
     pub inserted: i64,
+    /// Rows that replaced stored ones (`on_duplicate` update).
+    pub updated: i64,
     /// Rows rejected.
     pub rejected: i64,
     /// Blank lines skipped.

@@ -22,6 +22,39 @@ pub struct FileLoad {
     /// A dry run: every check made, nothing written (the transaction is
     /// rolled back), the outcome [`LoadOutcome::WouldLoad`].
     pub dry_run: Option<DryRun>,
+    /// What a valid row whose id is taken does (see [`OnDuplicate`]).
+    pub on_duplicate: OnDuplicate,
+}
+
+/// What a valid row does when its id is already in the table, or earlier
+/// in the same file or batch.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDuplicate {
+    /// It is rejected as a `duplicate`: the data rules stand.
+    #[default]
+    Reject,
+    /// It replaces the stored values (the later occurrence wins); an
+    /// update that would break a foreign key is a rejection, as an insert is.
+    Update,
+}
+
+impl OnDuplicate {
+    /// Whether a taken id is an update.
+    pub fn updates(self) -> bool {
+        self == OnDuplicate::Update
+    }
 }
 
 /// What a dry run of several files knows that the database does not: the
@@ -47,6 +80,8 @@ pub enum LoadOutcome {
     Loaded {
         /// Rows inserted.
         inserted: u64,
+        /// Rows that replaced stored ones (`--on-duplicate update`).
+        updated: u64,
         /// Rows written to the rejection log.
         rejected: u64,
     },
@@ -61,6 +96,8 @@ pub enum LoadOutcome {
     WouldLoad {
         /// Rows that would have been inserted.
         inserted: u64,
+        /// Rows that would have replaced stored ones.
+        updated: u64,
         /// Rows that would have been rejected (and logged).
         rejected: u64,
         /// Their ids, when the table is a parent (a later file of the same
@@ -115,8 +152,23 @@ pub struct TableOutcome {
     pub received: u64,
     /// Rows inserted.
     pub inserted: u64,
+    /// Rows that replaced a stored row of the same id (an upsert's).
+    pub updated: u64,
     /// Rejected rows: position and errors (all of them logged).
     pub rejected: Vec<(u64, Vec<FieldError>)>,
+}
+
+impl TableOutcome {
+    /// Nothing received.
+    pub fn empty(table: Table) -> TableOutcome {
+        TableOutcome {
+            table,
+            received: 0,
+            inserted: 0,
+            updated: 0,
+            rejected: Vec::new(),
+        }
+    }
 }
 
 /// Renders the response of a batch from its outcomes and the batches as
@@ -153,6 +205,8 @@ pub struct BatchRequest {
     /// or key: [`super::Store::ingest`] drops the key), the transaction
     /// rolled back.
     pub dry_run: bool,
+    /// What a valid row whose id is taken does.
+    pub on_duplicate: OnDuplicate,
     /// Rows of the rejection log checked again: their rejections are
     /// resolved or updated instead of new ones logged (see
     /// [`super::Store::requeue`]).

@@ -173,6 +173,8 @@ pub struct HistoryEntry<'a> {
     pub status: HistoryStatus,
     /// Rows inserted.
     pub inserted: u64,
+    /// Rows that replaced stored ones.
+    pub updated: u64,
     /// Rows rejected.
     pub rejected: u64,
     /// Why it was aborted.
@@ -192,6 +194,7 @@ impl<'a> HistoryEntry<'a> {
             summary,
             status: HistoryStatus::Loaded,
             inserted,
+            updated: 0,
             rejected,
             message: None,
         }
@@ -210,6 +213,7 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
             sha256: &e.summary.sha256,
             status: e.status,
             counts: [e.summary.rows_read, e.inserted, e.rejected, e.summary.blank],
+            updated: e.updated,
             message: e.message,
             started_ms: started,
         },
@@ -236,6 +240,7 @@ pub fn insert_operation(
             sha256: "",
             status: HistoryStatus::Loaded,
             counts: [checked, inserted, still_rejected, 0],
+            updated: 0,
             message: None,
             started_ms: now_ms(),
         },
@@ -251,6 +256,7 @@ struct HistoryRow<'a> {
     status: HistoryStatus,
     /// Rows read, inserted, rejected, blank.
     counts: [u64; 4],
+    updated: u64,
     message: Option<&'a str>,
     started_ms: i64,
 }
@@ -269,6 +275,7 @@ fn history_row(d: Dialect, e: HistoryRow<'_>) -> Statement {
         st.bind(Param::Time(e.started_ms)),
         st.bind(Param::Time(now_ms())),
         st.text(e.kind.as_str()),
+        st.int(e.updated as i64),
     ]);
     let sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
@@ -280,7 +287,7 @@ fn history_row(d: Dialect, e: HistoryRow<'_>) -> Statement {
 }
 
 /// The columns of the load history, in [`LoadRecord`]'s order.
-const LOAD_COLUMNS: [&str; 13] = [
+const LOAD_COLUMNS: [&str; 14] = [
     "id",
     "table_name",
     "source",
@@ -294,6 +301,7 @@ const LOAD_COLUMNS: [&str; 13] = [
     "started_at",
     "finished_at",
     "kind",
+    "updated",
 ];
 
 /// The newest `limit` entries of the load history (of one table, of one
@@ -340,6 +348,7 @@ pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
             OperationKind::parse(&kind)
                 .ok_or_else(|| StoreError::Task(format!("{} holds a kind {kind:?}", ddl::LOADS)))?
         },
+        updated: r.int(13)?,
     })
 }
 
@@ -545,6 +554,7 @@ mod tests {
             started_at: "2024-01-01T00:00:00Z".into(),
             bytes: None,
             dry_run: None,
+            on_duplicate: super::super::OnDuplicate::Reject,
         };
         let summary = FeedSummary {
             rows_read: 3,
@@ -556,6 +566,7 @@ mod tests {
             summary: &summary,
             status: HistoryStatus::Loaded,
             inserted: 3,
+            updated: 0,
             rejected: 0,
             message: None,
         };

@@ -19,7 +19,7 @@ use crate::http::extract::{
 };
 use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
-use crate::store::LoadRecord;
+use crate::store::{LoadRecord, OnDuplicate};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -53,6 +53,8 @@ pub struct LoadBody {
     /// Abort a file once more rows than this are rejected.
     #[serde(default, deserialize_with = "optional_whole_number")]
     max_rejects: Option<u64>,
+    /// `reject` (default) or `update`, as `?on_duplicate=` of the ingest routes.
+    on_duplicate: Option<OnDuplicate>,
 }
 
 impl From<JobError> for ApiError {
@@ -80,11 +82,20 @@ async fn post_loads(
     OptionalJson(req): OptionalJson<LoadBody>,
 ) -> Result<Response, ApiError> {
     let from = folder_under_root(req.from.as_deref().unwrap_or("landing"))?.to_owned();
+    // The document's integers are 64-bit signed, as every JSON reader of
+    // the job's request has them.
+    if req.max_rejects.is_some_and(|n| n > i64::MAX as u64) {
+        return Err(ApiError::BadRequest(format!(
+            "max_rejects must be 0 to {}",
+            i64::MAX
+        )));
+    }
     let request = JobRequest {
         from,
         tables: req.tables.tables()?,
         force: req.force.unwrap_or(false),
         max_rejects: req.max_rejects,
+        on_duplicate: req.on_duplicate.unwrap_or_default(),
         files: BTreeMap::new(),
     };
     let job = jobs::submit_checked(&state.store, &state.storage, request).await?;

@@ -6,7 +6,7 @@ use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::http::error::documented::{DatabaseUnavailable, Forbidden, Malformed, Unauthorized};
 use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::http::extract::{OptionalJson, QueryOf, page_limit, query_table};
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Runner};
 use crate::ops::rejections::{self, Dismissal, FixReport, QueueError, RetryReport, RetryRequest};
 use crate::store::{Rejection, RejectionCount, RejectionFilter, RejectionStatus};
 use axum::Json;
@@ -52,9 +52,12 @@ struct LogQuery {
     /// Only this status.
     #[param(value_type = Option<RejectionStatus>)]
     status: Option<String>,
-    /// Only rejections with an error of this code. Not `code`: under the
-    /// Functions host, `?code=` carries the function key, and is forwarded
-    /// with the request.
+    /// Only rejections with an error of this code. Under the Functions
+    /// host `?code=` is the caller's function key (the host forwards it),
+    /// so there only `error_code` filters.
+    #[param(value_type = Option<ErrorCode>)]
+    code: Option<String>,
+    /// The same filter as `code`, under a name no host takes.
     #[param(value_type = Option<ErrorCode>)]
     error_code: Option<String>,
 }
@@ -71,8 +74,10 @@ struct PageQuery {
 }
 
 impl LogQuery {
-    /// The filter it asks for, every name checked (an unknown one is 400).
-    fn filter(self, page: PageQuery) -> Result<RejectionFilter, ApiError> {
+    /// The filter it asks for, every name checked (an unknown one is 400);
+    /// `hosted` under the Functions host, whose `?code=` is not ours.
+    fn filter(self, page: PageQuery, hosted: bool) -> Result<RejectionFilter, ApiError> {
+        let code = self.error_code.or(self.code.filter(|_| !hosted));
         let status = (self.status.as_deref())
             .map(|s| {
                 RejectionStatus::parse(s).ok_or_else(|| {
@@ -86,11 +91,16 @@ impl LogQuery {
             table: self.table.as_deref().map(query_table).transpose()?,
             source: self.source,
             status,
-            code: self.error_code.as_deref().map(error_code).transpose()?,
+            code: code.as_deref().map(error_code).transpose()?,
             after: page.after,
             limit: page_limit(page.limit, 100)?,
         })
     }
+}
+
+/// Whether the Functions host serves this router (its jobs go on the queue).
+fn hosted(state: &AppState) -> bool {
+    state.runner == Runner::Queue
 }
 
 fn error_code(s: &str) -> Result<ErrorCode, ApiError> {
@@ -110,7 +120,8 @@ async fn list(
     QueryOf(q): QueryOf<LogQuery>,
     QueryOf(page): QueryOf<PageQuery>,
 ) -> Result<Json<Vec<Rejection>>, ApiError> {
-    Ok(Json(state.store.rejections(q.filter(page)?).await?))
+    let filter = q.filter(page, hosted(&state))?;
+    Ok(Json(state.store.rejections(filter).await?))
 }
 
 /// The rejection log counted by table, code and status (a rejection with
@@ -130,7 +141,8 @@ async fn summary(
         limit: None,
         after: None,
     };
-    Ok(Json(state.store.rejection_summary(q.filter(all)?).await?))
+    let filter = q.filter(all, hosted(&state))?;
+    Ok(Json(state.store.rejection_summary(filter).await?))
 }
 
 /// Body of `POST /api/rejections/retry`: which open rejections.
@@ -140,10 +152,11 @@ pub struct RetryBody {
     /// Only this table's (default: every table, parents first).
     #[schema(value_type = Option<Table>)]
     table: Option<String>,
-    /// Only those with an error of this code (`error_code`, as in the
-    /// query of `GET /api/rejections`).
+    /// Only those with an error of this code (also spelt `error_code`, as
+    /// in the query of `GET /api/rejections`).
     #[schema(value_type = Option<ErrorCode>)]
-    error_code: Option<String>,
+    #[serde(alias = "error_code")]
+    code: Option<String>,
     /// Only this source's.
     source: Option<String>,
 }
@@ -164,7 +177,7 @@ async fn retry(
 ) -> Result<Json<RetryReport>, ApiError> {
     let req = RetryRequest {
         table: body.table.as_deref().map(query_table).transpose()?,
-        code: body.error_code.as_deref().map(error_code).transpose()?,
+        code: body.code.as_deref().map(error_code).transpose()?,
         source: body.source,
     };
     Ok(Json(rejections::retry(&state.store, &req).await?))

@@ -12,8 +12,8 @@ pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
 
 use crate::dictionary::Table;
 use crate::store::{
-    BatchRequest, BatchRest, Chunk, Feed, Idempotency, IngestOutcome, Store, TableBatch,
-    TableOutcome,
+    BatchRequest, BatchRest, Chunk, Feed, Idempotency, IngestOutcome, OnDuplicate, Store,
+    TableBatch, TableOutcome,
 };
 use parse::ObjectArray;
 use sha2::{Digest, Sha256};
@@ -60,12 +60,8 @@ pub async fn ingest_json(
     table: Table,
     body: &[u8],
     idempotency: Option<Idempotency>,
-    dry_run: bool,
+    how: How,
 ) -> Result<Answer, IngestError> {
-    let how = How {
-        shape: Shape::Table,
-        dry_run,
-    };
     if idempotency.is_none()
         && store.writer_idle()
         && let Some(done) = ingest_in_pieces(store, batch_id, table, body, how).await
@@ -84,6 +80,8 @@ pub struct How {
     /// Every check made, nothing written: no rows, no rejections, no
     /// idempotency key (a dry run neither reads nor stores one).
     pub dry_run: bool,
+    /// What a valid row whose id is taken does.
+    pub on_duplicate: OnDuplicate,
 }
 
 /// `None` when the body is not in the common shape (nothing was applied):
@@ -143,7 +141,11 @@ pub async fn ingest(
     idempotency: Option<Idempotency>,
     how: How,
 ) -> Result<Answer, IngestError> {
-    let How { shape, dry_run } = how;
+    let How {
+        shape,
+        dry_run,
+        on_duplicate,
+    } = how;
     let syntax: Vec<Syntax> = parsed.iter().map(|p| p.syntax).collect();
     let id = batch_id.to_owned();
     let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -160,6 +162,7 @@ pub async fn ingest(
         idempotency,
         render,
         dry_run,
+        on_duplicate,
         requeue: None,
     };
     let outcome = store.ingest(batch).await;

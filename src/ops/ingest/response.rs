@@ -31,6 +31,10 @@ pub struct TableResult {
     pub received: u64,
     /// Rows inserted.
     pub inserted: u64,
+    /// Rows that replaced a stored row of the same id
+    /// (`?on_duplicate=update`; 0 otherwise): `received = inserted +
+    /// updated + rejected`.
+    pub updated: u64,
     /// Rows rejected (and logged).
     pub rejected: Vec<RejectedRow>,
     /// `true` in a dry run (`?dry_run=true`): the counts and rejections are
@@ -48,6 +52,8 @@ pub struct BatchesResult {
     pub received: u64,
     /// Rows inserted, all tables.
     pub inserted: u64,
+    /// Rows that replaced stored ones, all tables.
+    pub updated: u64,
     /// Per table.
     pub tables: std::collections::BTreeMap<String, TableResult>,
     /// `true` in a dry run: nothing was written. Absent otherwise.
@@ -86,6 +92,7 @@ pub(super) fn render(
             batch_id: batch_id.to_owned(),
             received: outcomes.iter().map(|o| o.received).sum(),
             inserted: outcomes.iter().map(|o| o.inserted).sum(),
+            updated: outcomes.iter().map(|o| o.updated).sum(),
             tables: tables
                 .map(|(o, (batch, syntax))| {
                     let result = table_result(batch_id, dry_run, o, batch, *syntax);
@@ -130,6 +137,7 @@ fn table_result(
         table: outcome.table,
         received: outcome.received,
         inserted: outcome.inserted,
+        updated: outcome.updated,
         rejected,
         dry_run,
     }

@@ -10,12 +10,13 @@ use super::super::load::LoadTarget;
 use super::super::sql::Statement;
 use super::statements::{
     conflict_insert_sql, existing_sql, insert_sql, q, rejection_insert_sql, rows_per_statement,
+    update_sql,
 };
 use super::types::{DateTime2, datetime2, execute, int_at, param, query, rows_of, text_at};
 use super::{Conn, TRANSIENT};
 use crate::dictionary::{Row, Table, Value};
 use futures::TryStreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tiberius::{ColumnData, ToSql};
 
 /// Ids of `table` among `ids`.
@@ -102,9 +103,44 @@ impl BatchTarget for MssqlBatch<'_> {
         Ok(inserted_ids)
     }
 
+    async fn upsert(
+        &mut self,
+        table: Table,
+        rows: &[&Row],
+    ) -> Result<HashMap<i32, bool>, StoreError> {
+        // The stored rows of taken ids first, then the rest inserted; an id
+        // another writer inserted in between is neither (a duplicate).
+        let mut written = HashMap::with_capacity(rows.len());
+        for id in update_rows(self.0, table, rows).await? {
+            written.insert(id, false);
+        }
+        let fresh: Vec<&Row> = (rows.iter().copied())
+            .filter(|r| !written.contains_key(&r.id()))
+            .collect();
+        for id in self.insert(table, &fresh).await? {
+            written.insert(id, true);
+        }
+        Ok(written)
+    }
+
     async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
         log_rejections(self.0, rejected.table, rejected.source, &rejected.rows).await
     }
+}
+
+/// Replaces the stored rows of the ids among `rows`; the ids replaced.
+async fn update_rows(conn: &mut Conn, table: Table, rows: &[&Row]) -> Result<Vec<i32>, StoreError> {
+    let mut updated = Vec::new();
+    for group in rows.chunks(rows_per_statement(table.columns().len())) {
+        let params: Vec<Box<dyn ToSql + '_>> = group
+            .iter()
+            .flat_map(|row| row.0.iter().map(param))
+            .collect();
+        for r in rows_of(conn, &update_sql(table, group.len()), &params).await? {
+            updated.push(int_at::<i32>(&r, 0)?);
+        }
+    }
+    Ok(updated)
 }
 
 /// A file load's transaction: the table is locked exclusively, and rows go
@@ -137,6 +173,11 @@ impl LoadTarget for MssqlLoad<'_> {
         } else {
             insert_rows(self.conn, &q(self.table.name()), self.table, rows).await
         }
+    }
+
+    async fn update(&mut self, rows: &[&Row]) -> Result<(), StoreError> {
+        // The table is locked: every id is there, and the ids are distinct.
+        update_rows(self.conn, self.table, rows).await.map(drop)
     }
 
     async fn log(&mut self, rejected: Vec<LoggedRejection>) -> Result<(), StoreError> {

@@ -73,6 +73,25 @@ pub(super) fn conflict_insert_sql(table: Table, rows: usize) -> String {
 }
 
 /// The ids of `table` among a JSON array of ids (`@P1`): one parameter,
+/// Replaces the stored rows of the ids among `rows` rows of values,
+/// returning the ids it replaced; the others are left to an insert.
+/// `UPDLOCK, HOLDLOCK` keep the rows locked until the commit.
+pub(super) fn update_sql(table: Table, rows: usize) -> String {
+    let sets: Vec<String> = (table.columns().iter().enumerate())
+        .filter(|(i, _)| *i != Table::PRIMARY_KEY)
+        .map(|(_, c)| format!("{n} = v.{n}", n = q(c.name)))
+        .collect();
+    format!(
+        "UPDATE {t} SET {sets} OUTPUT inserted.{id}
+         FROM {t} WITH (UPDLOCK, HOLDLOCK) JOIN (VALUES {vals}) AS v ({cols}) ON v.{id} = {t}.{id}",
+        t = q(table.name()),
+        id = q("id"),
+        sets = sets.join(", "),
+        vals = values(rows, table.columns().len(), 1),
+        cols = Dialect::Mssql.table_columns(table),
+    )
+}
+
 /// whatever the number of ids.
 pub(super) fn existing_sql(table: Table) -> String {
     format!(
@@ -194,6 +213,15 @@ mod tests {
         assert_eq!(
             existing_sql(Table::Jobs),
             "SELECT [id] FROM [jobs] WHERE [id] IN (SELECT CAST([value] AS INT) FROM OPENJSON(@P1))"
+        );
+    }
+
+    #[test]
+    fn an_update_replaces_every_column_but_the_id_and_says_which_ids() {
+        assert_eq!(
+            update_sql(Table::Jobs, 2),
+            "UPDATE [jobs] SET [job] = v.[job] OUTPUT inserted.[id]
+         FROM [jobs] WITH (UPDLOCK, HOLDLOCK) JOIN (VALUES (@P1, @P2), (@P3, @P4)) AS v ([id], [job]) ON v.[id] = [jobs].[id]"
         );
     }
 

@@ -11,7 +11,7 @@ use super::{Millis, params, pg_type};
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Row, Table, Value};
 use futures::TryStreamExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::types::{ToSql, Type};
@@ -51,7 +51,10 @@ pub(super) async fn existing(
 }
 
 /// Column arrays of `rows`, for `INSERT … SELECT * FROM unnest(…)`.
-fn column_arrays<'a>(table: Table, rows: &[&'a Row]) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
+pub(super) fn column_arrays<'a>(
+    table: Table,
+    rows: &[&'a Row],
+) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
     table
         .columns()
         .iter()
@@ -84,7 +87,7 @@ fn column_arrays<'a>(table: Table, rows: &[&'a Row]) -> Vec<Box<dyn ToSql + Sync
         .collect()
 }
 
-fn array_type(ty: ColumnType) -> &'static str {
+pub(super) fn array_type(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::Integer => "int4[]",
         ColumnType::String => "text[]",
@@ -138,6 +141,14 @@ impl BatchTarget for PgBatch<'_, '_> {
             .iter()
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?)
+    }
+
+    async fn upsert(
+        &mut self,
+        table: Table,
+        rows: &[&Row],
+    ) -> Result<HashMap<i32, bool>, StoreError> {
+        super::upsert::upsert(self.0, table, rows).await
     }
 
     async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
@@ -256,6 +267,7 @@ pub(super) struct PgLoad<'a, 't> {
     indexes: Vec<String>,
     copy: Option<CopyIn>,
     log: RejectionLog,
+    updates: super::upsert::UpdateStage,
 }
 
 impl<'a, 't> PgLoad<'a, 't> {
@@ -274,6 +286,7 @@ impl<'a, 't> PgLoad<'a, 't> {
             indexes: Vec::new(),
             copy: None,
             log: RejectionLog::default(),
+            updates: Default::default(),
         }
     }
 
@@ -344,9 +357,18 @@ impl LoadTarget for PgLoad<'_, '_> {
         Ok(())
     }
 
+    async fn update(&mut self, rows: &[&Row]) -> Result<(), StoreError> {
+        if self.updates.add(rows) {
+            self.end_copy().await?;
+            self.updates.flush(self.tx, self.table).await?;
+        }
+        Ok(())
+    }
+
     async fn end_writes(&mut self) -> Result<(), StoreError> {
         self.end_copy().await?;
-        self.log.flush(self.tx, self.table, &self.source).await
+        self.log.flush(self.tx, self.table, &self.source).await?;
+        self.updates.apply(self.tx, self.table).await
     }
 
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {

@@ -12,6 +12,7 @@
 mod load;
 mod restore;
 pub(super) mod tls;
+mod upsert;
 
 pub(super) use tls::is_keyword_form;
 

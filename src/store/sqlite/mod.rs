@@ -312,6 +312,7 @@ impl Backend for SqliteStore {
             idempotency,
             render,
             dry_run,
+            on_duplicate,
             requeue,
         } = batch;
         // Without a key the response is rendered (and the batch freed)
@@ -333,6 +334,7 @@ impl Backend for SqliteStore {
                         inside,
                         writer::Apply {
                             dry_run,
+                            update: on_duplicate.updates(),
                             requeue: requeue.as_ref(),
                         },
                     )

@@ -5,7 +5,7 @@
 //! ([`ParentCache`]), so SQLite's own per-row foreign-key check is turned
 //! off around each transaction: it would repeat the check with a lookup.
 
-use super::super::admission::{self, Known, LoggedRejection};
+use super::super::admission::{self, Admitted, Known, LoggedRejection};
 use super::super::sql::{self, HistoryEntry};
 use super::super::{
     BatchRest, Chunk, Dialect, DryRun, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome,
@@ -42,6 +42,7 @@ pub(super) fn load_file(
 ) -> Result<LoadOutcome, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut writer = RowWriter::new(&tx, load.table, &load.source)?;
+    writer.update = load.on_duplicate.updates();
     if let Some(dry) = &load.dry_run {
         writer.pretend(dry);
     }
@@ -56,7 +57,8 @@ pub(super) fn load_file(
                 }
             }
             Some(Feed::End(summary)) => {
-                let (inserted, rejected) = (writer.inserted, writer.rejected);
+                let (inserted, updated, rejected) =
+                    (writer.inserted, writer.updated, writer.rejected);
                 let ids = std::mem::take(&mut writer.would_insert);
                 let rejections = std::mem::take(&mut writer.samples);
                 drop(writer);
@@ -70,15 +72,21 @@ pub(super) fn load_file(
                     // Rolled back when `tx` is dropped.
                     return Ok(LoadOutcome::WouldLoad {
                         inserted,
+                        updated,
                         rejected,
                         ids,
                         rejections,
                     });
                 }
-                let entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
+                let mut entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
+                entry.updated = updated;
                 execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
                 tx.commit()?;
-                return Ok(LoadOutcome::Loaded { inserted, rejected });
+                return Ok(LoadOutcome::Loaded {
+                    inserted,
+                    updated,
+                    rejected,
+                });
             }
             None => return Err(StoreError::FeedInterrupted),
         }
@@ -90,6 +98,8 @@ pub(super) fn load_file(
 /// rows came from.
 pub(super) struct Apply<'a> {
     pub(super) dry_run: bool,
+    /// A valid row whose id is taken replaces the stored one.
+    pub(super) update: bool,
     pub(super) requeue: Option<&'a Requeue>,
 }
 
@@ -121,6 +131,7 @@ pub(super) fn ingest(
     for (i, batch) in tables.iter_mut().enumerate() {
         let mut writer = RowWriter::new(&tx, batch.table, source)?;
         writer.unlogged = apply.requeue.is_some();
+        writer.update = apply.update;
         let mut rejected = writer.write_chunk(&batch.chunk)?;
         if let Some(rest) = rest.as_mut().filter(|_| i == last) {
             loop {
@@ -139,6 +150,7 @@ pub(super) fn ingest(
             table: batch.table,
             received: batch.chunk.rows.len() as u64,
             inserted: writer.inserted,
+            updated: writer.updated,
             rejected,
         };
         drop(writer);
@@ -304,11 +316,16 @@ struct RowWriter<'t> {
     source: &'t str,
     rejected_at: String,
     insert: CachedStatement<'t>,
+    /// Replaces a stored row (an upsert's second step).
+    replace: CachedStatement<'t>,
     exists: CachedStatement<'t>,
     parents: Vec<(Table, Parent<'t>)>,
     reject: CachedStatement<'t>,
     inserted: u64,
+    updated: u64,
     rejected: u64,
+    /// A valid row whose id is taken replaces the stored one.
+    update: bool,
     /// A dry run's parents that earlier files would have inserted.
     pretended: Vec<(Table, IdSet)>,
     /// In a dry run of a parent table, the ids it would insert.
@@ -332,6 +349,15 @@ impl<'t> RowWriter<'t> {
             d.table_columns(table),
             marks.join(", "),
             t = d.quote(table.name())
+        ))?;
+        let sets: Vec<String> = (table.columns().iter().enumerate())
+            .filter(|(i, _)| *i != Table::PRIMARY_KEY)
+            .map(|(i, c)| format!("{} = ?{}", d.quote(c.name), i + 1))
+            .collect();
+        let replace = tx.prepare_cached(&format!(
+            "UPDATE {} SET {} WHERE \"id\" = ?1",
+            d.quote(table.name()),
+            sets.join(", ")
         ))?;
         if table.children().next().is_some() {
             forget_parents();
@@ -361,11 +387,14 @@ impl<'t> RowWriter<'t> {
             source,
             rejected_at: datetime::now_text(),
             insert,
+            replace,
             exists,
             parents,
             reject,
             inserted: 0,
+            updated: 0,
             rejected: 0,
+            update: false,
             pretended: Vec::new(),
             would_insert: Vec::new(),
             keep_ids: false,
@@ -400,9 +429,13 @@ impl<'t> RowWriter<'t> {
 
     /// Inserts one input row or logs it; returns its errors when rejected.
     fn write(&mut self, c: &InputRow, raw: &[u8]) -> Result<Option<Vec<FieldError>>, StoreError> {
-        let errors = match admission::admit(self.table, c, self)? {
-            Ok(_) => {
+        let errors = match admission::admit(self.table, c, self, self.update)? {
+            Ok((_, Admitted::Inserted)) => {
                 self.inserted += 1;
+                return Ok(None);
+            }
+            Ok((_, Admitted::Updated)) => {
+                self.updated += 1;
                 return Ok(None);
             }
             Err(errors) => errors,
@@ -441,14 +474,23 @@ impl Known for RowWriter<'_> {
         Ok(self.exists.exists([id])?)
     }
 
-    fn admit(&mut self, row: &Row) -> Result<bool, StoreError> {
+    fn admit(&mut self, row: &Row, update: bool) -> Result<Option<Admitted>, StoreError> {
         bind_row(&mut self.insert, row)?;
         // Parents were checked first: only the id can conflict.
-        let inserted = self.insert.raw_execute()? == 1;
-        if inserted && self.keep_ids {
-            self.would_insert.push(row.id());
+        if self.insert.raw_execute()? == 1 {
+            if self.keep_ids {
+                self.would_insert.push(row.id());
+            }
+            return Ok(Some(Admitted::Inserted));
         }
-        Ok(inserted)
+        if !update {
+            return Ok(None);
+        }
+        // Rows are written in input order: a later occurrence replaces an
+        // earlier one.
+        bind_row(&mut self.replace, row)?;
+        self.replace.raw_execute()?;
+        Ok(Some(Admitted::Updated))
     }
 
     fn has_parent(&mut self, parent: Table, id: i32) -> Result<bool, StoreError> {
