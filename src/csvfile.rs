@@ -166,12 +166,19 @@ pub struct CsvRecords<R> {
 impl<R: Read> CsvRecords<R> {
     /// Reads records from `src`.
     pub fn new(src: R) -> Self {
+        Self::with_buffer(src, READ_BUF)
+    }
+
+    /// A reader whose read buffer holds `bytes` (at most [`READ_BUF`]):
+    /// a source known to be small (a request body, one logged record)
+    /// needs no 256 KiB buffer, zeroed for each reader.
+    pub fn with_buffer(src: R, bytes: usize) -> Self {
         CsvRecords {
             src,
             // BOM handling is ours (see `skip_bom`): the parser would only
             // see a BOM that arrives in its first read whole.
             core: csv_core::ReaderBuilder::new().build(),
-            buf: vec![0; READ_BUF].into_boxed_slice(),
+            buf: vec![0; bytes.clamp(64, READ_BUF)].into_boxed_slice(),
             pos: 0,
             len: 0,
             eof: false,

@@ -28,13 +28,29 @@ pub fn init(filter: &str, json: bool) {
 }
 
 /// The structured event of one rejected row (never its raw text): target
-/// `hrmig::rejection`, with table, source, position and the codes.
+/// `hrmig::rejection`, with table, source, position and the codes. The
+/// codes are written out only when the event is logged: in text logs it is
+/// a DEBUG event, filtered out by default, and a load may reject millions.
 pub fn rejected_row(table: Table, source: &str, position: u64, errors: &[FieldError]) {
-    let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
-    let codes = codes.join(",");
+    let codes = Codes(errors);
     if JSON_LOGS.load(Ordering::Relaxed) {
-        tracing::info!(target: "hrmig::rejection", table = table.name(), source, position, codes, "row rejected");
+        tracing::info!(target: "hrmig::rejection", table = table.name(), source, position, codes = %codes, "row rejected");
     } else {
-        tracing::debug!(target: "hrmig::rejection", table = table.name(), source, position, codes, "row rejected");
+        tracing::debug!(target: "hrmig::rejection", table = table.name(), source, position, codes = %codes, "row rejected");
+    }
+}
+
+/// A row's error codes, comma separated.
+struct Codes<'e>(&'e [FieldError]);
+
+impl std::fmt::Display for Codes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(e.code.as_str())?;
+        }
+        Ok(())
     }
 }

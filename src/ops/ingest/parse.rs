@@ -377,7 +377,7 @@ fn json_batch(table: Table, items: &[(Table, &RawValue)]) -> TableBatch {
 /// Parses CSV lines in the historic format for `table` (an optional header
 /// line is skipped); positions are row indexes from 0.
 pub fn parse_csv(table: Table, body: &[u8]) -> Result<ParsedRows, IngestError> {
-    let mut records = CsvRecords::new(body);
+    let mut records = CsvRecords::with_buffer(body, body.len() + 1);
     let mut chunk = Chunk::default();
     let mut first = true;
     while let Some(rec) = records
