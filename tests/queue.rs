@@ -659,3 +659,38 @@ async fn a_database_made_before_the_queue_is_brought_up_to_date() {
     }
     assert_eq!(query_i64(&url, "PRAGMA user_version").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_with_an_open_quote_does_not_take_in_the_next_ones_on_a_retry() {
+    let env = TestEnv::new().await;
+    // The first file ends in a record whose quote never closes: its raw
+    // text, read before the next file's records, would take them in.
+    env.write(
+        Table::HiredEmployees,
+        b"1,Ann Lee,2021-01-05T10:00:00Z,1,1\n2,\"Bo Chen,2021-01-05T10:00:00Z,1,1\n",
+    );
+    env.load(&[Table::HiredEmployees]).await;
+    env.write(
+        Table::HiredEmployees,
+        b"3,Cy Diaz,2021-01-05T10:00:00Z,1,1\n4,Di Eng,2021-01-05T10:00:00Z,2,2\n",
+    );
+    env.load(&[Table::HiredEmployees]).await;
+    assert_eq!(env.all().await.len(), 4);
+    env.write(Table::Departments, DEPARTMENTS.as_bytes());
+    env.write(Table::Jobs, JOBS.as_bytes());
+    env.load(&[Table::Departments, Table::Jobs]).await;
+    let report = rejections::retry(&env.store, &RetryRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.checked, report.resolved, report.still_open),
+        (4, 3, 1)
+    );
+    let stored = env.store.rows(Table::HiredEmployees, 0, 10).await.unwrap();
+    let ids: Vec<i64> = stored.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 3, 4]);
+    let open = env.log(open()).await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].raw, "2,\"Bo Chen,2021-01-05T10:00:00Z,1,1");
+    assert_eq!(codes(&open[0]), [ErrorCode::Format]);
+}
