@@ -6,6 +6,7 @@
 use super::app::MAX_BODY_BYTES;
 use super::error::ApiError;
 use crate::dictionary::Table;
+use crate::ops::ingest::{How, Shape};
 use crate::store::OnDuplicate;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -132,16 +133,48 @@ pub(super) struct Writing {
     pub on_duplicate: OnDuplicate,
 }
 
+/// The query of [`Writing`], as the document gives it.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct WriteFlags {
+    /// Check every row as a real run would (against the database and the
+    /// batch's earlier rows) and write nothing; the response says
+    /// `"dry_run": true`.
+    dry_run: Option<bool>,
+    /// `reject` (default): a row whose id is taken is a `duplicate`
+    /// rejection. `update`: a valid row whose id is taken replaces the
+    /// stored row (the later of two rows with one id wins), counted in
+    /// `updated`.
+    #[param(value_type = Option<OnDuplicate>)]
+    on_duplicate: Option<String>,
+}
+
+impl Writing {
+    /// How a batch of this request is applied, answered in `shape`.
+    pub(super) fn how(&self, shape: Shape) -> How {
+        How {
+            shape,
+            dry_run: self.dry_run,
+            on_duplicate: self.on_duplicate,
+        }
+    }
+
+    /// The route as an idempotency fingerprint names it: a key sent again
+    /// with the same body but another `on_duplicate` is another request
+    /// (422), not a replay.
+    pub(super) fn route(&self, route: &str) -> String {
+        match self.on_duplicate {
+            OnDuplicate::Reject => route.to_owned(),
+            OnDuplicate::Update => format!("{route}?on_duplicate=update"),
+        }
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Writing {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Writing, ApiError> {
-        #[derive(Deserialize)]
-        struct Flags {
-            dry_run: Option<bool>,
-            on_duplicate: Option<String>,
-        }
-        let Query(flags) = Query::<Flags>::from_request_parts(parts, state).await?;
+        let Query(flags) = Query::<WriteFlags>::from_request_parts(parts, state).await?;
         let on_duplicate = match flags.on_duplicate.as_deref() {
             None | Some("reject") => OnDuplicate::Reject,
             Some("update") => OnDuplicate::Update,

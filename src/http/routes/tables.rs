@@ -7,10 +7,10 @@ use crate::http::error::documented::{
     DatabaseUnavailable, KeyReused, Malformed, TooManyRows, Unauthorized, UnknownTable,
 };
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{QueryOf, TablePath, Writing, page_limit};
+use crate::http::extract::{QueryOf, TablePath, WriteFlags, Writing, page_limit};
 use crate::http::state::AppState;
-use crate::ops::ingest::{self, BatchesResult, How, Shape, TableResult};
-use crate::store::{Idempotency, OnDuplicate};
+use crate::ops::ingest::{self, BatchesResult, Shape, TableResult};
+use crate::store::Idempotency;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -112,16 +112,6 @@ fn ingest_response(answer: ingest::Answer) -> Response {
     r
 }
 
-/// What the fingerprint of a keyed batch adds to its route for its mode: a
-/// key sent again with the same body but another `on_duplicate` is another
-/// request (422), not a replay.
-fn route_mode(on_duplicate: OnDuplicate) -> &'static str {
-    match on_duplicate {
-        OnDuplicate::Reject => "",
-        OnDuplicate::Update => "?on_duplicate=update",
-    }
-}
-
 /// The request's idempotency key, fingerprinted with its route and body.
 fn idempotency(
     headers: &HeaderMap,
@@ -176,8 +166,7 @@ fn batch_format(headers: &HeaderMap) -> Result<BatchFormat, ApiError> {
     params(
         ("table" = Table, Path, description = "departments, jobs or hired_employees"),
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 visible ASCII characters. Replays the first response for the same key and body; 422 for another body. A dry run neither reads nor stores it"),
-        ("dry_run" = Option<bool>, Query, description = "Check every row as a real run would (against the database and the batch's earlier rows) and write nothing; the response says `\"dry_run\": true`"),
-        ("on_duplicate" = Option<OnDuplicate>, Query, description = "`reject` (default): a row whose id is taken is a `duplicate` rejection. `update`: a valid row whose id is taken replaces the stored row (the later of two rows with one id wins), counted in `updated`")
+        WriteFlags
     ),
     responses(
         (status = 200, description = "Applied (or replayed): per-row outcome", body = TableResult),
@@ -194,23 +183,14 @@ async fn post_rows(
 ) -> Result<Response, ApiError> {
     let format = batch_format(&headers)?;
     let body = body?;
-    let route = format!("rows:{table}{}", route_mode(writing.on_duplicate));
-    let idem = idempotency(&headers, &route, &body)?;
-    let how = |shape| How {
-        shape,
-        dry_run: writing.dry_run,
-        on_duplicate: writing.on_duplicate,
-    };
+    let idem = idempotency(&headers, &writing.route(&format!("rows:{table}")), &body)?;
+    let how = writing.how(Shape::Table);
     let batch_id = uuid::Uuid::new_v4().to_string();
     let store = &state.store;
     let answer = match format {
-        BatchFormat::Json => {
-            let how = how(Shape::Table);
-            ingest::ingest_json(store, &batch_id, table, &body, idem, how).await?
-        }
+        BatchFormat::Json => ingest::ingest_json(store, &batch_id, table, &body, idem, how).await?,
         BatchFormat::Csv => {
             let parsed = vec![ingest::parse_csv(table, &body)?];
-            let how = how(Shape::Table);
             ingest::ingest(store, &batch_id, parsed, None, idem, how).await?
         }
     };
@@ -221,8 +201,7 @@ async fn post_rows(
 #[utoipa::path(post, path = "/api/batches", tag = "ingest",
     params(
         ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "As for table batches"),
-        ("dry_run" = Option<bool>, Query, description = "As for table batches: every check, nothing written"),
-        ("on_duplicate" = Option<OnDuplicate>, Query, description = "As for table batches")
+        WriteFlags
     ),
     responses(
         (status = 200, description = "Applied (or replayed)", body = BatchesResult),
@@ -242,15 +221,10 @@ async fn post_batches(
         ));
     }
     let body = body?;
-    let route = format!("batches{}", route_mode(writing.on_duplicate));
-    let idem = idempotency(&headers, &route, &body)?;
+    let idem = idempotency(&headers, &writing.route("batches"), &body)?;
     let parsed = ingest::parse_json_tables(&body)?;
     let batch_id = uuid::Uuid::new_v4().to_string();
-    let how = How {
-        shape: Shape::Tables,
-        dry_run: writing.dry_run,
-        on_duplicate: writing.on_duplicate,
-    };
+    let how = writing.how(Shape::Tables);
     let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, how).await?;
     Ok(ingest_response(answer))
 }
