@@ -169,7 +169,7 @@ impl<R: Read> CsvRecords<R> {
         Self::with_buffer(src, READ_BUF)
     }
 
-    /// A reader whose read buffer holds `bytes` (at most [`READ_BUF`]):
+    /// A reader whose read buffer holds `bytes` (at most 256 KiB):
     /// a source known to be small (a request body, one logged record)
     /// needs no 256 KiB buffer, zeroed for each reader.
     pub fn with_buffer(src: R, bytes: usize) -> Self {
