@@ -694,3 +694,41 @@ async fn a_record_with_an_open_quote_does_not_take_in_the_next_ones_on_a_retry()
     assert_eq!(open[0].raw, "2,\"Bo Chen,2021-01-05T10:00:00Z,1,1");
     assert_eq!(codes(&open[0]), [ErrorCode::Format]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_in_several_rounds_is_one_operation() {
+    let env = TestEnv::new().await;
+    let n = 2 * rejections::RETRY_ROUND as i64 + 500;
+    let mut file = String::new();
+    for id in 1..=n {
+        file += &format!("{id},Person {id},2021-01-05T10:00:00Z,{},1\n", 1 + id % 2);
+    }
+    env.write(Table::HiredEmployees, file.as_bytes());
+    env.load(&[Table::HiredEmployees]).await;
+    env.write(Table::Departments, DEPARTMENTS.as_bytes());
+    env.write(Table::Jobs, JOBS.as_bytes());
+    env.load(&[Table::Departments, Table::Jobs]).await;
+    let report = rejections::retry(&env.store, &RetryRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((report.checked, report.resolved), (n as u64, n as u64));
+    assert_eq!(report.operations.len(), 1, "{report:?}");
+    let op = report.operations[0];
+    let history = env.store.loads(None, 100).await.unwrap();
+    let retries: Vec<_> = history
+        .iter()
+        .filter(|l| l.kind == OperationKind::Retry)
+        .collect();
+    assert_eq!(retries.len(), 1);
+    assert_eq!(
+        (
+            retries[0].id,
+            retries[0].rows_read,
+            retries[0].inserted,
+            retries[0].rejected
+        ),
+        (op, n, n, 0)
+    );
+    let sql = format!("SELECT COUNT(*) FROM hrmig_rejections WHERE resolved_by = {op}");
+    assert_eq!(query_i64(&env.url, &sql).await, n);
+}

@@ -73,7 +73,7 @@ pub struct RetriedTable {
 }
 
 /// What a retry did: per table, and the history ids of the operations
-/// that inserted rows (one per round of [`RETRY_ROUND`] and table).
+/// that inserted rows (one per table).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RetryReport {
     /// Open rejections checked.
@@ -93,8 +93,9 @@ pub struct RetryReport {
 /// Checks the open rejections that `req` names again, as they were
 /// received, parents first: a department or job that passes now is in
 /// the table before the employees that name it are checked. Each round of
-/// up to [`RETRY_ROUND`] rejections of a table is one transaction and, if
-/// it inserted rows, one operation in the history.
+/// up to [`RETRY_ROUND`] rejections of a table is one transaction; a
+/// table's rounds that inserted rows are one operation in the history,
+/// which every rejection they resolved names.
 pub async fn retry(store: &Store, req: &RetryRequest) -> Result<RetryReport, QueueError> {
     let mut report = RetryReport::default();
     for table in req.table.map_or(Table::ALL.to_vec(), |t| vec![t]) {
@@ -103,6 +104,8 @@ pub async fn retry(store: &Store, req: &RetryRequest) -> Result<RetryReport, Que
             ..Default::default()
         };
         let mut after = 0;
+        // One operation per table, whatever the rounds.
+        let source = format!("retry:{}", uuid::Uuid::new_v4());
         loop {
             let open = store
                 .rejections(RejectionFilter {
@@ -116,16 +119,17 @@ pub async fn retry(store: &Store, req: &RetryRequest) -> Result<RetryReport, Que
                 .await?;
             let Some(last) = open.last() else { break };
             after = last.id;
-            let source = format!("retry:{}", uuid::Uuid::new_v4());
             let round = requeue(store, table, &open, OperationKind::Retry, &source).await?;
             done.checked += open.len() as u64;
             done.resolved += round.inserted;
             done.still_open += open.len() as u64 - round.inserted;
             done.skipped += open.len() as u64 - round.received;
-            if round.inserted > 0 {
-                let entries = store.operation(&source).await?;
-                report.operations.extend(entries.iter().map(|l| l.id));
-            }
+        }
+        if done.resolved > 0 {
+            let counts = [done.checked, done.resolved, done.still_open];
+            store.settle_operation(table, &source, counts).await?;
+            let entries = store.operation(&source).await?;
+            report.operations.extend(entries.iter().map(|l| l.id));
         }
         if done.checked > 0 {
             report.checked += done.checked;

@@ -268,6 +268,19 @@ impl Store {
         self.query(st, sql::load_record).await
     }
 
+    /// Sets the counts of an operation on rows of the rejection log that ran
+    /// in rounds (see [`sql::open_operation`]): `[checked, inserted, still
+    /// rejected]`, inserted as the rounds counted it.
+    pub async fn settle_operation(
+        &self,
+        table: Table,
+        source: &str,
+        counts: [u64; 3],
+    ) -> Result<(), StoreError> {
+        let st = sql::count_operation(self.dialect(), table, source, counts, true);
+        self.execute(st).await.map(drop)
+    }
+
     /// The history entries of one operation on rows of the rejection log
     /// (its `source`, such as `retry:<id>`), newest first: one per table.
     pub async fn operation(&self, source: &str) -> Result<Vec<LoadRecord>, StoreError> {

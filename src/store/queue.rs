@@ -6,7 +6,7 @@
 //!
 //! Nothing here deletes a rejection or changes its raw text.
 
-use super::sql::{Param, SqlRow, Statement};
+use super::sql::{self, Param, SqlRow, Statement};
 use super::{
     Dialect, OperationKind, Rejection, RejectionCount, RejectionFilter, RejectionStatus,
     StoreError, TableOutcome, ddl,
@@ -224,15 +224,14 @@ pub(super) fn requeued(
         .map(|(_, (id, _))| *id)
         .collect();
     if !resolved.is_empty() {
-        out.push(super::sql::insert_operation(
-            d,
-            kind,
-            outcome.table,
-            source,
+        let table = outcome.table;
+        out.push(sql::open_operation(d, kind, table, source));
+        let counts = [
             outcome.received,
             outcome.inserted,
             outcome.rejected.len() as u64,
-        ));
+        ];
+        out.push(sql::count_operation(d, table, source, counts, false));
     }
     for ids in resolved.chunks(IDS_PER_STATEMENT) {
         let mut st = Statement::new(d);
@@ -331,12 +330,17 @@ mod tests {
         let o = outcome(vec![(1, fk()), (2, changed)]);
         for d in Dialect::ALL {
             let sts = requeued(d, "retry:x", OperationKind::Retry, &rows, &o);
-            assert_eq!(sts.len(), 3, "history, resolve, one changed row");
-            assert!(sts[0].sql.starts_with("INSERT INTO"), "{}", sts[0].sql);
-            assert!(sts[1].params.contains(&Param::Int(11)));
-            assert!(!sts[1].params.contains(&Param::Int(12)));
-            assert!(sts[2].params.contains(&Param::Int(13)));
-            assert!(sts[2].sql.contains("'open'"));
+            assert_eq!(
+                sts.len(),
+                4,
+                "history, its counts, resolve, one changed row"
+            );
+            assert!(sts[0].sql.contains("WHERE NOT EXISTS"), "{}", sts[0].sql);
+            assert!(sts[1].sql.contains("+"), "{}", sts[1].sql);
+            assert!(sts[2].params.contains(&Param::Int(11)));
+            assert!(!sts[2].params.contains(&Param::Int(12)));
+            assert!(sts[3].params.contains(&Param::Int(13)));
+            assert!(sts[3].sql.contains("'open'"));
         }
     }
 

@@ -220,18 +220,12 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
     )
 }
 
-/// Adds the history entry of an operation on rows of the rejection log
-/// (a retry or a fix): no file, so no digest, and it took no time to speak of.
-pub fn insert_operation(
-    d: Dialect,
-    kind: OperationKind,
-    table: Table,
-    source: &str,
-    checked: u64,
-    inserted: u64,
-    still_rejected: u64,
-) -> Statement {
-    history_row(
+/// Opens the history entry of an operation on rows of the rejection log (a
+/// retry or a fix) with nothing counted yet, unless `table` has an entry
+/// of `source` already: a retry runs in rounds, one transaction each, and
+/// is one operation. No file, so no digest.
+pub fn open_operation(d: Dialect, kind: OperationKind, table: Table, source: &str) -> Statement {
+    let entry = history_row(
         d,
         HistoryRow {
             kind,
@@ -239,12 +233,66 @@ pub fn insert_operation(
             source,
             sha256: "",
             status: HistoryStatus::Loaded,
-            counts: [checked, inserted, still_rejected, 0],
+            counts: [0; 4],
             updated: 0,
             message: None,
             started_ms: now_ms(),
         },
-    )
+    );
+    let Statement { sql, params, .. } = entry;
+    let mut st = Statement::new(d);
+    st.params = params;
+    let (s, t) = (st.text(source), st.text(table.name()));
+    let values = sql
+        .split_once(" VALUES (")
+        .map_or("", |(_, v)| v.trim_end_matches(')'));
+    let sql = format!(
+        "INSERT INTO {l} ({}) SELECT {values} WHERE NOT EXISTS \
+         (SELECT 1 FROM {l} WHERE {} = {s} AND {} = {t})",
+        d.columns(&LOAD_COLUMNS[1..]),
+        d.quote("source"),
+        d.quote("table_name"),
+        l = d.quote(ddl::LOADS),
+    );
+    st.sql(sql)
+}
+
+/// Counts into the entry of `source` what one round of it did (`set`:
+/// the totals instead, once every round has run).
+pub fn count_operation(
+    d: Dialect,
+    table: Table,
+    source: &str,
+    [checked, inserted, still_rejected]: [u64; 3],
+    set: bool,
+) -> Statement {
+    let mut st = Statement::new(d);
+    let counted = |st: &mut Statement, column: &str, n: u64| {
+        let n = st.int(n as i64);
+        let c = d.quote(column);
+        match set {
+            true => format!("{c} = {n}"),
+            false => format!("{c} = {c} + {n}"),
+        }
+    };
+    let mut sets = vec![
+        counted(&mut st, "rows_read", checked),
+        counted(&mut st, "rejected", still_rejected),
+    ];
+    if !set {
+        sets.push(counted(&mut st, "inserted", inserted));
+    }
+    let finished = st.bind(Param::Time(now_ms()));
+    sets.push(format!("{} = {finished}", d.quote("finished_at")));
+    let (s, t) = (st.text(source), st.text(table.name()));
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {} = {s} AND {} = {t}",
+        d.quote(ddl::LOADS),
+        sets.join(", "),
+        d.quote("source"),
+        d.quote("table_name"),
+    );
+    st.sql(sql)
 }
 
 /// A history entry as its columns hold it.
@@ -575,7 +623,9 @@ mod tests {
                 history_has(d, Table::Jobs, "ab"),
                 insert_history(d, &entry),
                 loads(d, Some(Table::Jobs), "", 5),
-                insert_operation(d, OperationKind::Retry, Table::Jobs, "retry:x", 3, 2, 1),
+                open_operation(d, OperationKind::Retry, Table::Jobs, "retry:x"),
+                count_operation(d, Table::Jobs, "retry:x", [3, 2, 1], false),
+                count_operation(d, Table::Jobs, "retry:x", [3, 2, 1], true),
                 rows(d, Table::HiredEmployees, 7, 10),
                 count(d, Table::Jobs),
                 hires_by_quarter(d, 2021),
