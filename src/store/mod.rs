@@ -269,7 +269,7 @@ impl Store {
     }
 
     /// Sets the counts of an operation on rows of the rejection log that ran
-    /// in rounds (see [`sql::open_operation`]): `[checked, inserted, still
+    /// in rounds (a retry: its first round opened the entry): `[checked, inserted, still
     /// rejected]`, inserted as the rounds counted it.
     pub async fn settle_operation(
         &self,
