@@ -46,13 +46,24 @@ impl TestEnv {
     /// The employees, then their parents: five rejections, then two tables.
     async fn children_first() -> TestEnv {
         let env = TestEnv::new().await;
-        env.write(Table::HiredEmployees, EMPLOYEES.as_bytes());
-        let report = env.load(&[Table::HiredEmployees]).await.remove(0);
+        let report = env
+            .load_one(Table::HiredEmployees, EMPLOYEES.as_bytes())
+            .await;
         assert_eq!((report.inserted, report.rejected), (0, 5), "{report:?}");
-        env.write(Table::Departments, DEPARTMENTS.as_bytes());
-        env.write(Table::Jobs, JOBS.as_bytes());
-        env.load(&[Table::Departments, Table::Jobs]).await;
+        env.load_parents().await;
         env
+    }
+
+    /// Writes `content` as `table`'s file and loads it.
+    async fn load_one(&self, table: Table, content: &[u8]) -> hrmig::ops::load::LoadReport {
+        self.write(table, content);
+        self.load(&[table]).await.remove(0)
+    }
+
+    async fn load_parents(&self) {
+        self.write(Table::Departments, DEPARTMENTS.as_bytes());
+        self.write(Table::Jobs, JOBS.as_bytes());
+        self.load(&[Table::Departments, Table::Jobs]).await;
     }
 
     async fn log(&self, filter: RejectionFilter) -> Vec<Rejection> {
@@ -158,10 +169,9 @@ async fn a_retry_with_nothing_open_is_zero() {
 async fn a_retry_takes_parents_first_and_only_what_its_filters_name() {
     let env = TestEnv::new().await;
     // The employees before any department: every row fails a foreign key.
-    env.write(Table::HiredEmployees, EMPLOYEES.as_bytes());
-    env.load(&[Table::HiredEmployees]).await;
-    env.write(Table::Jobs, JOBS.as_bytes());
-    env.load(&[Table::Jobs]).await;
+    env.load_one(Table::HiredEmployees, EMPLOYEES.as_bytes())
+        .await;
+    env.load_one(Table::Jobs, JOBS.as_bytes()).await;
 
     // Only foreign-key rejections of another source: none.
     let elsewhere = RetryRequest {
@@ -184,8 +194,8 @@ async fn a_retry_takes_parents_first_and_only_what_its_filters_name() {
     assert_eq!((report.checked, report.resolved), (5, 0));
     assert_eq!(env.log(open()).await.len(), 5);
     // Now with departments: one call, parents before children.
-    env.write(Table::Departments, DEPARTMENTS.as_bytes());
-    env.load(&[Table::Departments]).await;
+    env.load_one(Table::Departments, DEPARTMENTS.as_bytes())
+        .await;
     let report = rejections::retry(
         &env.store,
         &RetryRequest {
@@ -205,11 +215,11 @@ async fn a_row_that_still_fails_gets_the_errors_it_has_now() {
     let env = TestEnv::children_first().await;
     // Another row with id 2 arrives first: the retried row 2 is now a
     // duplicate, not a missing parent.
-    env.write(
+    env.load_one(
         Table::HiredEmployees,
         b"2,Someone Else,2022-01-01T00:00:00Z,1,1\n",
-    );
-    env.load(&[Table::HiredEmployees]).await;
+    )
+    .await;
     rejections::retry(&env.store, &RetryRequest::default())
         .await
         .unwrap();
@@ -235,11 +245,8 @@ async fn rows_whose_raw_text_is_kept_altered_are_never_retried() {
     // yet: read again, the altered text would pass.
     let mut file = b"1,Caf\xe9 Ol\xe9,2021-01-05T10:00:00Z,1,1\n".to_vec();
     file.extend_from_slice(b"2,Bo Chen,2021-04-05T10:00:00Z,1,1\n");
-    env.write(Table::HiredEmployees, &file);
-    env.load(&[Table::HiredEmployees]).await;
-    env.write(Table::Departments, DEPARTMENTS.as_bytes());
-    env.write(Table::Jobs, JOBS.as_bytes());
-    env.load(&[Table::Departments, Table::Jobs]).await;
+    env.load_one(Table::HiredEmployees, &file).await;
+    env.load_parents().await;
     let report = rejections::retry(&env.store, &RetryRequest::default())
         .await
         .unwrap();
@@ -665,20 +672,18 @@ async fn a_record_with_an_open_quote_does_not_take_in_the_next_ones_on_a_retry()
     let env = TestEnv::new().await;
     // The first file ends in a record whose quote never closes: its raw
     // text, read before the next file's records, would take them in.
-    env.write(
+    env.load_one(
         Table::HiredEmployees,
         b"1,Ann Lee,2021-01-05T10:00:00Z,1,1\n2,\"Bo Chen,2021-01-05T10:00:00Z,1,1\n",
-    );
-    env.load(&[Table::HiredEmployees]).await;
-    env.write(
+    )
+    .await;
+    env.load_one(
         Table::HiredEmployees,
         b"3,Cy Diaz,2021-01-05T10:00:00Z,1,1\n4,Di Eng,2021-01-05T10:00:00Z,2,2\n",
-    );
-    env.load(&[Table::HiredEmployees]).await;
+    )
+    .await;
     assert_eq!(env.all().await.len(), 4);
-    env.write(Table::Departments, DEPARTMENTS.as_bytes());
-    env.write(Table::Jobs, JOBS.as_bytes());
-    env.load(&[Table::Departments, Table::Jobs]).await;
+    env.load_parents().await;
     let report = rejections::retry(&env.store, &RetryRequest::default())
         .await
         .unwrap();
@@ -703,11 +708,8 @@ async fn a_retry_in_several_rounds_is_one_operation() {
     for id in 1..=n {
         file += &format!("{id},Person {id},2021-01-05T10:00:00Z,{},1\n", 1 + id % 2);
     }
-    env.write(Table::HiredEmployees, file.as_bytes());
-    env.load(&[Table::HiredEmployees]).await;
-    env.write(Table::Departments, DEPARTMENTS.as_bytes());
-    env.write(Table::Jobs, JOBS.as_bytes());
-    env.load(&[Table::Departments, Table::Jobs]).await;
+    env.load_one(Table::HiredEmployees, file.as_bytes()).await;
+    env.load_parents().await;
     let report = rejections::retry(&env.store, &RetryRequest::default())
         .await
         .unwrap();

@@ -196,6 +196,16 @@ async fn api() -> (TestApp, tempfile::TempDir) {
     (app, dir)
 }
 
+/// The answer to a POST, as JSON, whatever its status.
+async fn posted(app: &TestApp, path: &str, body: &Value) -> Value {
+    app.post_json(path, body).await.json().await.unwrap()
+}
+
+/// The answer to a GET, as JSON.
+async fn got(app: &TestApp, path: &str) -> Value {
+    app.get(path).await.json().await.unwrap()
+}
+
 fn employee(id: i64, name: &str, department: i64) -> Value {
     json!({"id": id, "name": name, "datetime": "2021-03-04T05:06:07Z", "department_id": department, "job_id": 1})
 }
@@ -204,12 +214,12 @@ fn employee(id: i64, name: &str, department: i64) -> Value {
 async fn api_batches_update_on_request() {
     let (app, _dir) = api().await;
     let rows = "/api/tables/hired_employees/rows";
-    let r: Value = app
-        .post_json(rows, &json!([employee(1, "Ann", 1), employee(2, "Bo", 1)]))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = posted(
+        &app,
+        rows,
+        &json!([employee(1, "Ann", 1), employee(2, "Bo", 1)]),
+    )
+    .await;
     assert_eq!(
         (r["inserted"].as_u64(), r["updated"].as_u64()),
         (Some(2), Some(0))
@@ -222,15 +232,10 @@ async fn api_batches_update_on_request() {
         employee(1, "Ann Moved", 9)
     ]);
     // Without the option: duplicates, as always.
-    let r: Value = app.post_json(rows, &body).await.json().await.unwrap();
+    let r = posted(&app, rows, &body).await;
     assert_eq!(r["inserted"], 1);
     assert_eq!(r["rejected"].as_array().unwrap().len(), 3);
-    let r: Value = app
-        .post_json(&format!("{rows}?on_duplicate=update"), &body)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = posted(&app, &format!("{rows}?on_duplicate=update"), &body).await;
     // Id 3 came in the reject run already: both its rows now update it.
     assert_eq!(
         (r["inserted"].as_u64(), r["updated"].as_u64()),
@@ -239,12 +244,7 @@ async fn api_batches_update_on_request() {
     );
     assert_eq!(r["rejected"][0]["index"], 3);
     assert_eq!(r["rejected"][0]["errors"][0]["code"], "foreign_key");
-    let stored: Value = app
-        .get("/api/tables/hired_employees/rows")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let stored = got(&app, "/api/tables/hired_employees/rows").await;
     let names: Vec<&str> = stored
         .as_array()
         .unwrap()
@@ -254,16 +254,9 @@ async fn api_batches_update_on_request() {
     assert_eq!(names, ["Ann", "Bo Two", "Cy Later"]);
 
     // Several tables: parents updated too, counted per table and in all.
-    let r: Value = app
-        .post_json(
-            "/api/batches?on_duplicate=update",
+    let r = posted(&app, "/api/batches?on_duplicate=update",
             &json!({"departments": [{"id": 1, "department": "Sales EMEA"}, {"id": 3, "department": "Ops"}],
-                    "hired_employees": [employee(4, "Di", 3), employee(4, "Di Later", 3)]}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+                    "hired_employees": [employee(4, "Di", 3), employee(4, "Di Later", 3)]})).await;
     assert_eq!(
         (r["inserted"].as_u64(), r["updated"].as_u64()),
         (Some(2), Some(2)),
@@ -273,25 +266,17 @@ async fn api_batches_update_on_request() {
     assert_eq!(r["tables"]["hired_employees"]["updated"], 1);
 
     // A dry run that updates writes nothing.
-    let r: Value = app
-        .post_json(
-            &format!("{rows}?on_duplicate=update&dry_run=true"),
-            &json!([employee(1, "Nobody", 1)]),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = posted(
+        &app,
+        &format!("{rows}?on_duplicate=update&dry_run=true"),
+        &json!([employee(1, "Nobody", 1)]),
+    )
+    .await;
     assert_eq!(
         (r["updated"].as_u64(), r["dry_run"].as_bool()),
         (Some(1), Some(true))
     );
-    let one: Value = app
-        .get("/api/tables/hired_employees/rows?limit=1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one = got(&app, "/api/tables/hired_employees/rows?limit=1").await;
     assert_eq!(one[0]["name"], "Ann");
 
     // The mode is part of what an idempotency key stands for.
@@ -319,12 +304,7 @@ async fn api_batches_update_on_request() {
             .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
-    let ids: Value = app
-        .get("/api/tables/hired_employees/rows")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let ids = got(&app, "/api/tables/hired_employees/rows").await;
     assert_eq!(
         ids.as_array().unwrap().len(),
         5,
@@ -358,6 +338,6 @@ async fn a_load_job_updates_on_request() {
         (report["inserted"].as_u64(), report["updated"].as_u64()),
         (Some(1), Some(1))
     );
-    let jobs: Value = app.get("/api/tables/jobs/rows").await.json().await.unwrap();
+    let jobs = got(&app, "/api/tables/jobs/rows").await;
     assert_eq!(jobs[0]["job"], "Staff Engineer");
 }

@@ -133,14 +133,14 @@ pub(super) fn rejection(r: &dyn SqlRow) -> Result<Rejection, StoreError> {
         raw: r.text(4)?,
         errors: serde_json::from_str(&r.text(5)?).unwrap_or_default(),
         rejected_at: r.time(6)?,
-        status: status(&r.text(7)?)?,
+        status: sql::stored(
+            ddl::REJECTIONS,
+            "status",
+            r.text(7)?,
+            RejectionStatus::parse,
+        )?,
         resolved_by: Some(r.int(8)?).filter(|&id| id > 0),
     })
-}
-
-fn status(s: &str) -> Result<RejectionStatus, StoreError> {
-    RejectionStatus::parse(s)
-        .ok_or_else(|| StoreError::Task(format!("{} holds a status {s:?}", ddl::REJECTIONS)))
 }
 
 /// Rejections counted by table, code and status, as `filter` narrows them.
@@ -185,7 +185,12 @@ pub(super) fn count(r: &dyn SqlRow) -> Result<RejectionCount, StoreError> {
     Ok(RejectionCount {
         table: r.text(0)?,
         code: r.text(1)?,
-        status: status(&r.text(2)?)?,
+        status: sql::stored(
+            ddl::REJECTIONS,
+            "status",
+            r.text(2)?,
+            RejectionStatus::parse,
+        )?,
         count: r.int(3)?,
     })
 }

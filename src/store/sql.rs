@@ -204,8 +204,9 @@ impl<'a> HistoryEntry<'a> {
 /// Adds an entry to the load history, finished now.
 pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
     let started = datetime::parse(&e.load.started_at).unwrap_or_else(|_| now_ms());
-    history_row(
-        d,
+    let mut st = Statement::new(d);
+    let values = history_values(
+        &mut st,
         HistoryRow {
             kind: OperationKind::Load,
             table: e.load.table,
@@ -217,7 +218,9 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
             message: e.message,
             started_ms: started,
         },
-    )
+    );
+    let sql = format!("{} VALUES ({values})", into_history(d));
+    st.sql(sql)
 }
 
 /// Opens the history entry of an operation on rows of the rejection log (a
@@ -225,8 +228,9 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
 /// of `source` already: a retry runs in rounds, one transaction each, and
 /// is one operation. No file, so no digest.
 pub fn open_operation(d: Dialect, kind: OperationKind, table: Table, source: &str) -> Statement {
-    let entry = history_row(
-        d,
+    let mut st = Statement::new(d);
+    let values = history_values(
+        &mut st,
         HistoryRow {
             kind,
             table,
@@ -239,20 +243,13 @@ pub fn open_operation(d: Dialect, kind: OperationKind, table: Table, source: &st
             started_ms: now_ms(),
         },
     );
-    let Statement { sql, params, .. } = entry;
-    let mut st = Statement::new(d);
-    st.params = params;
     let (s, t) = (st.text(source), st.text(table.name()));
-    let values = sql
-        .split_once(" VALUES (")
-        .map_or("", |(_, v)| v.trim_end_matches(')'));
     let sql = format!(
-        "INSERT INTO {l} ({}) SELECT {values} WHERE NOT EXISTS \
-         (SELECT 1 FROM {l} WHERE {} = {s} AND {} = {t})",
-        d.columns(&LOAD_COLUMNS[1..]),
+        "{} SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {} = {s} AND {} = {t})",
+        into_history(d),
+        d.quote(ddl::LOADS),
         d.quote("source"),
         d.quote("table_name"),
-        l = d.quote(ddl::LOADS),
     );
     st.sql(sql)
 }
@@ -309,8 +306,9 @@ struct HistoryRow<'a> {
     started_ms: i64,
 }
 
-fn history_row(d: Dialect, e: HistoryRow<'_>) -> Statement {
-    let mut st = Statement::new(d);
+/// The values of a history entry bound to `st`, in the order of
+/// [`LOAD_COLUMNS`] after the id.
+fn history_values(st: &mut Statement, e: HistoryRow<'_>) -> String {
     let mut values = vec![
         st.text(e.table.name()),
         st.text(e.source),
@@ -325,13 +323,16 @@ fn history_row(d: Dialect, e: HistoryRow<'_>) -> Statement {
         st.text(e.kind.as_str()),
         st.int(e.updated as i64),
     ]);
-    let sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
+    values.join(", ")
+}
+
+/// `INSERT INTO` the history's columns after the id.
+fn into_history(d: Dialect) -> String {
+    format!(
+        "INSERT INTO {} ({})",
         d.quote(ddl::LOADS),
-        d.columns(&LOAD_COLUMNS[1..]),
-        values.join(", ")
-    );
-    st.sql(sql)
+        d.columns(&LOAD_COLUMNS[1..])
+    )
 }
 
 /// The columns of the load history, in [`LoadRecord`]'s order.
@@ -371,6 +372,17 @@ pub fn loads(d: Dialect, table: Option<Table>, source: &str, limit: u32) -> Stat
     st.sql(sql)
 }
 
+/// A name the database keeps (a status, a kind), read back; one this build
+/// does not know is the database's fault, named with its table and column.
+pub(super) fn stored<T>(
+    table: &str,
+    column: &str,
+    text: String,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(&text).ok_or_else(|| StoreError::Task(format!("{table} holds a {column} {text:?}")))
+}
+
 /// Reads a row of [`loads`].
 pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
     Ok(LoadRecord {
@@ -378,12 +390,7 @@ pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
         table: r.text(1)?,
         source: r.text(2)?,
         sha256: r.text(3)?,
-        status: {
-            let status = r.text(4)?;
-            HistoryStatus::parse(&status).ok_or_else(|| {
-                StoreError::Task(format!("{} holds a status {status:?}", ddl::LOADS))
-            })?
-        },
+        status: stored(ddl::LOADS, "status", r.text(4)?, HistoryStatus::parse)?,
         rows_read: r.int(5)?,
         inserted: r.int(6)?,
         rejected: r.int(7)?,
@@ -391,11 +398,7 @@ pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
         message: r.opt_text(9)?,
         started_at: r.time(10)?,
         finished_at: r.time(11)?,
-        kind: {
-            let kind = r.text(12)?;
-            OperationKind::parse(&kind)
-                .ok_or_else(|| StoreError::Task(format!("{} holds a kind {kind:?}", ddl::LOADS)))?
-        },
+        kind: stored(ddl::LOADS, "kind", r.text(12)?, OperationKind::parse)?,
         updated: r.int(13)?,
     })
 }
