@@ -917,3 +917,69 @@ fn a_load_updates_on_request_and_says_so() {
     let o = hrmig(d, &["load", "--on-duplicate", "replace"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn undo_and_row_say_what_they_did_and_exit_1_when_they_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let land = dir.path().join("storage/landing");
+    std::fs::create_dir_all(&land).unwrap();
+    std::fs::write(land.join("departments.csv"), "1,Sales\n2,Legal\n").unwrap();
+    std::fs::write(land.join("jobs.csv"), "1,Engineer\n").unwrap();
+    std::fs::write(
+        land.join("hired_employees.csv"),
+        "1,Ann,2021-01-05T10:00:00Z,2,1\n",
+    )
+    .unwrap();
+    let out = hrmig(dir.path(), &["load", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<i64> = json_lines(&out)
+        .iter()
+        .map(|r| r["load_id"].as_i64().unwrap())
+        .collect();
+    let [departments, _, employees] = ids[..] else {
+        panic!("{ids:?}");
+    };
+    let out = hrmig(dir.path(), &["row", "departments", "2"]);
+    let row: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(row["origin"]["operation"], departments);
+    assert_eq!(row["origin"]["line"], 2);
+    let out = hrmig(dir.path(), &["row", "departments", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no row with id 3"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Refused, with the count; unknown; then done, and done before.
+    let out = hrmig(dir.path(), &["undo", &departments.to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("1 rows of other tables"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(count(&dir.path().join("hrmig.db"), "departments"), 2);
+    let out = hrmig(dir.path(), &["undo", "4242"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no operation with id 4242"),
+        "{}",
+        stderr(&out)
+    );
+    let out = hrmig(dir.path(), &["undo", &employees.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 rows of hired_employees removed"),
+        "{}",
+        stdout(&out)
+    );
+    let out = hrmig(dir.path(), &["undo", &employees.to_string(), "--json"]);
+    assert_eq!(json_lines(&out)[0]["changed"], false);
+    let out = hrmig(dir.path(), &["loads"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("undone") && text.contains("(removed 1)"),
+        "{text}"
+    );
+}

@@ -52,8 +52,12 @@ pub(super) enum Command {
     Report(ReportArgs),
     /// Show the rejection log (`rejections retry|fix|dismiss`: work it as a queue).
     Rejections(RejectionsArgs),
-    /// Show the load history, newest first, with each load's id.
+    /// Show the history of operations (loads, batches, restores, retries, fixes, undos), newest first, with their ids.
     Loads(LoadsArgs),
+    /// Remove the rows one operation inserted (by its id in `hrmig loads`), in one transaction.
+    Undo(UndoArgs),
+    /// Show one row and the operation that last wrote it (its origin).
+    Row(RowArgs),
     /// Back up tables to Avro files under <storage>/backups/<table>/.
     Backup(BackupArgs),
     /// List complete backups, oldest first (`backups prune`: remove older ones).
@@ -226,6 +230,24 @@ pub(super) struct LoadsArgs {
     /// JSON (the history entries) instead of a text table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct UndoArgs {
+    /// The operation's id (`hrmig loads`; `load_id` in a report or a batch response).
+    pub id: i64,
+    /// JSON instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct RowArgs {
+    /// The table.
+    pub table: Table,
+    /// The row's id.
+    #[arg(allow_negative_numbers = true)]
+    pub id: i64,
 }
 
 #[derive(Args, Debug)]

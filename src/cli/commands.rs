@@ -3,12 +3,13 @@
 
 use super::args::{
     BackupArgs, BackupChoiceArgs, BackupsArgs, Cli, DemoArgs, DismissArgs, FixArgs, GenArgs,
-    LoadArgs, LoadsArgs, PruneArgs, RejectionsArgs, Report, ReportArgs, RetryArgs, SchemaArgs,
-    ServeArgs,
+    LoadArgs, LoadsArgs, PruneArgs, RejectionsArgs, Report, ReportArgs, RetryArgs, RowArgs,
+    SchemaArgs, ServeArgs, UndoArgs,
 };
 use super::print;
 use crate::dictionary::Table;
 use crate::ops::backup::{self, Retention};
+use crate::ops::lineage;
 use crate::ops::load::{self, LoadRequest, LoadStatus};
 use crate::ops::rejections::{self, RetryRequest};
 use crate::ops::sample::{self, GenOptions};
@@ -264,6 +265,19 @@ pub(super) async fn loads(cli: &Cli, args: &LoadsArgs) -> Result<ExitCode> {
     let store = open_store(cli).await?;
     let history = store.loads(args.table, args.limit).await?;
     print::loads(&history, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An unknown id, a refusal: exit 1 with the reason (and its counts).
+pub(super) async fn undo(cli: &Cli, args: &UndoArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    print::undo(&lineage::undo(&store, args.id).await?, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) async fn row(cli: &Cli, args: &RowArgs) -> Result<ExitCode> {
+    let store = open_store(cli).await?;
+    print::row(&lineage::row(&store, args.table, args.id).await?)?;
     Ok(ExitCode::SUCCESS)
 }
 

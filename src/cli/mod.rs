@@ -68,6 +68,8 @@ async fn run(cli: &Cli) -> Result<ExitCode> {
             Some(RejectionsAction::Dismiss(dismiss)) => commands::dismiss(cli, dismiss).await,
         },
         Command::Loads(args) => commands::loads(cli, args).await,
+        Command::Undo(args) => commands::undo(cli, args).await,
+        Command::Row(args) => commands::row(cli, args).await,
         Command::Schema(args) => commands::schema(args),
     }
 }

@@ -3,10 +3,12 @@
 
 use super::args::Format;
 use crate::ops::backup::{Manifest, Pruned, Restored, Verification};
+use crate::ops::lineage::{RowReport, UndoReport};
 use crate::ops::load::LoadReport;
 use crate::ops::rejections::{Dismissal, FixReport, RetryReport};
 use crate::store::{
-    DepartmentHires, LoadRecord, QuarterRow, Rejection, RejectionCount, RejectionStatus,
+    DepartmentHires, LoadRecord, OperationKind, QuarterRow, Rejection, RejectionCount,
+    RejectionStatus,
 };
 use anyhow::Result;
 use std::io::{StdoutLock, Write};
@@ -353,20 +355,53 @@ pub(super) fn loads(history: &[LoadRecord], json: bool) -> Result<()> {
         let (id, kind, table, status, read, inserted, updated, rejected, started) = head;
         writeln!(
             out,
-            "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} source"
+            "{id:>6} {kind:<7} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} source"
         )?;
         for l in history {
-            let (id, table, status, started) = (l.id, &l.table, l.status.as_str(), &l.started_at);
+            let (id, table, started) = (l.id, &l.table, &l.started_at);
+            let status = match l.undone_by {
+                Some(_) => "undone",
+                None => l.status.as_str(),
+            };
             let (read, inserted, updated, rejected) =
                 (l.rows_read, l.inserted, l.updated, l.rejected);
-            let (source, kind) = (&l.source, l.kind.as_str());
+            let kind = l.kind.as_str();
+            let source = match (l.kind, l.undone_by) {
+                (OperationKind::Undo, _) => format!("{} (removed {})", l.source, l.removed),
+                (_, Some(undo)) => format!("{} (undone by {undo})", l.source),
+                _ => l.source.clone(),
+            };
             writeln!(
                 out,
-                "{id:>6} {kind:<5} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} {source}"
+                "{id:>6} {kind:<7} {table:<16} {status:<8} {read:>10} {inserted:>10} {updated:>9} {rejected:>9} {started:<24} {source}"
             )?;
         }
         Ok(())
     })
+}
+
+/// What an undo did.
+pub(super) fn undo(report: &UndoReport, json: bool) -> Result<()> {
+    one(report, json, |r| {
+        let (id, table, undo) = (r.load_id, &r.table, r.undo_id);
+        Some(match r.changed {
+            true => format!(
+                "operation {id} undone: {} rows of {table} removed (history entry {undo})",
+                r.removed
+            ),
+            false => {
+                format!("operation {id} was undone before (history entry {undo}): nothing changed")
+            }
+        })
+    })
+}
+
+/// A row and its origin, as JSON.
+pub(super) fn row(report: &RowReport) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, report)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// A backup just made.

@@ -71,7 +71,8 @@ fn is_admin(method: &Method, path: &str) -> bool {
             || path == "/api/backups/prune"
             || path == "/api/rejections/retry"
             || path.ends_with("/restore")
-            || (path.starts_with("/api/loads/") && path.ends_with("/run")))
+            || (path.starts_with("/api/loads/")
+                && (path.ends_with("/run") || path.ends_with("/undo"))))
 }
 
 /// Answers 401 (no valid key) or 403 (not the admin key) before the route

@@ -30,6 +30,19 @@ impl<S: Send + Sync> FromRequestParts<S> for TablePath {
     }
 }
 
+/// A numeric `{id}` of a route's path (a rejection's, an operation's): one
+/// that is not a positive number names nothing there (404, with the noun).
+pub(super) fn id_in_path(
+    id: Result<Path<String>, PathRejection>,
+    noun: &str,
+) -> Result<i64, ApiError> {
+    let Path(id) = id?;
+    id.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::NotFound(format!("no {noun} with id {id:?}")))
+}
+
 /// The table a query parameter or body names: an unknown one is a
 /// malformed request.
 pub(super) fn query_table(name: &str) -> Result<Table, ApiError> {

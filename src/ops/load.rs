@@ -153,6 +153,10 @@ pub struct LoadReport {
     /// have given, and nothing was written. Absent otherwise.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// The load's history entry, its operation id (`hrmig undo`, `POST
+    /// /api/loads/{id}/undo`), when it committed rows; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_id: Option<i64>,
     /// In a dry run, the first 100 rows a real run would reject, with
     /// their reasons (a real run logs them all instead). Absent otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -270,6 +274,7 @@ impl Loading {
             seconds: self.started.elapsed().as_secs_f64(),
             message,
             dry_run: self.dry_run,
+            load_id: None,
             rejections: Vec::new(),
         }
     }
@@ -428,11 +433,16 @@ async fn conclude(
             return Err(file.store_err(StoreError::FeedInterrupted));
         }
     };
+    let load_id = match outcome {
+        LoadOutcome::Loaded { load_id, .. } => Some(load_id),
+        _ => None,
+    };
     match outcome {
         LoadOutcome::Loaded {
             inserted,
             updated,
             rejected,
+            ..
         }
         | LoadOutcome::WouldLoad {
             inserted,
@@ -459,6 +469,7 @@ async fn conclude(
                 None,
             );
             report.updated = updated;
+            report.load_id = load_id;
             Ok(report)
         }
         LoadOutcome::AlreadyLoaded => Ok(file.report(LoadStatus::AlreadyLoaded, 0, 0, 0, 0, None)),

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod ingest;
 pub mod jobs;
+pub mod lineage;
 pub mod load;
 pub mod progress;
 pub mod rejections;

@@ -258,6 +258,9 @@ pub(super) struct Settled<'a> {
     pub(super) inserted: u64,
     pub(super) updated: u64,
     pub(super) rejected: Rejected<'a>,
+    /// The rows written (inserted or updated), id and position, in input
+    /// order: their lineage.
+    pub(super) written: Vec<(i32, u64)>,
 }
 
 impl<'a> Sorted<'a> {
@@ -305,9 +308,11 @@ impl<'a> Sorted<'a> {
             mut rejected,
         } = self;
         let mut inserted = 0;
+        let mut written = Vec::with_capacity(chosen.len());
         for (c, row) in chosen {
             if inserted_ids.contains(&row.id()) {
                 inserted += 1;
+                written.push((row.id(), c.position));
             } else {
                 rejected.push((c, vec![duplicate_error(row.id())]));
             }
@@ -317,6 +322,7 @@ impl<'a> Sorted<'a> {
             inserted,
             updated: 0,
             rejected,
+            written,
         }
     }
 
@@ -331,18 +337,24 @@ impl<'a> Sorted<'a> {
         } = self;
         let (mut inserted, mut updated) = (0, 0);
         let mut seen = HashSet::with_capacity(chosen.len());
+        let mut lineage = Vec::with_capacity(chosen.len());
         for (c, row) in chosen {
             match written.get(&row.id()) {
                 Some(&fresh) if seen.insert(row.id()) && fresh => inserted += 1,
                 Some(_) => updated += 1,
-                None => rejected.push((c, vec![duplicate_error(row.id())])),
+                None => {
+                    rejected.push((c, vec![duplicate_error(row.id())]));
+                    continue;
+                }
             }
+            lineage.push((row.id(), c.position));
         }
         rejected.sort_by_key(|(c, _)| c.position);
         Settled {
             inserted,
             updated,
             rejected,
+            written: lineage,
         }
     }
 }
@@ -359,6 +371,7 @@ pub(super) fn outcome(table: Table, chunk: &Chunk, settled: Settled<'_>) -> Tabl
             .into_iter()
             .map(|(c, errors)| (c.position, errors))
             .collect(),
+        load_id: None,
     }
 }
 

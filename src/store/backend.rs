@@ -7,7 +7,8 @@
 
 use super::sql::{Read, Statement};
 use super::{
-    BatchRequest, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed, RowSink, StoreError,
+    BatchRequest, FileFeed, FileLoad, IngestOutcome, LoadOutcome, LoadRecord, RestoreFeed, RowSink,
+    StoreError, UndoOutcome,
 };
 use crate::dictionary::Table;
 
@@ -43,7 +44,16 @@ pub(super) trait Backend {
 
     /// Replaces a table's rows (see [`super::Store::replace`]), through
     /// [`super::restore::run`].
-    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError>;
+    async fn replace(
+        &self,
+        table: Table,
+        source: String,
+        rows: RestoreFeed,
+    ) -> Result<(u64, i64), StoreError>;
+
+    /// Undoes an operation of `table` (see [`super::Store::undo`]), through
+    /// [`super::undo::run`] in a transaction of its own.
+    async fn undo(&self, entry: &LoadRecord, table: Table) -> Result<UndoOutcome, StoreError>;
 
     /// Whether no write is running or queued. A server backend says no:
     /// a batch is then parsed whole before it is sent, because a

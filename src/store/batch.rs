@@ -9,8 +9,10 @@
 //! transaction.
 
 use super::admission::{BatchKnown, LoggedRejection, Sorted, ints, outcome, rejection_record};
-use super::sql::{self, Statement};
-use super::{BatchRequest, Dialect, IngestOutcome, StoreError, queue};
+use super::lineage::{self, Runs};
+use super::sql::{self, Operation};
+use super::tx::Statements;
+use super::{BatchRequest, Dialect, IngestOutcome, OperationKind, StoreError, TableOutcome, queue};
 use crate::dictionary::{Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -33,13 +35,7 @@ pub(super) enum Done<T> {
 }
 
 /// The statements of one batch's transaction.
-pub(super) trait BatchTarget {
-    /// Runs a statement; the rows it changed.
-    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError>;
-
-    /// The two text columns of the first row of a query, if any.
-    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError>;
-
+pub(super) trait BatchTarget: Statements {
     /// The ids of `table` among `ids` (sorted, distinct).
     async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError>;
 
@@ -71,9 +67,10 @@ pub(super) async fn apply(
         let claim = sql::idempotency_claim(d, &idem.key, &idem.fingerprint);
         if target.execute(&claim).await? == 0 {
             let seen = sql::idempotency_seen(d, &idem.key);
-            let (fingerprint, response) = target
-                .texts(&seen)
+            let (fingerprint, response) = (target.query(&seen, |r| Ok((r.text(0)?, r.text(1)?))))
                 .await?
+                .into_iter()
+                .next()
                 .ok_or_else(|| StoreError::Task("an idempotency key vanished".into()))?;
             return Ok(Done::Rollback(if fingerprint == idem.fingerprint {
                 IngestOutcome::Replayed(response)
@@ -103,26 +100,45 @@ pub(super) async fn apply(
             (false, false) => sorted.settle(&target.insert(table, &rows).await?),
             (false, true) => sorted.settle_upserted(&target.upsert(table, &rows).await?),
         };
-        let Some(requeue) = &batch.requeue else {
-            let rows = (settled.rejected.iter())
+        let requeued = batch.requeue.as_ref().map(|requeue| {
+            let rows = requeue.rows.get(outcomes.len());
+            (requeue.kind, rows.map_or(&[][..], Vec::as_slice))
+        });
+        let mut runs = Runs::default();
+        for &(id, index) in &settled.written {
+            runs.push(id, lineage::position(index, requeued.map(|(_, rows)| rows)));
+        }
+        let Some((kind, rows)) = requeued else {
+            let logged = (settled.rejected.iter())
                 .map(|(c, errors)| rejection_record(d, table, source, &chunk.raw, c, errors))
                 .collect();
             target
                 .log(Logged {
                     table,
                     source,
-                    rows,
+                    rows: logged,
                 })
                 .await?;
-            outcomes.push(outcome(table, chunk, settled));
+            let mut done = outcome(table, chunk, settled);
+            if !batch.dry_run {
+                done.load_id = Some(record_batch(target, d, source, &done, runs).await?);
+            }
+            outcomes.push(done);
             continue;
         };
-        let done = outcome(table, chunk, settled);
-        let rows = requeue
-            .rows
-            .get(outcomes.len())
-            .map_or(&[][..], Vec::as_slice);
-        for st in queue::requeued(d, source, requeue.kind, rows, &done) {
+        let mut done = outcome(table, chunk, settled);
+        if done.inserted > 0 {
+            // A retry's rounds share one entry, opened by the first.
+            target
+                .execute(&sql::open_operation(d, kind, table, source))
+                .await?;
+            let id = target.int(&sql::operation_id(d, table, source)).await?;
+            for st in lineage::insert(d, id, table, &runs.finish()) {
+                target.execute(&st).await?;
+            }
+            done.load_id = Some(id);
+        }
+        for st in queue::requeued(d, source, kind, rows, &done) {
             target.execute(&st).await?;
         }
         outcomes.push(done);
@@ -137,4 +153,23 @@ pub(super) async fn apply(
             .await?;
     }
     Ok(Done::Commit(IngestOutcome::Applied(response)))
+}
+
+/// Records one table of a batch in the history, and the lineage of the
+/// rows it wrote; the entry's id.
+async fn record_batch(
+    target: &mut impl Statements,
+    d: Dialect,
+    source: &str,
+    done: &TableOutcome,
+    runs: Runs,
+) -> Result<i64, StoreError> {
+    let mut op = Operation::new(OperationKind::Batch, done.table, source);
+    op.counts = [done.received, done.inserted, done.rejected.len() as u64, 0];
+    op.updated = done.updated;
+    let id = target.int(&sql::record(d, &op)).await?;
+    for st in lineage::insert(d, id, done.table, &runs.finish()) {
+        target.execute(&st).await?;
+    }
+    Ok(id)
 }

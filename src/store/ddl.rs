@@ -237,7 +237,7 @@ pub fn init(d: Dialect) -> String {
         // SQLite keeps its jobs in a database file of their own (see
         // `jobs_sqlite`).
         if name != JOBS || d != Dialect::Sqlite {
-            bookkeeping_table(d, &mut out, name, columns, idx, unique);
+            bookkeeping_table(d, &mut out, name, columns, &[(idx, unique)]);
         }
     }
     out
@@ -253,8 +253,7 @@ pub fn jobs_sqlite() -> String {
         &mut out,
         JOBS,
         JOB_COLUMNS,
-        &["created_ms"],
-        false,
+        &[(&["created_ms"], false)],
     );
     out
 }
@@ -264,8 +263,7 @@ fn bookkeeping_table(
     out: &mut String,
     name: &str,
     columns: &[(&str, Sys, bool)],
-    idx: &[&str],
-    unique: bool,
+    indexes: &[(&[&str], bool)],
 ) {
     let mut body = String::from(" (\n");
     for (i, (col, ty, required)) in columns.iter().enumerate() {
@@ -275,7 +273,10 @@ fn bookkeeping_table(
         }
         body.push_str(if i + 1 < columns.len() { ",\n" } else { "\n)" });
     }
-    create_table(d, out, name, &body, &[Index::new(d, name, idx, unique)]);
+    let indexes: Vec<Index> = (indexes.iter())
+        .map(|(columns, unique)| Index::new(d, name, columns, *unique))
+        .collect();
+    create_table(d, out, name, &body, &indexes);
 }
 
 /// Migration 0002: the gold-zone report views, for BI tools (Power BI
@@ -375,7 +376,39 @@ pub fn work_queue(d: Dialect) -> String {
         (LOADS, "updated", Sys::BigInt, "0"),
     ];
     let mut out = head;
-    for (table, column, ty, default) in added {
+    add_columns(d, &mut out, &added);
+    // The queue is read by status, oldest first. On SQL Server the index is
+    // created with its column (index names are not a portable existence
+    // test there, see `create_table`).
+    let index = Index::new(d, REJECTIONS, &["status", "id"], false);
+    let _ = match d {
+        Dialect::Sqlite | Dialect::Postgres => writeln!(
+            out,
+            "CREATE INDEX IF NOT EXISTS {}{};",
+            d.quote(&index.name),
+            index.on
+        ),
+        // Through EXEC: the batch is compiled before its first ALTER runs,
+        // when the column is not there yet.
+        Dialect::Mssql => writeln!(
+            out,
+            "IF NOT EXISTS (SELECT 1 FROM sys.columns c JOIN sys.index_columns ic\n    \
+             ON ic.object_id = c.object_id AND ic.column_id = c.column_id\n    \
+             WHERE c.object_id = OBJECT_ID(N'dbo.{REJECTIONS}') AND c.name = N'status')\n    \
+             EXEC(N'CREATE INDEX {}{}');",
+            d.quote(&index.name),
+            index.on
+        ),
+    };
+    out
+}
+
+/// Adds columns to bookkeeping tables that may hold rows already, with the
+/// defaults that describe those rows (`""`: NULL): only where a column is
+/// missing on PostgreSQL and SQL Server; SQLite has no `ADD COLUMN IF NOT
+/// EXISTS` and runs its migrations once each, by `user_version`.
+fn add_columns(d: Dialect, out: &mut String, added: &[(&str, &str, Sys, &str)]) {
+    for &(table, column, ty, default) in added {
         let ty = sys_type(d, ty);
         let tail = match default {
             "" => " NULL".to_owned(),
@@ -403,29 +436,45 @@ pub fn work_queue(d: Dialect) -> String {
             ),
         };
     }
-    // The queue is read by status, oldest first. On SQL Server the index is
-    // created with its column (index names are not a portable existence
-    // test there, see `create_table`).
-    let index = Index::new(d, REJECTIONS, &["status", "id"], false);
-    let _ = match d {
-        Dialect::Sqlite | Dialect::Postgres => writeln!(
-            out,
-            "CREATE INDEX IF NOT EXISTS {}{};",
-            d.quote(&index.name),
-            index.on
-        ),
-        // Through EXEC: the batch is compiled before its first ALTER runs,
-        // when the column is not there yet.
-        Dialect::Mssql => writeln!(
-            out,
-            "IF NOT EXISTS (SELECT 1 FROM sys.columns c JOIN sys.index_columns ic\n    \
-             ON ic.object_id = c.object_id AND ic.column_id = c.column_id\n    \
-             WHERE c.object_id = OBJECT_ID(N'dbo.{REJECTIONS}') AND c.name = N'status')\n    \
-             EXEC(N'CREATE INDEX {}{}');",
-            d.quote(&index.name),
-            index.on
-        ),
-    };
+}
+
+/// Name of the lineage table: which operation wrote which rows.
+pub const LINEAGE: &str = "hrmig_lineage";
+
+/// The lineage: one row per run of rows an operation wrote whose ids and
+/// positions (line, index, rejection id) both go up by one, so that a
+/// generated file or a batch of consecutive ids costs one row. A restore
+/// has one run over its ids, and no position.
+const LINEAGE_COLUMNS: &[(&str, Sys, bool)] = &[
+    ("operation", Sys::BigInt, true),
+    ("table_name", Sys::Name, true),
+    ("first_id", Sys::BigInt, true),
+    ("last_id", Sys::BigInt, true),
+    ("first_position", Sys::BigInt, false),
+];
+
+/// Migration 0004: lineage and undo. The history records an undo (the
+/// entry that undid an operation, and the rows an undo removed), and the
+/// lineage table the runs of rows each operation wrote: read by id (whose
+/// row is this) and by operation (what did it write).
+pub fn lineage(d: Dialect) -> String {
+    let mut out = format!(
+        "-- hrmig lineage, {} dialect: the rows each operation wrote, and undo.\n\n",
+        d.name()
+    );
+    let added = [
+        (LOADS, "undone_by", Sys::BigInt, ""),
+        (LOADS, "removed", Sys::BigInt, "0"),
+    ];
+    add_columns(d, &mut out, &added);
+    let indexes: [(&[&str], bool); 2] = [
+        (&["table_name", "first_id"], false),
+        (&["operation", "first_id"], false),
+    ];
+    bookkeeping_table(d, &mut out, LINEAGE, LINEAGE_COLUMNS, &indexes);
+    let end = out.trim_end().len();
+    out.truncate(end);
+    out.push('\n');
     out
 }
 
@@ -435,6 +484,7 @@ pub fn migrations(d: Dialect) -> Vec<(&'static str, String)> {
         ("0001_init.sql", init(d)),
         ("0002_reports.sql", reports(d)),
         ("0003_work_queue.sql", work_queue(d)),
+        ("0004_lineage.sql", lineage(d)),
     ]
 }
 

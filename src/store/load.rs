@@ -11,13 +11,15 @@ use super::admission::{
     Admitted, IdBitmap, LoadKnown, LoggedRejection, admit, keep_sample, rejection_record,
 };
 use super::batch::Done;
-use super::sql::{self, HistoryEntry, Statement};
-use super::{Dialect, Feed, FileFeed, FileLoad, LoadOutcome, StoreError};
+use super::lineage::{self, Runs};
+use super::sql::{self, HistoryEntry, Operation};
+use super::tx::Statements;
+use super::{Dialect, Feed, FileFeed, FileLoad, LoadOutcome, OperationKind, StoreError};
 use crate::dictionary::{Row, Table};
 use std::collections::HashMap;
 
 /// The writes of one load's transaction.
-pub(super) trait LoadTarget {
+pub(super) trait LoadTarget: Statements {
     /// Keeps other writers out of the table until the end.
     async fn lock(&mut self) -> Result<(), StoreError>;
 
@@ -36,12 +38,6 @@ pub(super) trait LoadTarget {
 
     /// After the last chunk: every row and rejection is written.
     async fn end_writes(&mut self) -> Result<(), StoreError>;
-
-    /// Runs a statement; the rows it changed.
-    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError>;
-
-    /// Whether a query returns a row.
-    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError>;
 }
 
 /// Loads `feed` into `load.table` through `target`; the outcome, and
@@ -73,6 +69,13 @@ pub(super) async fn run(
     let keep_ids = load.dry_run.is_some() && table.children().next().is_some();
     let update = load.on_duplicate.updates();
     let (mut inserted, mut updated, mut rejected) = (0u64, 0u64, 0u64);
+    // The entry is made first, so that the lineage is written as the rows
+    // are; it is counted at the end, and commits with them or not at all.
+    let load_id = match load.dry_run {
+        Some(_) => 0,
+        None => target.int(&sql::record(d, &opened(load))).await?,
+    };
+    let mut runs = Runs::default();
     loop {
         match feed.recv().await {
             Some(Feed::Rows(chunk)) => {
@@ -80,7 +83,10 @@ pub(super) async fn run(
                 let mut logged = Vec::new();
                 for c in &chunk.rows {
                     match admit(table, c, &mut known, update)? {
-                        Ok((row, how)) => writes.push(row, how),
+                        Ok((row, how)) => {
+                            runs.push(row.id(), c.position as i64);
+                            writes.push(row, how);
+                        }
                         // Every check is in memory: a dry run writes
                         // nothing, and logs no rejection (not even in the
                         // service's log).
@@ -111,6 +117,13 @@ pub(super) async fn run(
                     target.update(&writes.updates).await?;
                 }
                 target.log(logged).await?;
+                for st in runs
+                    .full()
+                    .iter()
+                    .flat_map(|r| lineage::insert(d, load_id, table, r))
+                {
+                    target.execute(&st).await?;
+                }
             }
             Some(Feed::End(summary)) => {
                 if load.dry_run.is_none() {
@@ -118,11 +131,8 @@ pub(super) async fn run(
                 }
                 // Checked again under the table lock: two loads of the same
                 // content racing each other commit once.
-                if !load.force
-                    && target
-                        .exists(&sql::history_has(d, table, &summary.sha256))
-                        .await?
-                {
+                let seen = sql::history_has(d, table, &summary.sha256);
+                if !load.force && !target.query(&seen, |_| Ok(())).await?.is_empty() {
                     return Ok(Done::Rollback(LoadOutcome::AlreadyLoaded));
                 }
                 if load.dry_run.is_some() {
@@ -134,10 +144,16 @@ pub(super) async fn run(
                         rejections: samples,
                     }));
                 }
+                for st in lineage::insert(d, load_id, table, &runs.finish()) {
+                    target.execute(&st).await?;
+                }
                 let mut entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 entry.updated = updated;
-                target.execute(&sql::insert_history(d, &entry)).await?;
+                target
+                    .execute(&sql::finish_history(d, load_id, &entry))
+                    .await?;
                 return Ok(Done::Commit(LoadOutcome::Loaded {
+                    load_id,
                     inserted,
                     updated,
                     rejected,
@@ -146,6 +162,15 @@ pub(super) async fn run(
             None => return Err(StoreError::FeedInterrupted),
         }
     }
+}
+
+/// The history entry of a load as it starts: nothing counted yet.
+pub(super) fn opened(load: &FileLoad) -> Operation<'_> {
+    let mut op = Operation::new(OperationKind::Load, load.table, &load.source);
+    if let Ok(started) = crate::dictionary::datetime::parse(&load.started_at) {
+        op.started_ms = started;
+    }
+    op
 }
 
 /// The writes of one chunk of a load: new rows in file order, then the

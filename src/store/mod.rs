@@ -22,6 +22,7 @@ pub mod ddl;
 mod error;
 mod feed;
 pub mod jobs;
+mod lineage;
 mod load;
 mod mssql;
 mod postgres;
@@ -32,9 +33,12 @@ mod restore;
 mod retry;
 mod sql;
 mod sqlite;
+mod tx;
+mod undo;
 
 pub use error::{Fault, StoreError};
 pub use feed::{BatchRest, Chunk, Feed, FeedSummary, FileFeed, InputRow, RestoreFeed};
+pub use lineage::Origin;
 pub use queue::{MAX_IDS, Requeue};
 pub use records::{
     DepartmentHires, Field, HistoryStatus, LoadRecord, OperationKind, QuarterRow, Rejection,
@@ -44,6 +48,7 @@ pub use requests::{
     BatchRequest, DryRun, FileLoad, Idempotency, IngestOutcome, LoadOutcome, OnDuplicate, Render,
     TableBatch, TableOutcome, WouldReject,
 };
+pub use undo::{UndoOutcome, UndoRefusal};
 
 use crate::dictionary::Table;
 use backend::Backend;
@@ -362,12 +367,72 @@ impl Store {
         on_backend!(self, b => b.scan(table, sink).await)
     }
 
-    /// Replaces every row of `table` with the rows received, in one
-    /// transaction that also checks the foreign keys in both directions
-    /// (the new rows' parents, and children of the old rows). On any
-    /// failure the table is left exactly as it was. Returns the rows written.
-    pub async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError> {
-        on_backend!(self, b => b.replace(table, rows).await)
+    /// Replaces every row of `table` with the rows received from `source`
+    /// (`backup:<name>`), in one transaction that also checks the foreign
+    /// keys in both directions (the new rows' parents, and children of the
+    /// old rows). On any failure the table is left exactly as it was.
+    /// Returns the rows written and the restore's history entry.
+    pub async fn replace(
+        &self,
+        table: Table,
+        source: String,
+        rows: RestoreFeed,
+    ) -> Result<(u64, i64), StoreError> {
+        on_backend!(self, b => b.replace(table, source, rows).await)
+    }
+
+    /// The history entry with this id, if there is one.
+    pub async fn load(&self, id: i64) -> Result<Option<LoadRecord>, StoreError> {
+        let rows = self.query(sql::load_by_id(self.dialect(), id), sql::load_record);
+        Ok(rows.await?.into_iter().next())
+    }
+
+    /// The row of `table` with this id, as a JSON object, and the
+    /// operation that last wrote it (none for rows written before hrmig
+    /// kept lineage, or by another writer).
+    pub async fn row(
+        &self,
+        table: Table,
+        id: i32,
+    ) -> Result<Option<(serde_json::Map<String, serde_json::Value>, Option<Origin>)>, StoreError>
+    {
+        let Some(row) = self
+            .rows(table, i64::from(id) - 1, 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        if row.get("id").and_then(serde_json::Value::as_i64) != Some(i64::from(id)) {
+            return Ok(None);
+        }
+        let st = lineage::origin(self.dialect(), table, id);
+        let origin = self
+            .query(st, lineage::origin_row)
+            .await?
+            .into_iter()
+            .next();
+        Ok(Some((row, origin)))
+    }
+
+    /// Undoes operation `id`: removes the rows it inserted, in one
+    /// transaction, and records the undo; or says why not, changing
+    /// nothing. `None` for an id the history does not have.
+    pub async fn undo(&self, id: i64) -> Result<Option<(LoadRecord, UndoOutcome)>, StoreError> {
+        let Some(entry) = self.load(id).await? else {
+            return Ok(None);
+        };
+        if let Some(undo) = entry.undone_by {
+            return Ok(Some((entry, UndoOutcome::AlreadyUndone { undo })));
+        }
+        if let Some(refusal) = undo::refused_as_such(&entry) {
+            return Ok(Some((entry, UndoOutcome::Refused(refusal))));
+        }
+        let table = Table::parse(&entry.table)
+            .map_err(|_| StoreError::Task(format!("history entry {id} names {}", entry.table)))?;
+        let outcome = on_backend!(self, b => b.undo(&entry, table).await)?;
+        Ok(Some((entry, outcome)))
     }
 
     /// Whether no write is running or queued: a batch sent in pieces then

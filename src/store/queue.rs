@@ -209,9 +209,9 @@ pub(super) fn dismiss(d: Dialect, ids: &[i64]) -> Statement {
     st.sql(sql)
 }
 
-/// What a requeued table of a batch writes instead of new rejections: a
-/// history entry for the rows it inserted (the operation), their
-/// rejections resolved by that entry, and the errors of the rows that
+/// What a requeued table of a batch writes instead of new rejections: the
+/// counts of its history entry (the operation that inserted its rows,
+/// `outcome.load_id`), their rejections resolved by that entry, and the errors of the rows that
 /// still fail where they changed. Only open rejections are touched, so
 /// two retries at once resolve a rejection once.
 pub(super) fn requeued(
@@ -228,33 +228,28 @@ pub(super) fn requeued(
         .filter(|(p, _)| !failed.contains_key(&(*p as u64)))
         .map(|(_, (id, _))| *id)
         .collect();
-    if !resolved.is_empty() {
+    if let Some(operation) = outcome.load_id.filter(|_| !resolved.is_empty()) {
         let table = outcome.table;
-        out.push(sql::open_operation(d, kind, table, source));
         let counts = [
             outcome.received,
             outcome.inserted,
             outcome.rejected.len() as u64,
         ];
         out.push(sql::count_operation(d, table, source, counts, false));
-    }
-    for ids in resolved.chunks(IDS_PER_STATEMENT) {
-        let mut st = Statement::new(d);
-        let (src, table) = (st.text(source), st.text(outcome.table.name()));
-        let list = id_list(&mut st, ids);
-        let sql = format!(
-            "UPDATE {r} SET {status} = 'resolved', {by} = \
-             (SELECT MAX({id}) FROM {l} WHERE {source_col} = {src} AND {t} = {table}) \
-             WHERE {status} = 'open' AND {id} IN ({list})",
-            r = d.quote(ddl::REJECTIONS),
-            l = d.quote(ddl::LOADS),
-            status = d.quote("status"),
-            by = d.quote("resolved_by"),
-            id = d.quote("id"),
-            source_col = d.quote("source"),
-            t = d.quote("table_name"),
-        );
-        out.push(st.sql(sql));
+        for ids in resolved.chunks(IDS_PER_STATEMENT) {
+            let mut st = Statement::new(d);
+            let operation = st.int(operation);
+            let list = id_list(&mut st, ids);
+            let sql = format!(
+                "UPDATE {r} SET {status} = 'resolved', {by} = {operation} \
+                 WHERE {status} = 'open' AND {id} IN ({list})",
+                r = d.quote(ddl::REJECTIONS),
+                status = d.quote("status"),
+                by = d.quote("resolved_by"),
+                id = d.quote("id"),
+            );
+            out.push(st.sql(sql));
+        }
     }
     // A fix that fails changes nothing: its errors are the corrected
     // row's, not the received one's.
@@ -317,6 +312,7 @@ mod tests {
             inserted: 3 - rejected.len() as u64,
             updated: 0,
             rejected,
+            load_id: Some(5),
         }
     }
 
@@ -335,17 +331,13 @@ mod tests {
         let o = outcome(vec![(1, fk()), (2, changed)]);
         for d in Dialect::ALL {
             let sts = requeued(d, "retry:x", OperationKind::Retry, &rows, &o);
-            assert_eq!(
-                sts.len(),
-                4,
-                "history, its counts, resolve, one changed row"
-            );
-            assert!(sts[0].sql.contains("WHERE NOT EXISTS"), "{}", sts[0].sql);
-            assert!(sts[1].sql.contains("+"), "{}", sts[1].sql);
-            assert!(sts[2].params.contains(&Param::Int(11)));
-            assert!(!sts[2].params.contains(&Param::Int(12)));
-            assert!(sts[3].params.contains(&Param::Int(13)));
-            assert!(sts[3].sql.contains("'open'"));
+            assert_eq!(sts.len(), 3, "the counts, resolve, one changed row");
+            assert!(sts[0].sql.contains("+"), "{}", sts[0].sql);
+            assert_eq!(sts[1].params[0], Param::Int(5), "the operation");
+            assert!(sts[1].params.contains(&Param::Int(11)));
+            assert!(!sts[1].params.contains(&Param::Int(12)));
+            assert!(sts[2].params.contains(&Param::Int(13)));
+            assert!(sts[2].sql.contains("'open'"));
         }
     }
 
@@ -358,6 +350,7 @@ mod tests {
             inserted: 0,
             updated: 0,
             rejected: vec![(0, fk())],
+            load_id: None,
         };
         assert!(requeued(Dialect::Sqlite, "fix:x", OperationKind::Fix, &rows, &o).is_empty());
     }

@@ -151,8 +151,9 @@ pub struct LoadRecord {
     pub kind: OperationKind,
     /// Target table.
     pub table: String,
-    /// `file:<location>`, or `retry:<id>` / `fix:<id>` for rows of the
-    /// rejection log.
+    /// `file:<location>`, `api:<batch id>`, `backup:<name>`,
+    /// `retry:<id>` / `fix:<id>` for rows of the rejection log, or
+    /// `undo:<operation id>`.
     pub source: String,
     /// SHA-256 of the file content.
     pub sha256: String,
@@ -174,6 +175,10 @@ pub struct LoadRecord {
     pub started_at: String,
     /// End time (UTC).
     pub finished_at: String,
+    /// Rows an undo removed (0 for other kinds).
+    pub removed: i64,
+    /// The entry of the undo that removed this operation's rows, if one did.
+    pub undone_by: Option<i64>,
 }
 
 /// What kind of operation a history entry records.
@@ -186,6 +191,12 @@ pub enum OperationKind {
     Retry,
     /// A corrected row of one rejection.
     Fix,
+    /// One table of an API batch.
+    Batch,
+    /// A table replaced by a backup's rows.
+    Restore,
+    /// The removal of the rows an earlier operation inserted.
+    Undo,
 }
 
 impl OperationKind {
@@ -195,6 +206,9 @@ impl OperationKind {
             OperationKind::Load => "load",
             OperationKind::Retry => "retry",
             OperationKind::Fix => "fix",
+            OperationKind::Batch => "batch",
+            OperationKind::Restore => "restore",
+            OperationKind::Undo => "undo",
         }
     }
 
@@ -204,6 +218,9 @@ impl OperationKind {
             OperationKind::Load,
             OperationKind::Retry,
             OperationKind::Fix,
+            OperationKind::Batch,
+            OperationKind::Restore,
+            OperationKind::Undo,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

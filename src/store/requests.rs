@@ -78,6 +78,8 @@ impl DryRun {
 pub enum LoadOutcome {
     /// Committed: rows, rejections and the history entry.
     Loaded {
+        /// The history entry: the load's operation id.
+        load_id: i64,
         /// Rows inserted.
         inserted: u64,
         /// Rows that replaced stored ones (`--on-duplicate update`).
@@ -156,6 +158,9 @@ pub struct TableOutcome {
     pub updated: u64,
     /// Rejected rows: position and errors (all of them logged).
     pub rejected: Vec<(u64, Vec<FieldError>)>,
+    /// The history entry of what it wrote (its operation id); none in a
+    /// dry run, or for rows of the rejection log that inserted nothing.
+    pub load_id: Option<i64>,
 }
 
 impl TableOutcome {
@@ -167,6 +172,7 @@ impl TableOutcome {
             inserted: 0,
             updated: 0,
             rejected: Vec::new(),
+            load_id: None,
         }
     }
 }

@@ -10,7 +10,10 @@
 //! keeps its contents.
 
 use super::admission::IdBitmap;
-use super::{Dialect, Feed, RestoreFeed, StoreError};
+use super::lineage::{self, Run};
+use super::sql::{self, Operation};
+use super::tx::Statements;
+use super::{Dialect, Feed, OperationKind, RestoreFeed, StoreError};
 use crate::dictionary::{Row, Table, Value};
 
 /// Every id of a parent table, for the check of each row.
@@ -27,7 +30,7 @@ impl Ids for IdBitmap {
 
 /// The writes of one restore, in one transaction (rolled back when the
 /// target is dropped without [`RestoreTarget::commit`]).
-pub(super) trait RestoreTarget {
+pub(super) trait RestoreTarget: Statements {
     /// A parent's ids as this backend holds them.
     type Ids: Ids;
 
@@ -60,14 +63,17 @@ pub(super) trait RestoreTarget {
     async fn commit(self) -> Result<(), StoreError>;
 }
 
-/// Replaces the rows of `table` with those of `rows` through `target`;
-/// returns the rows written.
+/// Replaces the rows of `table` with those of `rows` (from `source`,
+/// `backup:<name>`) through `target`; returns the rows written and the
+/// restore's history entry, whose lineage is one run over every id: each
+/// row of the table is now the restore's.
 pub(super) async fn run<T: RestoreTarget>(
     mut target: T,
     d: Dialect,
     table: Table,
+    source: &str,
     mut rows: RestoreFeed,
-) -> Result<u64, StoreError> {
+) -> Result<(u64, i64), StoreError> {
     target.lock().await?;
     let mut in_memory = Vec::new();
     let mut by_query = Vec::new();
@@ -79,10 +85,13 @@ pub(super) async fn run<T: RestoreTarget>(
     }
     target.empty().await?;
     let mut written = 0u64;
+    let mut ids: Option<(i32, i32)> = None;
     loop {
         match rows.recv().await {
             Some(Feed::Rows(batch)) => {
                 for row in &batch {
+                    let id = row.id();
+                    ids = Some(ids.map_or((id, id), |(lo, hi)| (lo.min(id), hi.max(id))));
                     for (i, column, parent, ids) in &in_memory {
                         if let Some(v) = row.0.get(*i).and_then(Value::as_int)
                             && !ids.has(v)
@@ -124,8 +133,21 @@ pub(super) async fn run<T: RestoreTarget>(
             }
         }
     }
+    let mut op = Operation::new(OperationKind::Restore, table, source);
+    op.counts = [written, written, 0, 0];
+    let load_id = target.int(&sql::record(d, &op)).await?;
+    if let Some((first_id, last_id)) = ids {
+        let run = Run {
+            first_id,
+            last_id,
+            first_position: None,
+        };
+        for st in lineage::insert(d, load_id, table, &[run]) {
+            target.execute(&st).await?;
+        }
+    }
     target.commit().await?;
-    Ok(written)
+    Ok((written, load_id))
 }
 
 fn missing_parent(id: i64, column: &str, value: i64, parent: Table) -> StoreError {

@@ -201,25 +201,83 @@ impl<'a> HistoryEntry<'a> {
     }
 }
 
+impl HistoryEntry<'_> {
+    /// The entry as its columns hold it.
+    fn operation(&self) -> Operation<'_> {
+        Operation {
+            kind: OperationKind::Load,
+            table: self.load.table,
+            source: &self.load.source,
+            sha256: &self.summary.sha256,
+            status: self.status,
+            counts: [
+                self.summary.rows_read,
+                self.inserted,
+                self.rejected,
+                self.summary.blank,
+            ],
+            updated: self.updated,
+            removed: 0,
+            message: self.message,
+            started_ms: datetime::parse(&self.load.started_at).unwrap_or_else(|_| now_ms()),
+        }
+    }
+}
+
 /// Adds an entry to the load history, finished now.
 pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
-    let started = datetime::parse(&e.load.started_at).unwrap_or_else(|_| now_ms());
     let mut st = Statement::new(d);
-    let values = history_values(
-        &mut st,
-        HistoryRow {
-            kind: OperationKind::Load,
-            table: e.load.table,
-            source: &e.load.source,
-            sha256: &e.summary.sha256,
-            status: e.status,
-            counts: [e.summary.rows_read, e.inserted, e.rejected, e.summary.blank],
-            updated: e.updated,
-            message: e.message,
-            started_ms: started,
-        },
-    );
+    let values = history_values(&mut st, &e.operation());
     let sql = format!("{} VALUES ({values})", into_history(d));
+    st.sql(sql)
+}
+
+/// Adds an operation to the history; the statement returns the entry's
+/// id (the operation's), for the lineage of the rows it writes.
+pub fn record(d: Dialect, op: &Operation<'_>) -> Statement {
+    let mut st = Statement::new(d);
+    let values = history_values(&mut st, op);
+    let sql = match d {
+        Dialect::Mssql => format!("{} OUTPUT inserted.[id] VALUES ({values})", into_history(d)),
+        Dialect::Sqlite | Dialect::Postgres => {
+            format!(
+                "{} VALUES ({values}) RETURNING {}",
+                into_history(d),
+                d.quote("id")
+            )
+        }
+    };
+    st.sql(sql)
+}
+
+/// Sets what a load came to on the entry [`record`]ed at its start (with
+/// nothing counted): the entry commits with the rows, or neither does.
+pub fn finish_history(d: Dialect, id: i64, e: &HistoryEntry<'_>) -> Statement {
+    let mut st = Statement::new(d);
+    let op = e.operation();
+    let mut sets = vec![
+        format!("{} = {}", d.quote("sha256"), st.text(op.sha256)),
+        format!("{} = {}", d.quote("status"), st.text(op.status.as_str())),
+    ];
+    for (column, n) in ["rows_read", "inserted", "rejected", "blank"]
+        .into_iter()
+        .zip(op.counts)
+        .chain([("updated", op.updated)])
+    {
+        sets.push(format!("{} = {}", d.quote(column), st.int(n as i64)));
+    }
+    sets.push(format!(
+        "{} = {}",
+        d.quote("finished_at"),
+        st.bind(Param::Time(now_ms()))
+    ));
+    let id = st.int(id);
+    let sql = format!(
+        "UPDATE {} SET {} WHERE {} = {id}",
+        d.quote(ddl::LOADS),
+        sets.join(", "),
+        d.quote("id")
+    );
     st.sql(sql)
 }
 
@@ -229,24 +287,25 @@ pub fn insert_history(d: Dialect, e: &HistoryEntry<'_>) -> Statement {
 /// is one operation. No file, so no digest.
 pub fn open_operation(d: Dialect, kind: OperationKind, table: Table, source: &str) -> Statement {
     let mut st = Statement::new(d);
-    let values = history_values(
-        &mut st,
-        HistoryRow {
-            kind,
-            table,
-            source,
-            sha256: "",
-            status: HistoryStatus::Loaded,
-            counts: [0; 4],
-            updated: 0,
-            message: None,
-            started_ms: now_ms(),
-        },
-    );
+    let values = history_values(&mut st, &Operation::new(kind, table, source));
     let (s, t) = (st.text(source), st.text(table.name()));
     let sql = format!(
         "{} SELECT {values} WHERE NOT EXISTS (SELECT 1 FROM {} WHERE {} = {s} AND {} = {t})",
         into_history(d),
+        d.quote(ddl::LOADS),
+        d.quote("source"),
+        d.quote("table_name"),
+    );
+    st.sql(sql)
+}
+
+/// The id of the entry of `source` for `table` (see [`open_operation`]).
+pub fn operation_id(d: Dialect, table: Table, source: &str) -> Statement {
+    let mut st = Statement::new(d);
+    let (s, t) = (st.text(source), st.text(table.name()));
+    let sql = format!(
+        "SELECT MAX({}) FROM {} WHERE {} = {s} AND {} = {t}",
+        d.quote("id"),
         d.quote(ddl::LOADS),
         d.quote("source"),
         d.quote("table_name"),
@@ -292,23 +351,51 @@ pub fn count_operation(
     st.sql(sql)
 }
 
-/// A history entry as its columns hold it.
-struct HistoryRow<'a> {
-    kind: OperationKind,
-    table: Table,
-    source: &'a str,
-    sha256: &'a str,
-    status: HistoryStatus,
+/// A history entry as its columns hold it: an operation.
+pub struct Operation<'a> {
+    /// What kind of operation.
+    pub kind: OperationKind,
+    /// The table it wrote.
+    pub table: Table,
+    /// Where its rows came from (see [`LoadRecord::source`]).
+    pub source: &'a str,
+    /// A file's digest; empty for other kinds.
+    pub sha256: &'a str,
+    /// How it ended.
+    pub status: HistoryStatus,
     /// Rows read, inserted, rejected, blank.
-    counts: [u64; 4],
-    updated: u64,
-    message: Option<&'a str>,
-    started_ms: i64,
+    pub counts: [u64; 4],
+    /// Rows that replaced stored ones.
+    pub updated: u64,
+    /// Rows an undo removed.
+    pub removed: u64,
+    /// Why it was aborted.
+    pub message: Option<&'a str>,
+    /// When it started, UTC milliseconds.
+    pub started_ms: i64,
+}
+
+impl<'a> Operation<'a> {
+    /// An operation starting now, with nothing counted yet.
+    pub fn new(kind: OperationKind, table: Table, source: &'a str) -> Operation<'a> {
+        Operation {
+            kind,
+            table,
+            source,
+            sha256: "",
+            status: HistoryStatus::Loaded,
+            counts: [0; 4],
+            updated: 0,
+            removed: 0,
+            message: None,
+            started_ms: now_ms(),
+        }
+    }
 }
 
 /// The values of a history entry bound to `st`, in the order of
 /// [`LOAD_COLUMNS`] after the id.
-fn history_values(st: &mut Statement, e: HistoryRow<'_>) -> String {
+fn history_values(st: &mut Statement, e: &Operation<'_>) -> String {
     let mut values = vec![
         st.text(e.table.name()),
         st.text(e.source),
@@ -322,6 +409,7 @@ fn history_values(st: &mut Statement, e: HistoryRow<'_>) -> String {
         st.bind(Param::Time(now_ms())),
         st.text(e.kind.as_str()),
         st.int(e.updated as i64),
+        st.int(e.removed as i64),
     ]);
     values.join(", ")
 }
@@ -335,8 +423,9 @@ fn into_history(d: Dialect) -> String {
     )
 }
 
-/// The columns of the load history, in [`LoadRecord`]'s order.
-const LOAD_COLUMNS: [&str; 14] = [
+/// The columns of the load history, in [`LoadRecord`]'s order (read with
+/// `undone_by` after them).
+const LOAD_COLUMNS: [&str; 15] = [
     "id",
     "table_name",
     "source",
@@ -351,7 +440,18 @@ const LOAD_COLUMNS: [&str; 14] = [
     "finished_at",
     "kind",
     "updated",
+    "removed",
 ];
+
+/// The columns [`load_record`] reads: every one of [`LOAD_COLUMNS`], then
+/// `undone_by` with 0 for none (no parameter or column is ever NULL).
+pub(super) fn load_columns(d: Dialect, alias: &str) -> String {
+    let mut out: Vec<String> = (LOAD_COLUMNS.iter())
+        .map(|c| format!("{alias}{}", d.quote(c)))
+        .collect();
+    out.push(format!("COALESCE({alias}{}, 0)", d.quote("undone_by")));
+    out.join(", ")
+}
 
 /// The newest `limit` entries of the load history (of one table, of one
 /// source: empty for any), newest first.
@@ -368,7 +468,20 @@ pub fn loads(d: Dialect, table: Option<Table>, source: &str, limit: u32) -> Stat
         d.quote("source"),
         d.quote("id")
     );
-    let sql = d.select_limited(&d.columns(&LOAD_COLUMNS), &rest, &limit);
+    let sql = d.select_limited(&load_columns(d, ""), &rest, &limit);
+    st.sql(sql)
+}
+
+/// The history entry with this id.
+pub fn load_by_id(d: Dialect, id: i64) -> Statement {
+    let mut st = Statement::new(d);
+    let id = st.int(id);
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {} = {id}",
+        load_columns(d, ""),
+        d.quote(ddl::LOADS),
+        d.quote("id")
+    );
     st.sql(sql)
 }
 
@@ -400,6 +513,8 @@ pub fn load_record(r: &dyn SqlRow) -> Result<LoadRecord, StoreError> {
         finished_at: r.time(11)?,
         kind: stored(ddl::LOADS, "kind", r.text(12)?, OperationKind::parse)?,
         updated: r.int(13)?,
+        removed: r.int(14)?,
+        undone_by: Some(r.int(15)?).filter(|&id| id != 0),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The loads resource: load jobs (`POST /api/loads`, `GET /api/loads/{id}`,
-//! `POST /api/loads/{id}/run`) and the history of file loads
-//! (`GET /api/loads`).
+//! `POST /api/loads/{id}/run`), the history of operations (`GET
+//! /api/loads`: loads, batches, restores, retries, fixes, undos) and the
+//! undo of one of them (`POST /api/loads/{id}/undo`, by history id).
 //!
 //! A load over HTTP is a job: the request is checked (folder, tables, every
 //! file present), recorded, and answered `202 Accepted` at once with the job
@@ -12,17 +13,19 @@ use crate::dictionary::Table;
 use crate::http::error::documented::{
     DatabaseUnavailable, Forbidden, Malformed, NoSuchJob, Unauthorized,
 };
-use crate::http::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::http::extract::{
-    JobPath, OptionalJson, QueryOf, TableList, folder_under_root, optional_whole_number,
-    page_limit, query_table,
+    JobPath, OptionalJson, QueryOf, TableList, folder_under_root, id_in_path,
+    optional_whole_number, page_limit, query_table,
 };
 use crate::http::state::{AppState, QueuedJob, Runner};
 use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
-use crate::store::{LoadRecord, OnDuplicate};
+use crate::ops::lineage::{self, LineageError, UndoReport};
+use crate::store::{LoadRecord, OnDuplicate, UndoRefusal};
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +37,62 @@ pub(in crate::http) fn router() -> Router<AppState> {
         .route("/api/loads", post(post_loads).get(get_loads))
         .route("/api/loads/{id}", get(get_load))
         .route("/api/loads/{id}/run", post(run_load))
+        .route("/api/loads/{id}/undo", post(undo_load))
+}
+
+impl From<LineageError> for ApiError {
+    fn from(e: LineageError) -> Self {
+        match e {
+            LineageError::NoRow { .. } | LineageError::NoOperation(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            LineageError::Refused { .. } => ApiError::Conflict(e.to_string()),
+            LineageError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// An undo that was refused: nothing changed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UndoRefused {
+    /// `undo_refused`, and why.
+    error: ErrorDetail,
+    /// The counts that say why.
+    #[serde(flatten)]
+    counts: UndoRefusal,
+}
+
+/// Undo an operation of the history (a load, one table of an API batch, a
+/// retry, a fix): the rows it inserted are removed in one transaction, and
+/// the undo recorded (admin). Undoing it again changes nothing.
+#[utoipa::path(post, path = "/api/loads/{id}/undo", tag = "loads",
+    params(("id" = i64, Path, description = "The operation's history id (`GET /api/loads`, `load_id`)")),
+    responses(
+        (status = 200, description = "Undone, now or before (`changed` says which)", body = UndoReport),
+        (status = 404, description = "No such operation", body = ErrorBody),
+        (status = 409, description = "Refused, nothing changed: it updated rows, other rows reference its rows, later operations wrote them, or it is a restore or an undo", body = UndoRefused),
+        Unauthorized, Forbidden, DatabaseUnavailable
+    )
+)]
+async fn undo_load(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = id_in_path(id, "operation")?;
+    match lineage::undo(&state.store, id).await {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(LineageError::Refused { refusal, .. }) => {
+            let body = UndoRefused {
+                error: ErrorDetail {
+                    code: "undo_refused",
+                    message: format!("operation {id} cannot be undone: {}", refusal.reason),
+                },
+                counts: refusal,
+            };
+            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Body of `POST /api/loads`.
@@ -172,7 +231,9 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
-/// The history of file loads, newest first, each with its id.
+/// The history of operations, newest first, each with its id: file
+/// loads, API batches (one entry per table), restores, retries, fixes and
+/// undos.
 #[utoipa::path(get, path = "/api/loads", tag = "loads",
     params(
         ("table" = Option<Table>, Query, description = "Only this table's loads"),

@@ -5,7 +5,7 @@
 use crate::dictionary::{ErrorCode, FieldError, Table};
 use crate::http::error::documented::{DatabaseUnavailable, Forbidden, Malformed, Unauthorized};
 use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::http::extract::{OptionalJson, QueryOf, page_limit, query_table};
+use crate::http::extract::{OptionalJson, QueryOf, id_in_path, page_limit, query_table};
 use crate::http::state::{AppState, Runner};
 use crate::ops::rejections::{self, Dismissal, FixReport, QueueError, RetryReport, RetryRequest};
 use crate::store::{Rejection, RejectionCount, RejectionFilter, RejectionStatus};
@@ -185,11 +185,7 @@ async fn retry(
 
 /// A rejection id in a path: a number, or the rejection is not there.
 fn rejection_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    let Path(id) = id?;
-    id.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::NotFound(format!("no rejection with id {id:?}")))
+    id_in_path(id, "rejection")
 }
 
 /// A corrected row that was refused: the rejection stays open as it was.

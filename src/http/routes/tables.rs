@@ -10,11 +10,12 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{QueryOf, TablePath, WriteFlags, Writing, page_limit};
 use crate::http::state::AppState;
 use crate::ops::ingest::{self, BatchesResult, Shape, TableResult};
+use crate::ops::lineage::{self, RowReport};
 use crate::store::Idempotency;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,7 @@ pub(in crate::http) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/tables", get(tables))
         .route("/api/tables/{table}/rows", post(post_rows).get(get_rows))
+        .route("/api/tables/{table}/rows/{id}", get(get_row))
         .route("/api/batches", post(post_batches))
 }
 
@@ -56,6 +58,33 @@ async fn tables(State(state): State<AppState>) -> Result<Response, ApiError> {
         });
     }
     Ok(axum::Json(out).into_response())
+}
+
+/// One row of a table, and the operation that last wrote it: its id,
+/// kind and source, and the row's line in the file, index in the batch, or
+/// rejection.
+#[utoipa::path(get, path = "/api/tables/{table}/rows/{id}", tag = "read",
+    params(
+        ("table" = Table, Path, description = "Table name"),
+        ("id" = i64, Path, description = "The row's id")
+    ),
+    responses(
+        (status = 200, description = "The row and its origin", body = RowReport),
+        (status = 404, description = "No such table, or no row with this id", body = ErrorBody),
+        Unauthorized, DatabaseUnavailable
+    )
+)]
+async fn get_row(
+    State(state): State<AppState>,
+    Path((table, id)): Path<(String, String)>,
+) -> Result<axum::Json<RowReport>, ApiError> {
+    let table = Table::parse(&table).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(ApiError::NotFound(format!(
+            "{table} has no row with id {id:?}"
+        )));
+    };
+    Ok(axum::Json(lineage::row(&state.store, table, id).await?))
 }
 
 #[derive(Deserialize)]

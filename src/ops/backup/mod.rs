@@ -53,6 +53,9 @@ pub struct Restored {
     pub backup: String,
     /// Rows the table now holds.
     pub rows: u64,
+    /// The restore's history entry (its operation id): every row of the
+    /// table now has it as its origin.
+    pub load_id: i64,
 }
 
 /// Backs up `table`: streams a snapshot of it into a new Avro file, then
@@ -206,7 +209,8 @@ pub async fn restore(
         }
         read.problems
     });
-    let replaced = store.replace(table, replacement).await;
+    let source = format!("backup:{backup}");
+    let replaced = store.replace(table, source, replacement).await;
     let problems = reader
         .await
         .map_err(|e| BackupError::Write(e.to_string()))?;
@@ -214,8 +218,8 @@ pub async fn restore(
     // left as it was, and running the restore again may work.
     failure.check()?;
     let backup = String::from(backup);
-    let rows = match replaced {
-        Ok(rows) if problems.is_empty() => rows,
+    let (rows, load_id) = match replaced {
+        Ok(written) if problems.is_empty() => written,
         // The file's problem is why the store saw the rows stop.
         Ok(_) | Err(StoreError::FeedInterrupted) => {
             return Err(BackupError::Damaged { backup, problems });
@@ -228,5 +232,6 @@ pub async fn restore(
         table,
         backup,
         rows,
+        load_id,
     })
 }

@@ -37,6 +37,11 @@ pub struct TableResult {
     pub updated: u64,
     /// Rows rejected (and logged).
     pub rejected: Vec<RejectedRow>,
+    /// This table's part of the batch in the history: its operation id
+    /// (`GET /api/tables/{t}/rows/{id}` names it as a row's origin, and
+    /// `POST /api/loads/{id}/undo` takes it). Absent in a dry run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_id: Option<i64>,
     /// `true` in a dry run (`?dry_run=true`): the counts and rejections are
     /// what a real run would make, and nothing was written. Absent otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -139,6 +144,7 @@ fn table_result(
         inserted: outcome.inserted,
         updated: outcome.updated,
         rejected,
+        load_id: outcome.load_id,
         dry_run,
     }
 }

@@ -7,12 +7,13 @@ use super::super::StoreError;
 use super::super::admission::{IdBitmap, LoggedRejection};
 use super::super::batch::{BatchTarget, Logged};
 use super::super::load::LoadTarget;
-use super::super::sql::Statement;
+use super::super::sql::{SqlRow, Statement};
+use super::super::tx::{ReadRow, Statements};
 use super::statements::{
     conflict_insert_sql, existing_sql, insert_sql, q, rejection_insert_sql, rows_per_statement,
     update_sql,
 };
-use super::types::{DateTime2, datetime2, execute, int_at, param, query, rows_of, text_at};
+use super::types::{DateTime2, datetime2, execute, int_at, param, query, rows_of};
 use super::{Conn, TRANSIENT};
 use crate::dictionary::{Row, Table, Value};
 use futures::TryStreamExt;
@@ -73,18 +74,27 @@ async fn log_rejections(
 /// The statements of a batch's transaction.
 pub(super) struct MssqlBatch<'c>(pub(super) &'c mut Conn);
 
-impl BatchTarget for MssqlBatch<'_> {
+/// Runs a query on `conn`, each row read by `read`.
+pub(super) async fn query_on<T>(
+    conn: &mut Conn,
+    st: &Statement,
+    read: ReadRow<T>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = query(conn, st).await?;
+    rows.iter().map(|r| read(r as &dyn SqlRow)).collect()
+}
+
+impl Statements for MssqlBatch<'_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
         execute(self.0, st).await
     }
 
-    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError> {
-        match query(self.0, st).await?.first() {
-            Some(r) => Ok(Some((text_at(r, 0)?, text_at(r, 1)?))),
-            None => Ok(None),
-        }
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        query_on(self.0, st, read).await
     }
+}
 
+impl BatchTarget for MssqlBatch<'_> {
     async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
         existing(self.0, table, ids).await
     }
@@ -187,13 +197,15 @@ impl LoadTarget for MssqlLoad<'_> {
     async fn end_writes(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+}
 
+impl Statements for MssqlLoad<'_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
         execute(self.conn, st).await
     }
 
-    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
-        Ok(!query(self.conn, st).await?.is_empty())
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        query_on(self.conn, st, read).await
     }
 }
 

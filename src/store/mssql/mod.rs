@@ -24,8 +24,8 @@ use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed,
-    RowSink, StoreError, ddl,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, LoadRecord,
+    RestoreFeed, RowSink, StoreError, UndoOutcome, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table};
@@ -261,15 +261,30 @@ impl Backend for MssqlStore {
         result.map(|()| sink)
     }
 
-    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError> {
+    async fn replace(
+        &self,
+        table: Table,
+        source: String,
+        rows: RestoreFeed,
+    ) -> Result<(u64, i64), StoreError> {
         let mut conn = self.conn().await?;
         in_transaction(&mut conn, async |c| {
             let target = restore::MssqlRestore::new(c, table);
-            super::restore::run(target, Dialect::Mssql, table, rows)
+            super::restore::run(target, Dialect::Mssql, table, &source, rows)
                 .await
                 .map(Done::Commit)
         })
         .await
+    }
+
+    async fn undo(&self, entry: &LoadRecord, table: Table) -> Result<UndoOutcome, StoreError> {
+        retrying!(async {
+            let mut conn = self.conn().await?;
+            in_transaction(&mut conn, async |c| {
+                super::undo::run(&mut load::MssqlBatch(c), Dialect::Mssql, entry, table).await
+            })
+            .await
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -8,7 +8,8 @@
 use super::super::StoreError;
 use super::super::admission::IdBitmap;
 use super::super::restore::{RestoreTarget, repeated_id};
-use super::super::sql::SqlRow;
+use super::super::sql::{SqlRow, Statement};
+use super::super::tx::{ReadRow, Statements};
 use super::Conn;
 use super::load::{insert_rows, read_ids};
 use super::statements::{STAGE, apply_stage_sql, q, stage_sql};
@@ -40,6 +41,16 @@ impl<'c> MssqlRestore<'c> {
 
     fn staged(&self) -> bool {
         self.target == STAGE
+    }
+}
+
+impl Statements for MssqlRestore<'_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        super::types::execute(self.conn, st).await
+    }
+
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        super::load::query_on(self.conn, st, read).await
     }
 }
 

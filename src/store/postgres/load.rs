@@ -6,6 +6,7 @@ use super::super::admission::{IdBitmap, LoggedRejection};
 use super::super::batch::{BatchTarget, Logged};
 use super::super::load::LoadTarget;
 use super::super::sql::{self, Statement};
+use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, FileLoad, StoreError, ddl};
 use super::{Millis, params, pg_type};
 use crate::dictionary::check::MAX_COLUMNS;
@@ -98,19 +99,32 @@ pub(super) fn array_type(ty: ColumnType) -> &'static str {
 /// The statements of a batch's transaction.
 pub(super) struct PgBatch<'a, 't>(pub(super) &'a Transaction<'t>);
 
-impl BatchTarget for PgBatch<'_, '_> {
+/// Runs a statement in `tx`; the rows it changed.
+pub(super) async fn execute_in(tx: &Transaction<'_>, st: &Statement) -> Result<u64, StoreError> {
+    Ok(tx.execute(st.sql.as_str(), &params(st)).await?)
+}
+
+/// Runs a query in `tx`, each row read by `read`.
+pub(super) async fn query_in<T>(
+    tx: &Transaction<'_>,
+    st: &Statement,
+    read: ReadRow<T>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = tx.query(st.sql.as_str(), &params(st)).await?;
+    rows.iter().map(|r| read(r)).collect()
+}
+
+impl Statements for PgBatch<'_, '_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
-        Ok(self.0.execute(st.sql.as_str(), &params(st)).await?)
+        execute_in(self.0, st).await
     }
 
-    async fn texts(&mut self, st: &Statement) -> Result<Option<(String, String)>, StoreError> {
-        let row = self.0.query_opt(st.sql.as_str(), &params(st)).await?;
-        Ok(match row {
-            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
-            None => None,
-        })
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        query_in(self.0, st, read).await
     }
+}
 
+impl BatchTarget for PgBatch<'_, '_> {
     async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
         Ok(existing(self.0, table, ids).await?)
     }
@@ -370,14 +384,19 @@ impl LoadTarget for PgLoad<'_, '_> {
         self.log.flush(self.tx, self.table, &self.source).await?;
         self.updates.apply(self.tx, self.table).await
     }
+}
 
+/// A statement ends the `COPY` in progress first: the connection runs
+/// one thing at a time.
+impl Statements for PgLoad<'_, '_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
-        Ok(self.tx.execute(st.sql.as_str(), &params(st)).await?)
+        self.end_copy().await?;
+        execute_in(self.tx, st).await
     }
 
-    async fn exists(&mut self, st: &Statement) -> Result<bool, StoreError> {
-        let row = self.tx.query_opt(st.sql.as_str(), &params(st)).await?;
-        Ok(row.is_some())
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        self.end_copy().await?;
+        query_in(self.tx, st, read).await
     }
 }
 

@@ -22,8 +22,8 @@ use super::error::Fault;
 use super::retry::retrying;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
-    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed,
-    RowSink, StoreError, ddl,
+    BatchRequest, Dialect, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, LoadRecord,
+    RestoreFeed, RowSink, StoreError, UndoOutcome, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
@@ -318,7 +318,12 @@ impl Backend for PgStore {
         Ok(sink)
     }
 
-    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError> {
+    async fn replace(
+        &self,
+        table: Table,
+        source: String,
+        rows: RestoreFeed,
+    ) -> Result<(u64, i64), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let target = restore::PgRestore {
@@ -326,7 +331,22 @@ impl Backend for PgStore {
             table,
             copy: None,
         };
-        super::restore::run(target, Dialect::Postgres, table, rows).await
+        super::restore::run(target, Dialect::Postgres, table, &source, rows).await
+    }
+
+    async fn undo(&self, entry: &LoadRecord, table: Table) -> Result<UndoOutcome, StoreError> {
+        retrying!(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let mut target = load::PgBatch(&tx);
+            match super::undo::run(&mut target, Dialect::Postgres, entry, table).await? {
+                Done::Commit(outcome) => {
+                    tx.commit().await?;
+                    Ok(outcome)
+                }
+                Done::Rollback(outcome) => Ok(outcome),
+            }
+        })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -3,7 +3,8 @@
 
 use super::super::admission::IdBitmap;
 use super::super::restore::{RestoreTarget, repeated_id};
-use super::super::sql::SqlRow;
+use super::super::sql::{SqlRow, Statement};
+use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, StoreError};
 use super::PooledTx;
 use super::load::{CopyIn, copy_row, open_copy, read_ids};
@@ -18,6 +19,17 @@ pub(super) struct PgRestore<'a> {
     pub(super) tx: PooledTx<'a>,
     pub(super) table: Table,
     pub(super) copy: Option<CopyIn>,
+}
+
+/// After [`RestoreTarget::end_writes`]: the `COPY` is over.
+impl Statements for PgRestore<'_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        super::load::execute_in(&self.tx, st).await
+    }
+
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        super::load::query_in(&self.tx, st, read).await
+    }
 }
 
 impl RestoreTarget for PgRestore<'_> {

@@ -9,11 +9,13 @@ mod restore;
 mod writer;
 
 use super::backend::Backend;
+use super::batch::Done;
 use super::error::Fault;
 use super::sql::{Param, Read, SqlRow, Statement};
+use super::tx::{ReadRow, Statements};
 use super::{
-    BatchRequest, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, RestoreFeed, RowSink,
-    StoreError, ddl,
+    BatchRequest, Field, FileFeed, FileLoad, IngestOutcome, LoadOutcome, LoadRecord, RestoreFeed,
+    RowSink, StoreError, UndoOutcome, ddl,
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
@@ -100,6 +102,20 @@ impl SqlRow for rusqlite::Row<'_> {
     }
     fn time(&self, i: usize) -> Result<String, StoreError> {
         Ok(self.get(i)?)
+    }
+}
+
+/// The statements of a transaction on the writer connection, for the code
+/// every backend shares.
+struct SqliteTx<'a, 'c>(&'a rusqlite::Transaction<'c>);
+
+impl Statements for SqliteTx<'_, '_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        execute_on(self.0, st)
+    }
+
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        query_on(self.0, st, read)
     }
 }
 
@@ -355,7 +371,12 @@ impl Backend for SqliteStore {
         self.read(move |c| scan_rows(c, table, sink)).await
     }
 
-    async fn replace(&self, table: Table, rows: RestoreFeed) -> Result<u64, StoreError> {
+    async fn replace(
+        &self,
+        table: Table,
+        source: String,
+        rows: RestoreFeed,
+    ) -> Result<(u64, i64), StoreError> {
         self.write(move |conn| {
             // The foreign keys are checked by the restore itself (parents
             // from the cached id sets, children with one query).
@@ -369,9 +390,35 @@ impl Backend for SqliteStore {
                     target,
                     super::Dialect::Sqlite,
                     table,
+                    &source,
                     rows,
                 ))
             })
+        })
+        .await
+    }
+
+    async fn undo(&self, entry: &LoadRecord, table: Table) -> Result<UndoOutcome, StoreError> {
+        let entry = entry.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut target = SqliteTx(&tx);
+            // Its statements never wait: SQLite runs them here, at once.
+            let done = futures::executor::block_on(super::undo::run(
+                &mut target,
+                super::Dialect::Sqlite,
+                &entry,
+                table,
+            ));
+            // Rows of a parent may be gone: its cached ids are not true.
+            writer::forget_parents();
+            match done? {
+                Done::Commit(outcome) => {
+                    tx.commit()?;
+                    Ok(outcome)
+                }
+                Done::Rollback(outcome) => Ok(outcome),
+            }
         })
         .await
     }

@@ -2,6 +2,8 @@
 //! in 64 to a prepared `INSERT`, on the writer thread.
 
 use super::super::restore::{Ids, RestoreTarget, repeated_id};
+use super::super::sql::Statement;
+use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, StoreError};
 use super::writer::{IdSet, bind_row, bind_row_at, parent_ids};
 use crate::dictionary::{Row, Table};
@@ -71,6 +73,16 @@ fn execute(stmt: &mut CachedStatement<'_>) -> Result<(), StoreError> {
             Err(repeated_id())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+impl Statements for SqliteRestore<'_> {
+    async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
+        super::execute_on(&self.tx, st)
+    }
+
+    async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
+        super::query_on(&self.tx, st, read)
     }
 }
 

@@ -6,11 +6,12 @@
 //! off around each transaction: it would repeat the check with a lookup.
 
 use super::super::admission::{self, Admitted, Known, LoggedRejection};
-use super::super::sql::{self, HistoryEntry};
+use super::super::lineage::{self, Runs};
+use super::super::sql::{self, HistoryEntry, Operation};
 use super::super::{
     BatchRest, Chunk, Dialect, DryRun, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome,
-    InputRow, LoadOutcome, Render, Requeue, StoreError, TableBatch, TableOutcome, WouldReject, ddl,
-    queue,
+    InputRow, LoadOutcome, OperationKind, Render, Requeue, StoreError, TableBatch, TableOutcome,
+    WouldReject, ddl, queue,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -40,7 +41,14 @@ pub(super) fn load_file(
     load: &FileLoad,
     mut feed: FileFeed,
 ) -> Result<LoadOutcome, StoreError> {
+    let d = Dialect::Sqlite;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // The entry is made first, so that the lineage is written as the rows
+    // are (see `store::load`).
+    let load_id = match load.dry_run {
+        Some(_) => 0,
+        None => first_int(&tx, &sql::record(d, &super::super::load::opened(load)))?,
+    };
     let mut writer = RowWriter::new(&tx, load.table, &load.source)?;
     writer.update = load.on_duplicate.updates();
     if let Some(dry) = &load.dry_run {
@@ -55,12 +63,18 @@ pub(super) fn load_file(
                         rejected: writer.rejected,
                     });
                 }
+                if let Some(runs) = writer.runs.full().filter(|_| load.dry_run.is_none()) {
+                    for st in lineage::insert(d, load_id, load.table, &runs) {
+                        execute_on(&tx, &st)?;
+                    }
+                }
             }
             Some(Feed::End(summary)) => {
                 let (inserted, updated, rejected) =
                     (writer.inserted, writer.updated, writer.rejected);
                 let ids = std::mem::take(&mut writer.would_insert);
                 let rejections = std::mem::take(&mut writer.samples);
+                let runs = std::mem::take(&mut writer.runs);
                 drop(writer);
                 // Checked again here, where no other load can interleave:
                 // two loads of the same content racing each other commit once.
@@ -78,11 +92,15 @@ pub(super) fn load_file(
                         rejections,
                     });
                 }
+                for st in lineage::insert(d, load_id, load.table, &runs.finish()) {
+                    execute_on(&tx, &st)?;
+                }
                 let mut entry = HistoryEntry::loaded(load, &summary, inserted, rejected);
                 entry.updated = updated;
-                execute_on(&tx, &sql::insert_history(Dialect::Sqlite, &entry))?;
+                execute_on(&tx, &sql::finish_history(d, load_id, &entry))?;
                 tx.commit()?;
                 return Ok(LoadOutcome::Loaded {
+                    load_id,
                     inserted,
                     updated,
                     rejected,
@@ -130,7 +148,11 @@ pub(super) fn ingest(
     let last = tables.len().saturating_sub(1);
     for (i, batch) in tables.iter_mut().enumerate() {
         let mut writer = RowWriter::new(&tx, batch.table, source)?;
-        writer.unlogged = apply.requeue.is_some();
+        let requeued = apply
+            .requeue
+            .map(|r| (r.kind, r.rows.get(i).map_or(&[][..], Vec::as_slice)));
+        writer.unlogged = requeued.is_some();
+        writer.rejections = requeued.map(|(_, rows)| rows.iter().map(|(id, _)| *id).collect());
         writer.update = apply.update;
         let mut rejected = writer.write_chunk(&batch.chunk)?;
         if let Some(rest) = rest.as_mut().filter(|_| i == last) {
@@ -146,17 +168,45 @@ pub(super) fn ingest(
                 }
             }
         }
-        let outcome = TableOutcome {
+        let mut outcome = TableOutcome {
             table: batch.table,
             received: batch.chunk.rows.len() as u64,
             inserted: writer.inserted,
             updated: writer.updated,
             rejected,
+            load_id: None,
         };
+        let runs = std::mem::take(&mut writer.runs).finish();
         drop(writer);
-        if let Some(requeue) = apply.requeue {
-            let rows = requeue.rows.get(i).map_or(&[][..], Vec::as_slice);
-            for st in queue::requeued(Dialect::Sqlite, source, requeue.kind, rows, &outcome) {
+        let d = Dialect::Sqlite;
+        let table = batch.table;
+        match requeued {
+            _ if apply.dry_run => {}
+            None => {
+                let mut op = Operation::new(OperationKind::Batch, table, source);
+                op.counts = [
+                    outcome.received,
+                    outcome.inserted,
+                    rejected_count(&outcome),
+                    0,
+                ];
+                op.updated = outcome.updated;
+                outcome.load_id = Some(first_int(&tx, &sql::record(d, &op))?);
+            }
+            Some((kind, _)) if outcome.inserted > 0 => {
+                // A retry's rounds share one entry, opened by the first.
+                execute_on(&tx, &sql::open_operation(d, kind, table, source))?;
+                outcome.load_id = Some(first_int(&tx, &sql::operation_id(d, table, source))?);
+            }
+            Some(_) => {}
+        }
+        if let Some(load_id) = outcome.load_id {
+            for st in lineage::insert(d, load_id, table, &runs) {
+                execute_on(&tx, &st)?;
+            }
+        }
+        if let Some((kind, rows)) = requeued {
+            for st in queue::requeued(d, source, kind, rows, &outcome) {
                 execute_on(&tx, &st)?;
             }
         }
@@ -177,6 +227,17 @@ pub(super) fn ingest(
         tx.commit()?;
     }
     Ok(result)
+}
+
+/// Rows a table of a batch rejected.
+fn rejected_count(outcome: &TableOutcome) -> u64 {
+    outcome.rejected.len() as u64
+}
+
+/// The first integer a statement returns (an id it inserted).
+fn first_int(tx: &Transaction<'_>, st: &sql::Statement) -> Result<i64, StoreError> {
+    let first = query_on(tx, st, |r| r.int(0))?.into_iter().next();
+    first.ok_or_else(|| StoreError::Task(format!("no row from {}", st.sql)))
 }
 
 /// Largest parent table whose ids are held in memory (4 MB each); bigger
@@ -336,6 +397,11 @@ struct RowWriter<'t> {
     dry_run: bool,
     /// Rejected rows are not logged (they come from the log: a requeue).
     unlogged: bool,
+    /// The lineage of the rows written.
+    runs: Runs,
+    /// For rows of the log, the rejection each came from, by position: the
+    /// position their lineage keeps.
+    rejections: Option<Vec<i64>>,
 }
 
 impl<'t> RowWriter<'t> {
@@ -401,6 +467,8 @@ impl<'t> RowWriter<'t> {
             samples: Vec::new(),
             dry_run: false,
             unlogged: false,
+            runs: Runs::default(),
+            rejections: None,
         })
     }
 
@@ -430,12 +498,15 @@ impl<'t> RowWriter<'t> {
     /// Inserts one input row or logs it; returns its errors when rejected.
     fn write(&mut self, c: &InputRow, raw: &[u8]) -> Result<Option<Vec<FieldError>>, StoreError> {
         let errors = match admission::admit(self.table, c, self, self.update)? {
-            Ok((_, Admitted::Inserted)) => {
-                self.inserted += 1;
-                return Ok(None);
-            }
-            Ok((_, Admitted::Updated)) => {
-                self.updated += 1;
+            Ok((row, how)) => {
+                match how {
+                    Admitted::Inserted => self.inserted += 1,
+                    Admitted::Updated => self.updated += 1,
+                }
+                let rejection = (self.rejections.as_ref())
+                    .and_then(|ids| ids.get(c.position as usize).copied());
+                self.runs
+                    .push(row.id(), rejection.unwrap_or(c.position as i64));
                 return Ok(None);
             }
             Err(errors) => errors,
