@@ -221,6 +221,7 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
             r#""inserted":1"#,
         ),
         ("ReadRows", "GET", "departments", "", "Research"),
+        ("ReadRow", "GET", "departments", "", r#""origin":{"#),
         (
             "IngestBatch",
             "POST",
@@ -294,6 +295,7 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
             "",
             r#""hired""#,
         ),
+        ("UndoLoad", "POST", "departments", "", r#""changed":true"#),
         ("OpenApi", "GET", "departments", "", r#""openapi""#),
         ("ApiDocs", "GET", "departments", "", "<html"),
     ];
@@ -309,6 +311,13 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
     );
     let open: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rejection = open[0]["id"].as_i64().unwrap().to_string();
+    // An operation for UndoLoad's `{id}`, and a row for ReadRow's.
+    let undone = r#"[{"id":97,"department":"Undone"}]"#;
+    let (status, text) = forward(port, "POST", "/api/tables/departments/rows", undone);
+    assert_eq!(status, 200, "{text}");
+    let batch: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let operation = batch["load_id"].as_i64().unwrap().to_string();
+    let row = "97".to_owned();
     let http = http_functions();
     let mut named: Vec<&str> = calls.iter().map(|c| c.0).collect();
     named.extend(hrmig::http::functions::QUEUED_HTTP);
@@ -320,10 +329,11 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
     for (name, method, table, body, expect) in calls {
         let f = http.iter().find(|f| f.name == *name).unwrap();
         let (m, route) = f.routes().into_iter().find(|(m, _)| m == method).unwrap();
-        let of = if name.contains("Rejection") {
-            &rejection
-        } else {
-            &id
+        let of = match *name {
+            n if n.contains("Rejection") => &rejection,
+            "UndoLoad" => &operation,
+            "ReadRow" => &row,
+            _ => &id,
         };
         let mut path = concrete(&route, table).replace(NO_JOB, of);
         if name.starts_with("Report") {
