@@ -112,6 +112,8 @@ pub fn concrete(route: &str, table: &str) -> String {
     let path = route
         .replace("{table}", table)
         .replace("{id}", NO_JOB)
+        .replace("{load_id}", NO_JOB)
+        .replace("{row_id}", NO_JOB)
         .replace("{*path}", "");
     assert!(!path.contains('{'), "unfilled parameter in {route}");
     format!("/api/{path}")

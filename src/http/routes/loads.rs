@@ -65,8 +65,10 @@ pub struct UndoRefused {
 /// Undo an operation of the history (a load, one table of an API batch, a
 /// retry, a fix): the rows it inserted are removed in one transaction, and
 /// the undo recorded (admin). Undoing it again changes nothing.
-#[utoipa::path(post, path = "/api/loads/{id}/undo", tag = "loads",
-    params(("id" = i64, Path, description = "The operation's history id (`GET /api/loads`, `load_id`)")),
+// The document's `{load_id}` is the history's id of an operation, not a
+// load job's `{id}`; the router names both `{id}`, one segment for both.
+#[utoipa::path(post, path = "/api/loads/{load_id}/undo", tag = "loads",
+    params(("load_id" = i64, Path, description = "The operation's history id (`GET /api/loads`, `load_id`)")),
     responses(
         (status = 200, description = "Undone, now or before (`changed` says which)", body = UndoReport),
         (status = 404, description = "No such operation", body = ErrorBody),

@@ -63,10 +63,11 @@ async fn tables(State(state): State<AppState>) -> Result<Response, ApiError> {
 /// One row of a table, and the operation that last wrote it: its id,
 /// kind and source, and the row's line in the file, index in the batch, or
 /// rejection.
-#[utoipa::path(get, path = "/api/tables/{table}/rows/{id}", tag = "read",
+// `{row_id}` in the document: the `id` a load job's answer holds is not one.
+#[utoipa::path(get, path = "/api/tables/{table}/rows/{row_id}", tag = "read",
     params(
         ("table" = Table, Path, description = "Table name"),
-        ("id" = i64, Path, description = "The row's id")
+        ("row_id" = i64, Path, description = "The row's id")
     ),
     responses(
         (status = 200, description = "The row and its origin", body = RowReport),
