@@ -10,9 +10,9 @@
 
 use super::admission::{BatchKnown, LoggedRejection, Sorted, ints, outcome, rejection_record};
 use super::lineage::{self, Runs};
-use super::sql::{self, Operation};
+use super::sql;
 use super::tx::Statements;
-use super::{BatchRequest, Dialect, IngestOutcome, OperationKind, StoreError, TableOutcome, queue};
+use super::{BatchRequest, Dialect, IngestOutcome, StoreError, TableOutcome, queue};
 use crate::dictionary::{Row, Table};
 use std::collections::{HashMap, HashSet};
 
@@ -164,10 +164,7 @@ async fn record_batch(
     done: &TableOutcome,
     runs: Runs,
 ) -> Result<i64, StoreError> {
-    let mut op = Operation::new(OperationKind::Batch, done.table, source);
-    op.counts = [done.received, done.inserted, done.rejected.len() as u64, 0];
-    op.updated = done.updated;
-    let id = target.int(&sql::record(d, &op)).await?;
+    let id = target.int(&sql::record_batch(d, source, done)).await?;
     for st in lineage::insert(d, id, done.table, &runs.finish()) {
         target.execute(&st).await?;
     }

@@ -12,7 +12,7 @@
 
 use super::{
     DepartmentHires, Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, OperationKind,
-    QuarterRow, StoreError, ddl,
+    QuarterRow, StoreError, TableOutcome, ddl,
 };
 use crate::dictionary::{ColumnType, Table, datetime};
 
@@ -248,6 +248,14 @@ pub fn record(d: Dialect, op: &Operation<'_>) -> Statement {
         }
     };
     st.sql(sql)
+}
+
+/// Records one table of an API batch, as it came to (see [`record`]).
+pub fn record_batch(d: Dialect, source: &str, done: &TableOutcome) -> Statement {
+    let mut op = Operation::new(OperationKind::Batch, done.table, source);
+    op.counts = [done.received, done.inserted, done.rejected.len() as u64, 0];
+    op.updated = done.updated;
+    record(d, &op)
 }
 
 /// Sets what a load came to on the entry [`record`]ed at its start (with

@@ -7,11 +7,11 @@
 
 use super::super::admission::{self, Admitted, Known, LoggedRejection};
 use super::super::lineage::{self, Runs};
-use super::super::sql::{self, HistoryEntry, Operation};
+use super::super::sql::{self, HistoryEntry};
 use super::super::{
     BatchRest, Chunk, Dialect, DryRun, Feed, FileFeed, FileLoad, Idempotency, IngestOutcome,
-    InputRow, LoadOutcome, OperationKind, Render, Requeue, StoreError, TableBatch, TableOutcome,
-    WouldReject, ddl, queue,
+    InputRow, LoadOutcome, Render, Requeue, StoreError, TableBatch, TableOutcome, WouldReject, ddl,
+    queue,
 };
 use super::{execute_on, query_on};
 use crate::dictionary::{FieldError, Row, Table, Value, datetime};
@@ -183,15 +183,8 @@ pub(super) fn ingest(
         match requeued {
             _ if apply.dry_run => {}
             None => {
-                let mut op = Operation::new(OperationKind::Batch, table, source);
-                op.counts = [
-                    outcome.received,
-                    outcome.inserted,
-                    rejected_count(&outcome),
-                    0,
-                ];
-                op.updated = outcome.updated;
-                outcome.load_id = Some(first_int(&tx, &sql::record(d, &op))?);
+                let entry = sql::record_batch(d, source, &outcome);
+                outcome.load_id = Some(first_int(&tx, &entry)?);
             }
             Some((kind, _)) if outcome.inserted > 0 => {
                 // A retry's rounds share one entry, opened by the first.
@@ -227,11 +220,6 @@ pub(super) fn ingest(
         tx.commit()?;
     }
     Ok(result)
-}
-
-/// Rows a table of a batch rejected.
-fn rejected_count(outcome: &TableOutcome) -> u64 {
-    outcome.rejected.len() as u64
 }
 
 /// The first integer a statement returns (an id it inserted).
