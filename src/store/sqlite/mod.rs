@@ -295,7 +295,13 @@ impl Backend for SqliteStore {
     async fn execute(&self, st: Statement) -> Result<u64, StoreError> {
         match st.of_jobs {
             true => self.on_jobs(move |c| execute_on(c, &st)).await,
-            false => self.write(move |c| execute_on(c, &st)).await,
+            false => {
+                self.write(move |c| {
+                    writer::enforce_foreign_keys(c, true)?;
+                    execute_on(c, &st)
+                })
+                .await
+            }
         }
     }
 
@@ -401,6 +407,7 @@ impl Backend for SqliteStore {
     async fn undo(&self, entry: &LoadRecord, table: Table) -> Result<UndoOutcome, StoreError> {
         let entry = entry.clone();
         self.write(move |conn| {
+            writer::enforce_foreign_keys(conn, true)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut target = SqliteTx(&tx);
             // Its statements never wait: SQLite runs them here, at once.

@@ -3,7 +3,8 @@
 //!
 //! Parents are checked from id sets cached between transactions
 //! ([`ParentCache`]), so SQLite's own per-row foreign-key check is turned
-//! off around each transaction: it would repeat the check with a lookup.
+//! off for them ([`enforce_foreign_keys`]): it would repeat the check with
+//! a lookup.
 
 use super::super::admission::{self, Admitted, Known, LoggedRejection};
 use super::super::lineage::{self, Runs};
@@ -24,15 +25,30 @@ pub(super) fn without_fk_checks<T>(
     parents_written: bool,
     f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    // The pragma cannot change inside a transaction, so it is set around it.
-    conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    enforce_foreign_keys(conn, false)?;
     let result = f(conn);
     if parents_written {
         // Rolled back or committed, the cache may not match.
         forget_parents();
     }
-    conn.execute_batch("PRAGMA foreign_keys = ON")?;
     result
+}
+
+/// Turns SQLite's own foreign-key enforcement on the writer connection on
+/// or off, outside a transaction (it cannot change inside one).
+///
+/// Writes of rows check parents themselves and run with it off; any other
+/// write runs with it on. It is left as the last write set it, and changed
+/// only when the next one needs the other setting: a change expires every
+/// prepared statement, and an API batch that prepared its statements again
+/// each time (the setting turned back on after every batch) was 9 to 20 %
+/// slower.
+pub(super) fn enforce_foreign_keys(conn: &Connection, on: bool) -> Result<(), StoreError> {
+    use rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY;
+    if conn.db_config(SQLITE_DBCONFIG_ENABLE_FKEY)? != on {
+        conn.set_db_config(SQLITE_DBCONFIG_ENABLE_FKEY, on)?;
+    }
+    Ok(())
 }
 
 /// A file load in one transaction.
