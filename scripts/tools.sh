@@ -3,14 +3,15 @@
 # pinned versions.
 
 # The venv's python, after installing the Python packages the suites use:
-# fastavro (with its codecs), the Azure SDK's blob client and schemathesis.
+# fastavro (with its codecs), the Azure SDK's blob client, schemathesis and
+# Playwright (driving the system's Chromium: it downloads no browser).
 python_tools() {
   local venv="$PWD/.venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  if ! "$venv/bin/python" -c 'import fastavro, cramjam, backports.zstd, azure.storage.blob, schemathesis' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import fastavro, cramjam, backports.zstd, azure.storage.blob, schemathesis, playwright' 2>/dev/null; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
       'fastavro==1.13.1' 'cramjam==2.14.0' 'backports.zstd==1.8.0' 'azure-storage-blob==12.27.1' \
-      'schemathesis==4.32.5'
+      'schemathesis==4.32.5' 'playwright==1.65.2'
   fi
   HRMIG_PYTHON="$venv/bin/python"
   export HRMIG_PYTHON

@@ -24,6 +24,8 @@
 //!   views. What the backends share (statements rendered per dialect, the
 //!   admission rules, batches, loads and restores) is written once; each
 //!   backend keeps its connections, type conversions and bulk path.
+//! - **Metrics** — [`metrics`]: what a server counts for Prometheus
+//!   (`GET /api/metrics`), moved by the doors from the operations' reports.
 //! - **Storage** — [`storage`]: files (historic CSVs) behind the
 //!   `object_store` interface; [`csvfile`] reads them as positioned records
 //!   (and knows a header line and the rejection of a malformed record).
@@ -32,6 +34,7 @@ pub mod cli;
 pub mod csvfile;
 pub mod dictionary;
 pub mod http;
+pub mod metrics;
 pub mod ops;
 pub mod storage;
 pub mod store;

@@ -1228,12 +1228,14 @@ async fn openapi_documents_every_route_and_docs_work_offline() {
     documented.sort();
     let mut expected = vec![
         "GET /api/health",
+        "GET /api/metrics",
         "GET /api/tables",
         "POST /api/tables/{table}/rows",
         "GET /api/tables/{table}/rows",
         "POST /api/batches",
         "POST /api/loads",
         "GET /api/loads",
+        "GET /api/loads/jobs",
         "GET /api/loads/{id}",
         "POST /api/loads/{id}/run",
         "POST /api/loads/{load_id}/undo",

@@ -338,3 +338,39 @@ async fn running_a_job_again_needs_the_admin_key() {
         .unwrap();
     assert_eq!(job.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_are_listed_newest_first_from_any_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::db::database_url(dir.path()).await;
+    let storage = dir.path().join("storage");
+    landed_files(&storage, 200);
+    let a = Serve::start(&url, &storage, &[]).await;
+    let b = Serve::start(&url, &storage, &[]).await;
+    let (status, none) = get(&a.base, "/api/loads/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(none, json!([]));
+    let mut ids = Vec::new();
+    for tables in [json!(["departments", "jobs"]), json!(["hired_employees"])] {
+        let r = post(&a.base, "/api/loads", &json!({ "tables": tables })).await;
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let job = wait_for(&a.base, &location, ended).await;
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    // Another instance lists them too, newest first, each as `GET` on its
+    // location answers it.
+    let (status, listed) = get(&b.base, "/api/loads/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed_ids: Vec<&str> = (listed.as_array().unwrap().iter())
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed_ids, [ids[1].as_str(), ids[0].as_str()], "{listed}");
+    let (_, second) = get(&b.base, &format!("/api/loads/{}", ids[1])).await;
+    assert_eq!(listed[0], second);
+    let (_, one) = get(&b.base, "/api/loads/jobs?limit=1").await;
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    for bad in ["0", "1001", "x"] {
+        let (status, _) = get(&b.base, &format!("/api/loads/jobs?limit={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "limit={bad}");
+    }
+}

@@ -76,14 +76,18 @@ fn is_admin(method: &Method, path: &str) -> bool {
 }
 
 /// Answers 401 (no valid key) or 403 (not the admin key) before the route
-/// runs; `/api/health` and a server without keys are open.
+/// runs; `/api/health`, the console's files and a server without keys are
+/// open.
 pub(super) async fn require_key(
     State(keys): State<Arc<Keys>>,
     req: Request,
     next: Next,
 ) -> Response {
     let path = req.uri().path();
-    if path == "/api/health" || (keys.api.is_none() && keys.admin.is_none()) {
+    if path == "/api/health"
+        || super::routes::console::is_console(path)
+        || (keys.api.is_none() && keys.admin.is_none())
+    {
         return next.run(req).await;
     }
     let given = presented(&req);

@@ -24,7 +24,7 @@ pub mod server;
 mod state;
 mod trace;
 
-pub use app::{MAX_BODY_BYTES, router};
+pub use app::{MAX_BODY_BYTES, router, standalone_router};
 pub use auth::Keys;
 pub use limits::{LimitSettings, Limits};
 pub use server::{functions_router, run, serve, shutdown_signal};

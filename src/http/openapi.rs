@@ -3,7 +3,7 @@
 //! annotations, row schemas from the data dictionary.
 
 use super::error::{ErrorBody, ErrorDetail};
-use super::routes::{backups, health, loads, rejections, reports, tables};
+use super::routes::{backups, health, loads, metrics, rejections, reports, tables};
 use crate::dictionary::{ColumnType, MAX_STRING_CHARS, Table};
 use axum::Router;
 use axum::routing::get;
@@ -26,12 +26,14 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
     ),
     paths(
         health::health,
+        metrics::metrics,
         tables::tables,
         tables::post_rows,
         tables::get_rows,
         tables::get_row,
         tables::post_batches,
         loads::post_loads,
+        loads::list_jobs,
         loads::get_load,
         loads::run_load,
         loads::get_loads,
@@ -57,7 +59,7 @@ use utoipa::openapi::{ContentBuilder, RefOr, Schema};
         (name = "loads", description = "Historic CSV loads, the history of operations, and undo"),
         (name = "reports", description = "Gold-zone reports"),
         (name = "backups", description = "Avro backups, verification and restore"),
-        (name = "service", description = "Health")
+        (name = "service", description = "Health and metrics")
     )
 )]
 struct ApiDoc;

@@ -69,7 +69,7 @@ pub async fn start(
             state.runner = Runner::Queue;
             functions_router(state)
         }
-        None => app::router(state),
+        None => app::standalone_router(state),
     };
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -94,7 +94,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let settings = state.limits.settings;
-    serve(listener, app::router(state), settings, shutdown).await
+    serve(listener, app::standalone_router(state), settings, shutdown).await
 }
 
 /// Serves `app` over HTTP/1.1 on `listener` until `shutdown` completes, then

@@ -2,7 +2,11 @@
 
 use super::auth::Keys;
 use super::limits::Limits;
-use crate::ops::jobs::JobSettings;
+use crate::dictionary::Table;
+use crate::metrics::{Metrics, RowCounts};
+use crate::ops::Quiet;
+use crate::ops::backup::{self, BackupError, Codec, Manifest};
+use crate::ops::jobs::{Job, JobSettings};
 use crate::storage::Storage;
 use crate::store::Store;
 use std::sync::Arc;
@@ -23,6 +27,8 @@ pub struct AppState {
     /// Timeouts, the concurrency cap and the rate limit, shared by every
     /// router built from this state.
     pub limits: Arc<Limits>,
+    /// What this server counts (`GET /api/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Who runs a load job once the API has recorded it.
@@ -44,13 +50,42 @@ impl AppState {
     /// The state of a standalone server: jobs run in this process, with the
     /// default heartbeat.
     pub fn new(store: Arc<Store>, storage: Storage, keys: Arc<Keys>) -> AppState {
+        let metrics = Arc::new(Metrics::new(store.dialect().name()));
         AppState {
+            metrics,
             store,
             storage,
             keys,
             jobs: JobSettings::default(),
             runner: Runner::InProcess,
             limits: Arc::new(Limits::default()),
+        }
+    }
+}
+
+impl AppState {
+    /// Backs up `table`, counted in the metrics with its time and outcome.
+    pub async fn backup(&self, table: Table, codec: Codec) -> Result<Manifest, BackupError> {
+        let started = std::time::Instant::now();
+        let made = backup::backup(&self.store, &self.storage, table, codec, Arc::new(Quiet)).await;
+        let outcome = if made.is_ok() { "ok" } else { "failed" };
+        (self.metrics).backup(table, outcome, started.elapsed().as_secs_f64());
+        made
+    }
+
+    /// Counts the files of a load job this server ran to its end.
+    pub fn count_job(&self, job: &Job) {
+        for report in job.tables.iter().filter(|r| !r.dry_run) {
+            let status = report.status.as_str();
+            self.metrics.load(report.table, status, report.seconds);
+            let counts = RowCounts {
+                received: report.rows_read,
+                inserted: report.inserted,
+                updated: report.updated,
+                rejected: report.rejected,
+                codes: Vec::new(),
+            };
+            self.metrics.rows(report.table, &counts);
         }
     }
 }

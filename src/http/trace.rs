@@ -3,17 +3,26 @@
 //! the response for this layer; the client sees an opaque body).
 
 use super::error::ErrorCause;
-use axum::extract::{MatchedPath, Request};
+use crate::metrics::Metrics;
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use std::sync::Arc;
 
-/// One span per request: method, route, status, latency (never bodies or keys).
-pub(super) async fn trace_request(req: Request, next: Next) -> Response {
+/// One span per request: method, route, status, latency (never bodies or
+/// keys); counted in the metrics by route pattern.
+pub(super) async fn trace_request(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
-    let route = req
+    let matched = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
+        .map(|p| p.as_str().to_owned());
+    let route = matched
+        .clone()
         .unwrap_or_else(|| req.uri().path().to_owned());
     let span = tracing::info_span!(
         "request",
@@ -24,8 +33,15 @@ pub(super) async fn trace_request(req: Request, next: Next) -> Response {
     );
     let started = std::time::Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let seconds = started.elapsed().as_secs_f64();
+    metrics.request(
+        matched.as_deref(),
+        method.as_str(),
+        response.status().as_u16(),
+        seconds,
+    );
     // Hundredths of a millisecond: a number a person or a query can read.
-    let millis = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    let millis = (seconds * 100_000.0).round() / 100.0;
     span.record("status", response.status().as_u16());
     span.record("millis", millis);
     span.in_scope(|| {

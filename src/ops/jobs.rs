@@ -289,6 +289,19 @@ pub async fn get(store: &Store, id: &str, settings: JobSettings) -> Result<Job, 
     job_of(record, settings, now_ms())
 }
 
+/// The newest `limit` jobs, newest first: a job in progress shows its
+/// progress, a stale one is `interrupted`.
+pub async fn recent(
+    store: &Store,
+    limit: u32,
+    settings: JobSettings,
+) -> Result<Vec<Job>, JobError> {
+    let now = now_ms();
+    (store.recent_jobs(limit).await?.into_iter())
+        .map(|r| job_of(r, settings, now))
+        .collect()
+}
+
 fn job_of(r: JobRecord, settings: JobSettings, now: i64) -> Result<Job, JobError> {
     let unreadable = |why: String| JobError::Unreadable {
         id: r.id.clone(),

@@ -11,6 +11,7 @@ use super::{
     StoreError, UndoOutcome,
 };
 use crate::dictionary::Table;
+use crate::metrics::PoolStatus;
 
 /// A database backend.
 ///
@@ -62,6 +63,9 @@ pub(super) trait Backend {
     fn writer_idle(&self) -> bool {
         false
     }
+
+    /// The connections as the pool counts them now (no round trip).
+    fn pool(&self) -> PoolStatus;
 
     /// Whether the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -154,15 +154,24 @@ pub fn finish(
     )
 }
 
-/// One job's row, in [`JobRecord`]'s field order.
+/// The columns of [`JobRecord`], in its field order.
+const COLUMNS: &str = "id, status, request, tables, progress, error, created_ms, heartbeat_ms";
+
+/// One job's row.
 pub fn select(d: Dialect, id: &str) -> Statement {
     let sql = format!(
-        "SELECT id, status, request, tables, progress, error, created_ms, heartbeat_ms \
-         FROM {} WHERE id = {}",
+        "SELECT {COLUMNS} FROM {} WHERE id = {}",
         d.quote(ddl::JOBS),
         d.placeholder(1),
     );
     statement(d, sql, vec![text(id)])
+}
+
+/// The newest `limit` jobs, newest first (by the index on `created_ms`).
+pub fn recent(d: Dialect, limit: u32) -> Statement {
+    let rest = format!("FROM {} ORDER BY created_ms DESC, id", d.quote(ddl::JOBS));
+    let sql = d.select_limited(COLUMNS, &rest, &d.placeholder(1));
+    statement(d, sql, vec![Param::Int(i64::from(limit))])
 }
 
 #[cfg(test)]
@@ -178,6 +187,7 @@ mod tests {
                 beat(d, "j", "[]", "null", 3),
                 finish(d, "j", "done", "[]", "", 4),
                 select(d, "j"),
+                recent(d, 5),
             ] {
                 let (sql, params) = (&st.sql, &st.params);
                 for n in 1..=params.len() {

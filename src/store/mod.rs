@@ -337,6 +337,12 @@ impl Store {
         on_backend!(self, b => b.execute(st).await).map(drop)
     }
 
+    /// The newest `limit` jobs' rows, newest first.
+    pub async fn recent_jobs(&self, limit: u32) -> Result<Vec<jobs::JobRecord>, StoreError> {
+        let st = jobs::recent(self.dialect(), limit);
+        on_backend!(self, b => b.query(st, jobs::record).await)
+    }
+
     /// A job's row, if there is one with this id.
     pub async fn job(&self, id: &str) -> Result<Option<jobs::JobRecord>, StoreError> {
         let st = jobs::select(self.dialect(), id);
@@ -433,6 +439,12 @@ impl Store {
             .map_err(|_| StoreError::Task(format!("history entry {id} names {}", entry.table)))?;
         let outcome = on_backend!(self, b => b.undo(&entry, table).await)?;
         Ok(Some((entry, outcome)))
+    }
+
+    /// The database connections as the pool counts them now: read at a
+    /// metrics scrape, without a round trip to the database.
+    pub fn pool(&self) -> crate::metrics::PoolStatus {
+        on_backend!(self, b => b.pool())
     }
 
     /// Whether no write is running or queued: a batch sent in pieces then

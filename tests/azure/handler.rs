@@ -212,6 +212,13 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
         ("Health", "GET", "departments", "", r#""database":"ok""#),
         ("ListLoads", "GET", "departments", "", "hired_employees"),
         ("GetLoad", "GET", "departments", "", r#""status":"done""#),
+        (
+            "ListLoadJobs",
+            "GET",
+            "departments",
+            "",
+            r#""status":"done""#,
+        ),
         ("ListTables", "GET", "departments", "", "hired_employees"),
         (
             "IngestRows",
@@ -299,6 +306,14 @@ fn every_forwarded_http_function_answers_as_the_host_calls_it() {
         ),
         ("OpenApi", "GET", "departments", "", r#""openapi""#),
         ("ApiDocs", "GET", "departments", "", "<html"),
+        (
+            "Console",
+            "GET",
+            "departments",
+            "",
+            "<title>hrmig console</title>",
+        ),
+        ("Metrics", "GET", "departments", "", "hrmig_build_info"),
     ];
     // A rejection for the rejection functions' `{id}`.
     let bad = r#"[{"id":98,"department":7}]"#;

@@ -25,7 +25,6 @@ mod triggers;
 
 use super::state::AppState;
 use crate::dictionary::Table;
-use crate::ops::Quiet;
 use crate::ops::backup::{self, Codec, Pruned, Retention};
 use axum::Router;
 use axum::body::Bytes;
@@ -34,7 +33,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// The name of the timer function (its folder under `functions/`), which
 /// is also the path the host invokes it on.
@@ -106,15 +104,7 @@ async fn nightly_backup(State(state): State<AppState>, body: Bytes) -> Response 
     let mut made = Vec::new();
     let mut failed = false;
     for table in Table::ALL {
-        match backup::backup(
-            &state.store,
-            &state.storage,
-            table,
-            Codec::DEFAULT,
-            Arc::new(Quiet),
-        )
-        .await
-        {
+        match state.backup(table, Codec::DEFAULT).await {
             Ok(m) => {
                 logs.push(format!(
                     "backed up {table}: {} rows, {} bytes, {}",

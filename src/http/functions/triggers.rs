@@ -92,6 +92,7 @@ async fn run_and_answer(
 ) -> Response {
     match jobs::run(&state.store, &state.storage, id, state.jobs, failed_too).await {
         Ok(Ran::Finished { job, transient }) => {
+            state.count_job(&job);
             logs.push(format!(
                 "load job {id} {}{}",
                 serde_json::to_value(job.status).unwrap_or_default(),

@@ -66,9 +66,7 @@ async fn post_backups(
     let codec = req.codec.unwrap_or(Codec::DEFAULT);
     let mut out = Vec::with_capacity(tables.len());
     for table in tables {
-        out.push(
-            backup::backup(&state.store, &state.storage, table, codec, Arc::new(Quiet)).await?,
-        );
+        out.push(state.backup(table, codec).await?);
     }
     Ok(Json(out))
 }

@@ -19,7 +19,7 @@ use crate::http::extract::{
     optional_whole_number, page_limit, query_table,
 };
 use crate::http::state::{AppState, QueuedJob, Runner};
-use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus};
+use crate::ops::jobs::{self, Job, JobError, JobRequest, JobStatus, Ran};
 use crate::ops::lineage::{self, LineageError, UndoReport};
 use crate::store::{LoadRecord, OnDuplicate, UndoRefusal};
 use axum::Json;
@@ -35,6 +35,7 @@ use std::collections::BTreeMap;
 pub(in crate::http) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/loads", post(post_loads).get(get_loads))
+        .route("/api/loads/jobs", get(list_jobs))
         .route("/api/loads/{id}", get(get_load))
         .route("/api/loads/{id}/run", post(run_load))
         .route("/api/loads/{id}/undo", post(undo_load))
@@ -197,11 +198,12 @@ fn accepted(state: &AppState, job: Job) -> Response {
         .into_response();
     match state.runner {
         Runner::InProcess => {
-            let (store, storage, settings) =
-                (state.store.clone(), state.storage.clone(), state.jobs);
+            let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = jobs::run(&store, &storage, &job.id, settings, true).await {
-                    tracing::error!(job = job.id, error = %e, "load job could not run");
+                match jobs::run(&state.store, &state.storage, &job.id, state.jobs, true).await {
+                    Ok(Ran::Finished { job, .. }) => state.count_job(&job),
+                    Ok(Ran::NotTaken(_)) => {}
+                    Err(e) => tracing::error!(job = job.id, error = %e, "load job could not run"),
                 }
             });
         }
@@ -210,6 +212,30 @@ fn accepted(state: &AppState, job: Job) -> Response {
         }
     }
     response
+}
+
+#[derive(Deserialize)]
+struct JobsQuery {
+    limit: Option<u32>,
+}
+
+/// The newest load jobs, newest first: each with its status, the reports
+/// of the files done and, while it runs, the file being read and how far.
+#[utoipa::path(get, path = "/api/loads/jobs", tag = "loads",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 20")
+    ),
+    responses(
+        (status = 200, description = "Jobs, newest first", body = Vec<Job>),
+        Malformed, Unauthorized, DatabaseUnavailable
+    )
+)]
+async fn list_jobs(
+    State(state): State<AppState>,
+    QueryOf(q): QueryOf<JobsQuery>,
+) -> Result<Json<Vec<Job>>, ApiError> {
+    let limit = page_limit(q.limit, 20)?;
+    Ok(Json(jobs::recent(&state.store, limit, state.jobs).await?))
 }
 
 /// A load job: its status, the reports of the files done, the file being read.

@@ -1,11 +1,14 @@
 //! The API's resources, a module and a router each: handlers parse the
 //! request, call an operation and shape the response.
 //!
-//! [`health`] is apart: it is mounted outside the key check and the limits.
+//! [`health`], [`metrics`] and [`console`] are apart: they are mounted
+//! outside the limits (and the console outside the key check).
 
 pub(super) mod backups;
+pub(super) mod console;
 pub(super) mod health;
 pub(super) mod loads;
+pub(super) mod metrics;
 pub(super) mod rejections;
 pub(super) mod reports;
 pub(super) mod tables;

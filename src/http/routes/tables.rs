@@ -123,10 +123,15 @@ async fn get_rows(
 }
 
 /// The answer of an ingest: its JSON, marked when it replays the first
-/// answer to the same `Idempotency-Key`.
-fn ingest_response(answer: ingest::Answer) -> Response {
+/// answer to the same `Idempotency-Key`; what it applied is counted.
+fn ingest_response(state: &AppState, answer: ingest::Answer) -> Response {
     let (body, replayed) = match answer {
-        ingest::Answer::Applied(body) => (body, false),
+        ingest::Answer::Applied(body, counts) => {
+            for (table, counts) in &counts {
+                state.metrics.rows(*table, counts);
+            }
+            (body, false)
+        }
         ingest::Answer::Replayed(body) => (body, true),
     };
     let mut r = (
@@ -224,7 +229,7 @@ async fn post_rows(
             ingest::ingest(store, &batch_id, parsed, None, idem, how).await?
         }
     };
-    Ok(ingest_response(answer))
+    Ok(ingest_response(&state, answer))
 }
 
 /// Insert rows of several tables in one transaction, parents first (1 to 1000 rows in all).
@@ -256,5 +261,5 @@ async fn post_batches(
     let batch_id = uuid::Uuid::new_v4().to_string();
     let how = writing.how(Shape::Tables);
     let answer = ingest::ingest(&state.store, &batch_id, parsed, None, idem, how).await?;
-    Ok(ingest_response(answer))
+    Ok(ingest_response(&state, answer))
 }

@@ -10,7 +10,8 @@ pub use error::{IngestError, MAX_BATCH_ROWS};
 pub use parse::{MAX_JSON_DEPTH, ParsedRows, Syntax, parse_csv, parse_json, parse_json_tables};
 pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
 
-use crate::dictionary::Table;
+use crate::dictionary::{ErrorCode, Table};
+use crate::metrics::RowCounts;
 use crate::store::{
     BatchRequest, BatchRest, Chunk, Feed, Idempotency, IngestOutcome, OnDuplicate, Store,
     TableBatch, TableOutcome,
@@ -21,8 +22,10 @@ use sha2::{Digest, Sha256};
 /// The response body of a batch, as first given or replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
-    /// The batch was applied now; the body is its response.
-    Applied(String),
+    /// The batch was applied now; the body is its response, and the
+    /// counts what each table's rows came to (none in a dry run: nothing
+    /// was written).
+    Applied(String, Vec<(Table, RowCounts)>),
     /// The idempotency key came before with this body: the first response,
     /// unchanged, and nothing applied again.
     Replayed(String),
@@ -148,11 +151,13 @@ pub async fn ingest(
     } = how;
     let syntax: Vec<Syntax> = parsed.iter().map(|p| p.syntax).collect();
     let id = batch_id.to_owned();
-    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counted = received.clone();
+    // What the batch came to, taken where it is rendered (on the store's
+    // writer for a keyed batch).
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let counted = counts.clone();
     let render = Box::new(move |outcomes: &[TableOutcome], batches: &[TableBatch]| {
-        let rows = outcomes.iter().map(|o| o.received).sum();
-        counted.store(rows, std::sync::atomic::Ordering::Relaxed);
+        let tally = outcomes.iter().map(|o| (o.table, row_counts(o))).collect();
+        *counted.lock().unwrap_or_else(|e| e.into_inner()) = tally;
         response::render(&id, shape, dry_run, outcomes, batches, &syntax)
     });
     let batch = BatchRequest {
@@ -166,10 +171,35 @@ pub async fn ingest(
         requeue: None,
     };
     let outcome = store.ingest(batch).await;
-    tracing::Span::current().record("rows", received.load(std::sync::atomic::Ordering::Relaxed));
+    let counts = std::mem::take(&mut *counts.lock().unwrap_or_else(|e| e.into_inner()));
+    let received: u64 = counts.iter().map(|(_, c)| c.received).sum();
+    tracing::Span::current().record("rows", received);
     match outcome? {
-        IngestOutcome::Applied(body) => Ok(Answer::Applied(body)),
+        IngestOutcome::Applied(body) if dry_run => Ok(Answer::Applied(body, Vec::new())),
+        IngestOutcome::Applied(body) => Ok(Answer::Applied(body, counts)),
         IngestOutcome::Replayed(body) => Ok(Answer::Replayed(body)),
         IngestOutcome::KeyReused => Err(IngestError::KeyReused),
+    }
+}
+
+/// What one table of a batch came to, for the metrics.
+fn row_counts(o: &TableOutcome) -> RowCounts {
+    let mut codes: Vec<(ErrorCode, u64)> = Vec::new();
+    for (_, errors) in &o.rejected {
+        for code in ErrorCode::ALL {
+            if errors.iter().any(|e| e.code == code) {
+                match codes.iter_mut().find(|(c, _)| *c == code) {
+                    Some((_, n)) => *n += 1,
+                    None => codes.push((code, 1)),
+                }
+            }
+        }
+    }
+    RowCounts {
+        received: o.received,
+        inserted: o.inserted,
+        updated: o.updated,
+        rejected: o.rejected.len() as u64,
+        codes,
     }
 }

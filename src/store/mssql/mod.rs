@@ -29,6 +29,7 @@ use super::{
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table};
+use crate::metrics::PoolStatus;
 use connect::{LogConnectErrors, Manager, Target, parse_url, pool_error};
 use futures::TryStreamExt;
 use statements::q;
@@ -78,6 +79,8 @@ impl From<tiberius::error::Error> for StoreError {
 
 pub struct MssqlStore {
     pool: bb8::Pool<Manager>,
+    /// The pool's size (bb8 does not say it).
+    pool_size: u32,
     /// Loads use the bulk-copy protocol (`bulk=false` in the URL: multi-row
     /// `INSERT`s instead). Switched off for good when a bulk copy fails.
     bulk: AtomicBool,
@@ -125,6 +128,7 @@ impl MssqlStore {
             .build_unchecked(manager);
         let store = MssqlStore {
             pool,
+            pool_size,
             bulk: AtomicBool::new(bulk),
         };
         retrying!(store.migrate()).map(|()| store)
@@ -285,6 +289,16 @@ impl Backend for MssqlStore {
             })
             .await
         })
+    }
+    /// bb8 counts no waiters: `waiting` is 0.
+    fn pool(&self) -> PoolStatus {
+        let s = self.pool.state();
+        PoolStatus {
+            max: u64::from(self.pool_size),
+            open: u64::from(s.connections),
+            idle: u64::from(s.idle_connections),
+            waiting: 0,
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
+use crate::metrics::PoolStatus;
 use bytes::{BufMut, BytesMut};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures::TryStreamExt;
@@ -347,6 +348,15 @@ impl Backend for PgStore {
                 Done::Rollback(outcome) => Ok(outcome),
             }
         })
+    }
+    fn pool(&self) -> PoolStatus {
+        let s = self.pool.status();
+        PoolStatus {
+            max: s.max_size as u64,
+            open: s.size as u64,
+            idle: s.available as u64,
+            waiting: s.waiting as u64,
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Table, datetime};
+use crate::metrics::PoolStatus;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -428,6 +429,18 @@ impl Backend for SqliteStore {
             }
         })
         .await
+    }
+
+    /// The writer is the one connection that writes: busy while a write
+    /// runs, the others queued behind it waiting.
+    fn pool(&self) -> PoolStatus {
+        let pending = self.pending.load(std::sync::atomic::Ordering::SeqCst) as u64;
+        PoolStatus {
+            max: 1,
+            open: 1,
+            idle: u64::from(pending == 0),
+            waiting: pending.saturating_sub(1),
+        }
     }
 
     fn writer_idle(&self) -> bool {
