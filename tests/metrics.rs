@@ -284,3 +284,60 @@ async fn metrics_need_the_api_key_when_one_is_set() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn an_aborted_file_counts_its_time_and_no_rows() {
+    let (app, dir) = fresh().await;
+    hrmig::ops::sample::generate(
+        &dir.path().join("storage/landing"),
+        &hrmig::ops::sample::GenOptions {
+            employees: 300,
+            invalid_rate: 0.2,
+            seed: 6,
+        },
+    )
+    .unwrap();
+    let parents = json!({"tables": ["departments", "jobs"]});
+    let r = app.post_json("/api/loads", &parents).await;
+    assert_eq!(r.status(), 202);
+    let before_parents: Value = r.json().await.unwrap();
+    wait_counted(&app, before_parents["id"].as_str().unwrap(), "jobs").await;
+    let before = scrape(&app).await;
+    let body = json!({"tables": ["hired_employees"], "max_rejects": 0});
+    let r = app.post_json("/api/loads", &body).await;
+    assert_eq!(r.status(), 202);
+    let job: Value = r.json().await.unwrap();
+    let done = wait_counted(&app, job["id"].as_str().unwrap(), "hired_employees").await;
+    assert_eq!(done["tables"][0]["status"], "aborted", "{done}");
+    let after = scrape(&app).await;
+    let aborted = r#"hrmig_load_duration_seconds_count{table="hired_employees",outcome="aborted"}"#;
+    assert_eq!(moved(&before, &after, aborted), 1.0);
+    for outcome in ["received", "inserted", "rejected"] {
+        let series = rows("hired_employees", outcome);
+        assert_eq!(moved(&before, &after, &series), 0.0, "{series}");
+    }
+}
+
+/// Waits (bounded) until job `id` has ended and its file of `table` is in
+/// the load histogram; the job as it ended.
+async fn wait_counted(app: &TestApp, id: &str, table: &str) -> Value {
+    for _ in 0..600 {
+        let job: Value = app
+            .get(&format!("/api/loads/{id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let counted = scrape(app).await;
+        let timed = counted.iter().any(|(k, v)| {
+            k.starts_with("hrmig_load_duration_seconds_count")
+                && k.contains(&format!(r#"table="{table}""#))
+                && *v > 0.0
+        });
+        if job["status"] != "queued" && job["status"] != "running" && timed {
+            return job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {id} was not counted");
+}

@@ -7,6 +7,7 @@ use crate::metrics::{Metrics, RowCounts};
 use crate::ops::Quiet;
 use crate::ops::backup::{self, BackupError, Codec, Manifest};
 use crate::ops::jobs::{Job, JobSettings};
+use crate::ops::load::LoadStatus;
 use crate::storage::Storage;
 use crate::store::Store;
 use std::sync::Arc;
@@ -73,11 +74,16 @@ impl AppState {
         made
     }
 
-    /// Counts the files of a load job this server ran to its end.
+    /// Counts the files of a load job this server ran to its end: each
+    /// file's time by how it ended, and the rows of those that committed
+    /// (an aborted file, rolled back, and one loaded before wrote none).
     pub fn count_job(&self, job: &Job) {
         for report in job.tables.iter().filter(|r| !r.dry_run) {
             let status = report.status.as_str();
             self.metrics.load(report.table, status, report.seconds);
+            if report.status != LoadStatus::Loaded {
+                continue;
+            }
             let counts = RowCounts {
                 received: report.rows_read,
                 inserted: report.inserted,

@@ -21,9 +21,7 @@ pub(super) async fn trace_request(
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
-    let route = matched
-        .clone()
-        .unwrap_or_else(|| req.uri().path().to_owned());
+    let route = matched.as_deref().unwrap_or(req.uri().path()).to_owned();
     let span = tracing::info_span!(
         "request",
         %method,

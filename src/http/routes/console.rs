@@ -12,9 +12,10 @@ use axum::routing::get;
 /// Where the console lives.
 pub(in crate::http) const HOME: &str = "/api/console/";
 
-/// Whether a path is the console's (open without a key).
+/// Whether a path is the console's (open without a key; a standalone
+/// server's `/` is mounted outside the key check).
 pub(in crate::http) fn is_console(path: &str) -> bool {
-    path == "/" || path == "/api/console" || path.starts_with(HOME)
+    path == "/api/console" || path.starts_with(HOME)
 }
 
 /// A file of the console.
@@ -75,7 +76,7 @@ pub(in crate::http) fn root<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 async fn file(Path(path): Path<String>) -> Response {
-    serve(if path.is_empty() { "index.html" } else { &path })
+    serve(&path)
 }
 
 fn serve(path: &str) -> Response {
@@ -137,10 +138,10 @@ mod tests {
 
     #[test]
     fn console_paths_are_open_and_others_are_not() {
-        assert!(is_console("/"));
         assert!(is_console("/api/console"));
         assert!(is_console("/api/console/console.js"));
         assert!(!is_console("/api/consoles"));
+        assert!(!is_console("/"));
         assert!(!is_console("/api/tables"));
     }
 }

@@ -184,17 +184,15 @@ pub async fn ingest(
 
 /// What one table of a batch came to, for the metrics.
 fn row_counts(o: &TableOutcome) -> RowCounts {
-    let mut codes: Vec<(ErrorCode, u64)> = Vec::new();
+    let mut rows = [0u64; ErrorCode::ALL.len()];
     for (_, errors) in &o.rejected {
-        for code in ErrorCode::ALL {
-            if errors.iter().any(|e| e.code == code) {
-                match codes.iter_mut().find(|(c, _)| *c == code) {
-                    Some((_, n)) => *n += 1,
-                    None => codes.push((code, 1)),
-                }
-            }
+        for (n, code) in rows.iter_mut().zip(ErrorCode::ALL) {
+            *n += u64::from(errors.iter().any(|e| e.code == code));
         }
     }
+    let codes = (ErrorCode::ALL.into_iter().zip(rows))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     RowCounts {
         received: o.received,
         inserted: o.inserted,
