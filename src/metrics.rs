@@ -9,7 +9,7 @@
 //! its metrics in its state, not in a global, so that two servers in one
 //! process count apart.
 
-use crate::dictionary::{ErrorCode, Table};
+use crate::dictionary::{CodeTally, Table};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -70,9 +70,8 @@ pub struct RowCounts {
     pub inserted: u64,
     pub updated: u64,
     pub rejected: u64,
-    /// Rejected rows with an error of each code (a row with two codes
-    /// counts under both, as the rejection log's summary counts it).
-    pub codes: Vec<(ErrorCode, u64)>,
+    /// Rejected rows per code.
+    pub codes: CodeTally,
 }
 
 /// The database connections, as the pool counts them at a scrape.
@@ -185,11 +184,11 @@ impl Metrics {
                 .get_or_create(&RowLabels { table, outcome })
                 .inc_by(n);
         }
-        for (code, n) in &counts.codes {
+        for (code, n) in counts.codes.iter() {
             let code = code.as_str();
             self.rejections
                 .get_or_create(&CodeLabels { table, code })
-                .inc_by(*n);
+                .inc_by(n);
         }
     }
 
@@ -244,16 +243,21 @@ fn gauge(n: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dictionary::{ErrorCode, FieldError};
 
     #[test]
     fn counters_move_by_what_was_counted_and_carry_their_labels() {
         let m = Metrics::new("sqlite");
+        let mut codes = CodeTally::default();
+        let fk = FieldError::column("job_id", ErrorCode::ForeignKey, "no parent");
+        codes.add(std::slice::from_ref(&fk));
+        codes.add(&[fk, FieldError::column("name", ErrorCode::Missing, "empty")]);
         let counts = RowCounts {
             received: 5,
             inserted: 3,
             updated: 0,
             rejected: 2,
-            codes: vec![(ErrorCode::ForeignKey, 2), (ErrorCode::Missing, 1)],
+            codes,
         };
         m.rows(Table::HiredEmployees, &counts);
         m.rows(Table::HiredEmployees, &counts);

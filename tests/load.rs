@@ -626,12 +626,17 @@ async fn generated_data_conserves_every_row() {
         emp.rejected <= invalid && emp.rejected + 100 > invalid,
         "{emp:?} vs {invalid}"
     );
-    let codes: std::collections::HashSet<ErrorCode> = env
-        .rejections()
-        .await
-        .iter()
+    let logged = env.rejections().await;
+    let codes: std::collections::HashSet<ErrorCode> = (logged.iter())
         .flat_map(|r| r.errors.iter().map(|e| e.code))
         .collect();
+    // The report counts per code what the log holds: a row once per code.
+    for code in ErrorCode::ALL {
+        let rows = (logged.iter().filter(|r| r.table == "hired_employees"))
+            .filter(|r| r.errors.iter().any(|e| e.code == code))
+            .count() as u64;
+        assert_eq!(emp.rejected_by_code.get(code), rows, "{code}");
+    }
     for code in [
         Missing, Type, Range, Format, TooLong, Encoding, Columns, Duplicate, ForeignKey,
     ] {
@@ -942,6 +947,9 @@ async fn a_dry_run_checks_every_row_as_a_load_does_and_writes_nothing() {
         (real.status, real.inserted, real.rejected),
         (dry.status, dry.inserted, dry.rejected)
     );
+    assert_eq!(real.rejected_by_code, dry.rejected_by_code);
+    let counted: Vec<(ErrorCode, u64)> = dry.rejected_by_code.iter().collect();
+    assert_eq!(counted, [(Missing, 1), (Duplicate, 2), (ForeignKey, 1)]);
     assert_eq!(would_reject(&dry), env.rejected().await);
     assert_eq!(
         env.ids(Table::HiredEmployees).await,

@@ -254,7 +254,28 @@ async fn a_load_job_and_a_backup_are_counted_with_their_rows() {
         );
         let loads = format!(r#"hrmig_load_duration_seconds_count{{table="{t}",outcome="loaded"}}"#);
         assert_eq!(moved(&before, &after, &loads), 1.0, "{t}");
+        // Per code, exactly the file's counts, which are the log's.
+        let by_code = report.get("rejected_by_code").cloned().unwrap_or(json!({}));
+        let by_code = by_code.as_object().unwrap();
+        assert_eq!(by_code.is_empty(), report["rejected"] == 0, "{report}");
+        for c in hrmig::dictionary::ErrorCode::ALL.map(|c| c.as_str()) {
+            let reported = by_code.get(c).and_then(Value::as_f64).unwrap_or(0.0);
+            assert_eq!(moved(&before, &after, &code(t, c)), reported, "{t} {c}");
+        }
+        let summary: Value = app
+            .get(&format!("/api/rejections/summary?table={t}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let logged: serde_json::Map<String, Value> = (summary.as_array().unwrap().iter())
+            .map(|c| (c["code"].as_str().unwrap().to_owned(), c["count"].clone()))
+            .collect();
+        assert_eq!(&logged, by_code, "{t}");
     }
+    let employees = &done["tables"][2];
+    assert_eq!(employees["table"], "hired_employees");
+    assert!(employees["rejected"].as_u64() > Some(0), "{employees}");
     let r = app
         .post_json("/api/backups", &json!({"tables": ["jobs"]}))
         .await;

@@ -143,11 +143,15 @@ pub(super) fn load_reports(reports: &[LoadReport], json: bool) -> Result<()> {
         return Ok(());
     }
     for r in reports.iter().filter(|r| r.rejected > 0) {
+        let codes: Vec<String> = (r.rejected_by_code.iter())
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
         writeln!(
             out,
-            "{}: {} rows rejected, each with its reasons: hrmig rejections --table {}",
+            "{}: {} rows rejected ({}), each with its reasons: hrmig rejections --table {}",
             r.table.name(),
             r.rejected,
+            codes.join(", "),
             r.table.name()
         )?;
     }

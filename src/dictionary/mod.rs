@@ -318,6 +318,54 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Rejected rows counted per code: a row counts once under each code among
+/// its errors (a row with two codes counts under both, as the rejection
+/// log's summary counts it). Serialized as a map from code to count,
+/// holding only the codes that occurred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodeTally([u64; ErrorCode::ALL.len()]);
+
+impl CodeTally {
+    /// Counts one rejected row.
+    pub fn add(&mut self, errors: &[FieldError]) {
+        for (n, code) in self.0.iter_mut().zip(ErrorCode::ALL) {
+            *n += u64::from(errors.iter().any(|e| e.code == code));
+        }
+    }
+
+    /// The rows counted under `code`.
+    pub fn get(&self, code: ErrorCode) -> u64 {
+        self.0[code as usize]
+    }
+
+    /// The codes that occurred, with their counts, in the contract's order.
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorCode, u64)> + '_ {
+        (ErrorCode::ALL.into_iter().zip(self.0)).filter(|(_, n)| *n > 0)
+    }
+
+    /// Whether no row was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
+}
+
+impl Serialize for CodeTally {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter().map(|(code, n)| (code.as_str(), n)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CodeTally {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let counts = std::collections::HashMap::<ErrorCode, u64>::deserialize(d)?;
+        let mut tally = CodeTally::default();
+        for (code, n) in counts {
+            tally.0[code as usize] = n;
+        }
+        Ok(tally)
+    }
+}
+
 /// One broken rule: which column (none when the whole record is at fault),
 /// which code, and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -365,6 +413,30 @@ mod tests {
         assert_eq!(distinct.len(), ErrorCode::ALL.len());
         let unknown = ErrorCode::parse("nope").unwrap_err();
         assert!(unknown.contains("foreign_key"), "{unknown}");
+    }
+
+    #[test]
+    fn a_tally_counts_a_row_once_per_code_and_round_trips_as_a_map() {
+        use super::{CodeTally, FieldError};
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "ALL is in declaration order");
+        }
+        let mut tally = CodeTally::default();
+        assert!(tally.is_empty());
+        let fk = |c| FieldError::column(c, ErrorCode::ForeignKey, "no parent");
+        tally.add(&[fk("department_id"), fk("job_id")]);
+        tally.add(&[
+            fk("job_id"),
+            FieldError::record(ErrorCode::Columns, "3 fields"),
+        ]);
+        assert_eq!(tally.get(ErrorCode::ForeignKey), 2);
+        assert_eq!(tally.get(ErrorCode::Columns), 1);
+        assert_eq!(tally.get(ErrorCode::Missing), 0);
+        let json = serde_json::to_value(tally).unwrap();
+        assert_eq!(json, serde_json::json!({"columns": 1, "foreign_key": 2}));
+        let back: CodeTally = serde_json::from_value(json).unwrap();
+        assert_eq!(back, tally);
+        assert!(serde_json::from_str::<CodeTally>(r#"{"nope": 1}"#).is_err());
     }
 
     use super::Table::{self, *};

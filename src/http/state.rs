@@ -89,7 +89,7 @@ impl AppState {
                 inserted: report.inserted,
                 updated: report.updated,
                 rejected: report.rejected,
-                codes: Vec::new(),
+                codes: report.rejected_by_code,
             };
             self.metrics.rows(report.table, &counts);
         }

@@ -12,7 +12,7 @@ use super::progress::{Metered, Progress, Quiet, Unit};
 use super::shape::{Gate, HEAD_BYTES, Refusal, refuse_head};
 use crate::csvfile::CsvRecords;
 use crate::dictionary::check::check_csv_row;
-use crate::dictionary::{Table, datetime};
+use crate::dictionary::{CodeTally, Table, datetime};
 use crate::storage::{Storage, StorageError};
 use crate::store::{
     Chunk, DryRun, Feed, FeedSummary, FileLoad, InputRow, LoadOutcome, OnDuplicate, Store,
@@ -141,6 +141,11 @@ pub struct LoadReport {
     pub updated: u64,
     /// Rows written to the rejection log.
     pub rejected: u64,
+    /// Those rows per code (a row with errors of two codes counts under
+    /// each); absent when none was rejected.
+    #[serde(default, skip_serializing_if = "CodeTally::is_empty")]
+    #[schema(value_type = std::collections::HashMap<String, u64>)]
+    pub rejected_by_code: CodeTally,
     /// Blank and whitespace-only lines skipped.
     pub blank: u64,
     /// Wall time.
@@ -270,6 +275,7 @@ impl Loading {
             inserted,
             updated: 0,
             rejected,
+            rejected_by_code: CodeTally::default(),
             blank,
             seconds: self.started.elapsed().as_secs_f64(),
             message,
@@ -442,12 +448,14 @@ async fn conclude(
             inserted,
             updated,
             rejected,
+            codes,
             ..
         }
         | LoadOutcome::WouldLoad {
             inserted,
             updated,
             rejected,
+            codes,
             ..
         } => {
             if summary.sha256 != sha256 {
@@ -469,6 +477,7 @@ async fn conclude(
                 None,
             );
             report.updated = updated;
+            report.rejected_by_code = codes;
             report.load_id = load_id;
             Ok(report)
         }

@@ -15,7 +15,7 @@ use super::lineage::{self, Runs};
 use super::sql::{self, HistoryEntry, Operation};
 use super::tx::Statements;
 use super::{Dialect, Feed, FileFeed, FileLoad, LoadOutcome, OperationKind, StoreError};
-use crate::dictionary::{Row, Table};
+use crate::dictionary::{CodeTally, Row, Table};
 use std::collections::HashMap;
 
 /// The writes of one load's transaction.
@@ -69,6 +69,7 @@ pub(super) async fn run(
     let keep_ids = load.dry_run.is_some() && table.children().next().is_some();
     let update = load.on_duplicate.updates();
     let (mut inserted, mut updated, mut rejected) = (0u64, 0u64, 0u64);
+    let mut codes = CodeTally::default();
     // The entry is made first, so that the lineage is written as the rows
     // are; it is counted at the end, and commits with them or not at all.
     let load_id = match load.dry_run {
@@ -92,9 +93,11 @@ pub(super) async fn run(
                         // service's log).
                         Err(errors) if load.dry_run.is_some() => {
                             rejected += 1;
+                            codes.add(&errors);
                             keep_sample(&mut samples, &load.source, &chunk.raw, c, &errors);
                         }
                         Err(errors) => {
+                            codes.add(&errors);
                             let source = &load.source;
                             logged.push(rejection_record(d, table, source, &chunk.raw, c, &errors));
                         }
@@ -140,6 +143,7 @@ pub(super) async fn run(
                         inserted,
                         updated,
                         rejected,
+                        codes,
                         ids: would_insert,
                         rejections: samples,
                     }));
@@ -157,6 +161,7 @@ pub(super) async fn run(
                     inserted,
                     updated,
                     rejected,
+                    codes,
                 }));
             }
             None => return Err(StoreError::FeedInterrupted),

@@ -1,7 +1,7 @@
 //! What the operations ask of the store, and what became of it.
 
 use super::Chunk;
-use crate::dictionary::{FieldError, Table};
+use crate::dictionary::{CodeTally, FieldError, Table};
 
 /// A file load, as the store sees it.
 #[derive(Debug, Clone)]
@@ -86,6 +86,8 @@ pub enum LoadOutcome {
         updated: u64,
         /// Rows written to the rejection log.
         rejected: u64,
+        /// Those rows per code.
+        codes: CodeTally,
     },
     /// The same content is already in the table's history; nothing changed.
     AlreadyLoaded,
@@ -102,6 +104,8 @@ pub enum LoadOutcome {
         updated: u64,
         /// Rows that would have been rejected (and logged).
         rejected: u64,
+        /// Those rows per code.
+        codes: CodeTally,
         /// Their ids, when the table is a parent (a later file of the same
         /// dry run is checked against them); empty otherwise.
         ids: Vec<i32>,

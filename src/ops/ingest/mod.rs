@@ -10,7 +10,7 @@ pub use error::{IngestError, MAX_BATCH_ROWS};
 pub use parse::{MAX_JSON_DEPTH, ParsedRows, Syntax, parse_csv, parse_json, parse_json_tables};
 pub use response::{BatchesResult, RejectedRow, Shape, TableResult};
 
-use crate::dictionary::{ErrorCode, Table};
+use crate::dictionary::{CodeTally, Table};
 use crate::metrics::RowCounts;
 use crate::store::{
     BatchRequest, BatchRest, Chunk, Feed, Idempotency, IngestOutcome, OnDuplicate, Store,
@@ -184,15 +184,10 @@ pub async fn ingest(
 
 /// What one table of a batch came to, for the metrics.
 fn row_counts(o: &TableOutcome) -> RowCounts {
-    let mut rows = [0u64; ErrorCode::ALL.len()];
+    let mut codes = CodeTally::default();
     for (_, errors) in &o.rejected {
-        for (n, code) in rows.iter_mut().zip(ErrorCode::ALL) {
-            *n += u64::from(errors.iter().any(|e| e.code == code));
-        }
+        codes.add(errors);
     }
-    let codes = (ErrorCode::ALL.into_iter().zip(rows))
-        .filter(|(_, n)| *n > 0)
-        .collect();
     RowCounts {
         received: o.received,
         inserted: o.inserted,

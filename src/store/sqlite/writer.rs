@@ -15,7 +15,7 @@ use super::super::{
     queue,
 };
 use super::{execute_on, query_on};
-use crate::dictionary::{FieldError, Row, Table, Value, datetime};
+use crate::dictionary::{CodeTally, FieldError, Row, Table, Value, datetime};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior, params};
 
 /// Runs `f` with SQLite's per-row foreign-key check off (see the module
@@ -86,8 +86,12 @@ pub(super) fn load_file(
                 }
             }
             Some(Feed::End(summary)) => {
-                let (inserted, updated, rejected) =
-                    (writer.inserted, writer.updated, writer.rejected);
+                let (inserted, updated, rejected, codes) = (
+                    writer.inserted,
+                    writer.updated,
+                    writer.rejected,
+                    writer.codes,
+                );
                 let ids = std::mem::take(&mut writer.would_insert);
                 let rejections = std::mem::take(&mut writer.samples);
                 let runs = std::mem::take(&mut writer.runs);
@@ -104,6 +108,7 @@ pub(super) fn load_file(
                         inserted,
                         updated,
                         rejected,
+                        codes,
                         ids,
                         rejections,
                     });
@@ -120,6 +125,7 @@ pub(super) fn load_file(
                     inserted,
                     updated,
                     rejected,
+                    codes,
                 });
             }
             None => return Err(StoreError::FeedInterrupted),
@@ -389,6 +395,8 @@ struct RowWriter<'t> {
     inserted: u64,
     updated: u64,
     rejected: u64,
+    /// The rejected rows per code.
+    codes: CodeTally,
     /// A valid row whose id is taken replaces the stored one.
     update: bool,
     /// A dry run's parents that earlier files would have inserted.
@@ -464,6 +472,7 @@ impl<'t> RowWriter<'t> {
             inserted: 0,
             updated: 0,
             rejected: 0,
+            codes: CodeTally::default(),
             update: false,
             pretended: Vec::new(),
             would_insert: Vec::new(),
@@ -515,6 +524,7 @@ impl<'t> RowWriter<'t> {
             }
             Err(errors) => errors,
         };
+        self.codes.add(&errors);
         if self.dry_run {
             // Not logged, not even in the service's log: the row is kept
             // for the dry run's report.
