@@ -5,6 +5,9 @@
 //! be empty; `HRMIG_BIN=PATH` serves with that binary), then for each client count sends 1000-row JSON batches
 //! of `hired_employees` (fresh ids, every row validated and its foreign keys
 //! checked) for a bounded time, and prints p50/p99 latency and rows/s.
+//! With `HRMIG_BENCH_COPY=1` and a PostgreSQL `HRMIG_DATABASE_URL`, it then
+//! measures the ceiling of the same batches: binary `COPY` of the same rows
+//! straight into the same table, one transaction per 1000 rows.
 
 use std::time::{Duration, Instant};
 
@@ -222,4 +225,75 @@ async fn main() {
         let _ = server.kill();
         let _ = server.wait();
     }
+    // The ceiling of a batch on PostgreSQL: the same rows, 1000 per
+    // transaction, by binary COPY straight into the same table (its keys,
+    // its foreign-key triggers), with nothing checked or logged.
+    if let (Ok(url), Ok(_)) = (
+        std::env::var("HRMIG_DATABASE_URL"),
+        std::env::var("HRMIG_BENCH_COPY"),
+    ) {
+        println!("binary COPY of the same rows, 1000 per transaction (no hrmig):");
+        for &n in &clients {
+            let (batches, p50, p99, rows_per_s) = copy_baseline(&url, n, seconds, next_id).await;
+            next_id += n as u64 * 10_000_000;
+            println!("{n:>8} {batches:>9} {p50:>9.2} {p99:>9.2} {rows_per_s:>12.0}");
+        }
+    }
+}
+
+/// `clients` sessions each copying 1000-row transactions of fresh ids for
+/// `seconds`: (batches, p50 ms, p99 ms, rows/s).
+async fn copy_baseline(url: &str, clients: usize, seconds: u64, first: u64) -> (usize, f64, f64, f64) {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let started = Instant::now();
+    let stop = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let url = url.to_owned();
+        let mut id = first + c as u64 * 10_000_000;
+        tasks.push(tokio::spawn(async move {
+            let (mut client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let day = Duration::from_secs(86_400);
+            let jan = std::time::UNIX_EPOCH + Duration::from_secs(1_609_495_200); // 2021-01-01T10:00Z
+            let mut latencies = Vec::new();
+            while Instant::now() < stop && latencies.len() < 9_000 {
+                let t = Instant::now();
+                let tx = client.transaction().await.unwrap();
+                let sink = tx
+                    .copy_in("COPY hired_employees (id, name, datetime, department_id, job_id) FROM STDIN (FORMAT binary)")
+                    .await
+                    .unwrap();
+                let types = [Type::INT4, Type::VARCHAR, Type::TIMESTAMPTZ, Type::INT4, Type::INT4];
+                let writer = BinaryCopyInWriter::new(sink, &types);
+                futures::pin_mut!(writer);
+                for i in 0..ROWS as u64 {
+                    let (rid, name) = ((id + i) as i32, format!("Employee {i}"));
+                    let when = jan + day * (30 * (i % 12) + i % 28) as u32;
+                    let (dept, job) = ((1 + i % 12) as i32, (1 + i % 183) as i32);
+                    writer.as_mut().write(&[&rid, &name, &when, &dept, &job]).await.unwrap();
+                }
+                writer.as_mut().finish().await.unwrap();
+                tx.commit().await.unwrap();
+                latencies.push(t.elapsed());
+                id += ROWS as u64;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    (
+        all.len(),
+        percentile(&all, 0.50).as_secs_f64() * 1000.0,
+        percentile(&all, 0.99).as_secs_f64() * 1000.0,
+        (all.len() * ROWS) as f64 / elapsed,
+    )
 }

@@ -366,3 +366,209 @@ async fn demo_loads_the_sample_and_counts_its_rows() {
         );
     }
 }
+
+/// A client of the shared server on the schema of `url` (its
+/// `search_path` option), for the test's own sessions.
+async fn session(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// The schema a URL of [`common::servers::fresh_postgres_schema`] names.
+fn schema_of(url: &str) -> &str {
+    url.rsplit("search_path%3D").next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_foreign_key_triggers_are_skipped_only_when_the_role_may_and_the_url_lets_it() {
+    if !server_available().await {
+        return;
+    }
+    let url = common::servers::fresh_postgres_schema().await;
+    let store = hrmig::store::Store::open(&url).await.unwrap();
+    // The shared server's user is a superuser.
+    assert!(store.skips_key_triggers());
+    let kept = hrmig::store::Store::open(&format!("{url}&fk_triggers=keep"))
+        .await
+        .unwrap();
+    assert!(!kept.skips_key_triggers());
+    // A role of its own, without the privilege, then granted it.
+    let admin = session(&url).await;
+    let role = format!("hrmig_plain_{}", uuid::Uuid::new_v4().simple());
+    let schema = schema_of(&url);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; GRANT ALL ON SCHEMA {schema} TO {role};
+             GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role};"
+        ))
+        .await
+        .unwrap();
+    let plain = url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(plain, url, "the shared server's URL names the user postgres");
+    let store = hrmig::store::Store::open(&plain).await.unwrap();
+    assert!(!store.skips_key_triggers());
+    admin
+        .batch_execute(&format!(
+            "GRANT SET ON PARAMETER session_replication_role TO {role}"
+        ))
+        .await
+        .unwrap();
+    let store = hrmig::store::Store::open(&plain).await.unwrap();
+    assert!(store.skips_key_triggers());
+    drop(store);
+    admin
+        .batch_execute(&format!(
+            "REVOKE SET ON PARAMETER session_replication_role FROM {role};
+             DROP OWNED BY {role}; DROP ROLE {role}"
+        ))
+        .await
+        .unwrap();
+}
+
+/// A parent deleted by another session while a batch is checked against
+/// it: the batch's lookup waits for the delete, then rejects the row as
+/// `foreign_key` (no orphan, no failed request), whether PostgreSQL's
+/// triggers check the rows again or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_deleted_during_a_batch_is_a_foreign_key_rejection_never_an_orphan() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        let url = common::servers::fresh_postgres_schema().await;
+        let url = format!("{url}&fk_triggers={choice}");
+        let dir = tempfile::tempdir().unwrap();
+        let app = TestApp::spawn(&url, dir.path(), Keys::new(None, None)).await;
+        let departments = json!([{"id": 1, "department": "Sales"}, {"id": 3, "department": "Legal"}]);
+        let r = app.post_json("/api/tables/departments/rows", &departments).await;
+        assert_eq!(r.status(), 200);
+        let r = app.post_json("/api/tables/jobs/rows", &jobs(0, 1)).await;
+        assert_eq!(r.status(), 200);
+        // Another session deletes department 3 and has not committed.
+        let deleter = session(&url).await;
+        deleter.batch_execute("BEGIN").await.unwrap();
+        let deleted = deleter
+            .execute("DELETE FROM departments WHERE id = 3", &[])
+            .await
+            .unwrap();
+        assert_eq!(deleted, 1);
+        let employees = json!([
+            {"id": 1, "name": "Ada", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1},
+            {"id": 2, "name": "Bo", "datetime": "2021-01-01T00:00:00Z", "department_id": 3, "job_id": 1},
+        ]);
+        let base = app.base.clone();
+        let batch = tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(format!("{base}/api/tables/hired_employees/rows"))
+                .json(&employees)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.json::<Value>().await.unwrap())
+        });
+        // The batch waits for the deleter's row lock (bounded wait).
+        let watcher = session(&url).await;
+        let mut waited = false;
+        for _ in 0..200 {
+            let row = watcher
+                .query_one(
+                    "SELECT COUNT(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'
+                       AND application_name = 'hrmig'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, i64>(0) > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(waited, "{choice}: the batch did not wait for the parent's lock");
+        deleter.batch_execute("COMMIT").await.unwrap();
+        let (status, body) = batch.await.unwrap();
+        assert_eq!(status, 200, "{choice}: {body}");
+        assert_eq!(counts(&body), (2, 1, 1), "{choice}: {body}");
+        let errors = &body["rejected"][0]["errors"];
+        assert_eq!(errors[0]["code"], "foreign_key", "{choice}: {body}");
+        assert_eq!(errors[0]["column"], "department_id", "{choice}: {body}");
+        let orphans = watcher
+            .query_one(
+                "SELECT COUNT(*) FROM hired_employees h
+                 WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(orphans.get::<_, i64>(0), 0, "{choice}");
+    }
+}
+
+/// The other order: a batch's parents are locked until its commit, so a
+/// session deleting one waits, then fails on the rows that now reference
+/// it, triggers skipped or not. Many batches, one deleter, bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parents_deleted_beside_a_stream_of_batches_leave_no_orphan() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        let url = common::servers::fresh_postgres_schema().await;
+        let url = format!("{url}&fk_triggers={choice}");
+        let dir = tempfile::tempdir().unwrap();
+        let app = TestApp::spawn(&url, dir.path(), Keys::new(None, None)).await;
+        let departments: Vec<Value> = (1..=60)
+            .map(|id| json!({"id": id, "department": format!("D{id}")}))
+            .collect();
+        let r = app.post_json("/api/tables/departments/rows", &json!(departments)).await;
+        assert_eq!(r.status(), 200);
+        let r = app.post_json("/api/tables/jobs/rows", &jobs(0, 1)).await;
+        assert_eq!(r.status(), 200);
+        // Batch k references departments k + 1 ..= k + 10; the deleter
+        // tries each department in turn meanwhile.
+        let deleter_url = url.clone();
+        let deleter = tokio::spawn(async move {
+            let client = session(&deleter_url).await;
+            let mut deleted = 0;
+            for id in 1..=60i32 {
+                let r = client.execute("DELETE FROM departments WHERE id = $1", &[&id]).await;
+                deleted += r.unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            deleted
+        });
+        let mut sums = (0, 0, 0);
+        for k in 0..50u64 {
+            let rows: Vec<Value> = (0..20u64)
+                .map(|i| {
+                    json!({"id": k * 20 + i + 1, "name": "E", "datetime": "2021-05-01T00:00:00Z",
+                           "department_id": k + 1 + i % 10, "job_id": 1})
+                })
+                .collect();
+            let r = app
+                .post_json("/api/tables/hired_employees/rows", &json!(rows))
+                .await;
+            assert_eq!(r.status(), 200, "{choice}");
+            let c = counts(&r.json().await.unwrap());
+            sums = (sums.0 + c.0, sums.1 + c.1, sums.2 + c.2);
+        }
+        let deleted = deleter.await.unwrap();
+        assert_eq!(sums.0, 1000);
+        assert_eq!(sums.0, sums.1 + sums.2, "{choice}");
+        let check = session(&url).await;
+        let n = |sql: &'static str| {
+            let check = &check;
+            async move { check.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+        };
+        let orphans = n("SELECT COUNT(*) FROM hired_employees h
+                         WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)");
+        assert_eq!(orphans.await, 0, "{choice}");
+        assert_eq!(n("SELECT COUNT(*) FROM hired_employees").await as u64, sums.1);
+        // Department 60 is never referenced: at least that delete succeeds.
+        assert!(deleted > 0, "{choice}");
+    }
+}

@@ -34,10 +34,23 @@ pub(super) enum Done<T> {
     Rollback(T),
 }
 
+/// One id lookup of a batch: which of `ids` (sorted, distinct) `table`
+/// holds.
+pub(super) struct Lookup<'a> {
+    pub(super) table: Table,
+    pub(super) ids: &'a [i32],
+    /// The table is a parent of the batch's: the rows found are the ones
+    /// its rows are admitted against.
+    pub(super) parent: bool,
+}
+
 /// The statements of one batch's transaction.
 pub(super) trait BatchTarget: Statements {
-    /// The ids of `table` among `ids` (sorted, distinct).
-    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError>;
+    /// The ids each lookup finds, in order. A backend may lock a parent's
+    /// rows found against deletion until the commit (the lock a
+    /// foreign-key check takes), so that no row admitted against a parent
+    /// loses it before the commit.
+    async fn existing(&mut self, lookups: &[Lookup<'_>]) -> Result<Vec<HashSet<i32>>, StoreError>;
 
     /// Inserts rows unless their id is taken; the ids it inserted.
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError>;
@@ -82,15 +95,27 @@ pub(super) async fn apply(
     let mut outcomes = Vec::with_capacity(tables.len());
     for one in tables {
         let (table, chunk) = (one.table, &one.chunk);
+        let keys = ints(chunk, Table::PRIMARY_KEY);
+        let references: Vec<(Table, Vec<i32>)> = (table.foreign_keys())
+            .map(|(i, _, parent)| (parent, ints(chunk, i)))
+            .collect();
+        let mut lookups = vec![Lookup {
+            table,
+            ids: &keys,
+            parent: false,
+        }];
+        lookups.extend(references.iter().map(|(parent, ids)| Lookup {
+            table: *parent,
+            ids,
+            parent: true,
+        }));
+        let mut found = target.existing(&lookups).await?.into_iter();
         let mut known = BatchKnown {
-            taken: target
-                .existing(table, &ints(chunk, Table::PRIMARY_KEY))
-                .await?,
+            taken: found.next().unwrap_or_default(),
             parents: HashMap::new(),
         };
-        for (i, _, parent) in table.foreign_keys() {
-            let found = target.existing(parent, &ints(chunk, i)).await?;
-            known.parents.entry(parent).or_default().extend(found);
+        for ((parent, _), ids) in references.iter().zip(found) {
+            known.parents.entry(*parent).or_default().extend(ids);
         }
         let update = batch.on_duplicate.updates();
         let sorted = Sorted::new(table, chunk, known, update)?;

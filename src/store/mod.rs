@@ -143,6 +143,17 @@ impl Store {
         }
     }
 
+    /// Whether API batches skip PostgreSQL's per-row foreign-key triggers,
+    /// hrmig's own check standing alone under the parents' row locks (see
+    /// README, "PostgreSQL"): for a role allowed to, unless the URL says
+    /// `fk_triggers=keep`. Always `false` on the other databases.
+    pub fn skips_key_triggers(&self) -> bool {
+        match self {
+            Store::Postgres(pg) => pg.skips_key_triggers(),
+            Store::Sqlite(_) | Store::Mssql(_) => false,
+        }
+    }
+
     async fn execute(&self, st: Statement) -> Result<u64, StoreError> {
         on_backend!(self, b => b.execute(st).await)
     }

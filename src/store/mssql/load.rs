@@ -5,7 +5,7 @@
 
 use super::super::StoreError;
 use super::super::admission::{IdBitmap, LoggedRejection};
-use super::super::batch::{BatchTarget, Logged};
+use super::super::batch::{BatchTarget, Logged, Lookup};
 use super::super::load::LoadTarget;
 use super::super::sql::{SqlRow, Statement};
 use super::super::tx::{ReadRow, Statements};
@@ -95,8 +95,12 @@ impl Statements for MssqlBatch<'_> {
 }
 
 impl BatchTarget for MssqlBatch<'_> {
-    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
-        existing(self.0, table, ids).await
+    async fn existing(&mut self, lookups: &[Lookup<'_>]) -> Result<Vec<HashSet<i32>>, StoreError> {
+        let mut found = Vec::with_capacity(lookups.len());
+        for lookup in lookups {
+            found.push(existing(self.0, lookup.table, lookup.ids).await?);
+        }
+        Ok(found)
     }
 
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {

@@ -3,12 +3,12 @@
 //! unnest(…)` per table, a file's by binary `COPY` under a table lock.
 
 use super::super::admission::{IdBitmap, LoggedRejection};
-use super::super::batch::{BatchTarget, Logged};
+use super::super::batch::{BatchTarget, Logged, Lookup};
 use super::super::load::LoadTarget;
 use super::super::sql::{self, Statement};
 use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, FileLoad, StoreError, ddl};
-use super::{Millis, params, pg_type};
+use super::{KeyChecks, Millis, PooledTx, params, pg_type};
 use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Row, Table, Value};
 use futures::TryStreamExt;
@@ -34,22 +34,6 @@ pub(super) async fn read_ids(tx: &Transaction<'_>, table: Table) -> Result<IdBit
     Ok(ids)
 }
 
-pub(super) async fn existing(
-    tx: &Transaction<'_>,
-    table: Table,
-    ids: &[i32],
-) -> Result<HashSet<i32>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT \"id\" FROM \"{}\" WHERE \"id\" = ANY($1::int4[])",
-                table.name()
-            ),
-            &[&ids],
-        )
-        .await?;
-    rows.iter().map(|r| r.try_get(0)).collect()
-}
 
 /// Column arrays of `rows`, for `INSERT … SELECT * FROM unnest(…)`.
 pub(super) fn column_arrays<'a>(
@@ -97,7 +81,51 @@ pub(super) fn array_type(ty: ColumnType) -> &'static str {
 }
 
 /// The statements of a batch's transaction.
-pub(super) struct PgBatch<'a, 't>(pub(super) &'a Transaction<'t>);
+pub(super) struct PgBatch<'a, 't> {
+    tx: &'a PooledTx<'t>,
+    keys: KeyChecks,
+}
+
+impl<'a, 't> PgBatch<'a, 't> {
+    pub(super) fn new(tx: &'a PooledTx<'t>, keys: KeyChecks) -> Self {
+        PgBatch { tx, keys }
+    }
+
+    /// Inserts `rows` with PostgreSQL's foreign-key triggers skipped,
+    /// unless the table has a trigger or rule of its own: the setting's
+    /// query, the insert and the setting's reset go in one round trip. The
+    /// parents' rows were locked by the lookups.
+    async fn insert_unchecked(
+        &self,
+        table: Table,
+        insert: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let tx = self.tx;
+        let (skip, reset) = futures::try_join!(
+            tx.prepare_cached(SKIP_TRIGGERS),
+            tx.prepare_cached("SET LOCAL session_replication_role TO DEFAULT"),
+        )?;
+        let name = format!("\"{}\"", table.name());
+        let named: [&(dyn ToSql + Sync); 1] = [&name];
+        let (_, rows, _) = futures::try_join!(
+            tx.query(&skip, &named),
+            tx.query(insert, params),
+            tx.execute(&reset, &[]),
+        )?;
+        Ok(rows)
+    }
+}
+
+/// Sets `session_replication_role` to `replica` for the transaction, which
+/// skips the table's foreign-key triggers, unless the table (`$1`) has a
+/// trigger or a rule of its own that the setting would skip too.
+const SKIP_TRIGGERS: &str = "SELECT set_config('session_replication_role', 'replica', true)
+     WHERE NOT EXISTS (SELECT 1 FROM pg_trigger
+                       WHERE tgrelid = $1::text::regclass AND NOT tgisinternal
+                         AND tgenabled IN ('O', 'R'))
+       AND NOT EXISTS (SELECT 1 FROM pg_rewrite
+                       WHERE ev_class = $1::text::regclass AND rulename <> '_RETURN')";
 
 /// Runs a statement in `tx`; the rows it changed.
 pub(super) async fn execute_in(tx: &Transaction<'_>, st: &Statement) -> Result<u64, StoreError> {
@@ -116,21 +144,43 @@ pub(super) async fn query_in<T>(
 
 impl Statements for PgBatch<'_, '_> {
     async fn execute(&mut self, st: &Statement) -> Result<u64, StoreError> {
-        execute_in(self.0, st).await
+        execute_in(self.tx, st).await
     }
 
     async fn query<T>(&mut self, st: &Statement, read: ReadRow<T>) -> Result<Vec<T>, StoreError> {
-        query_in(self.0, st, read).await
+        query_in(self.tx, st, read).await
     }
 }
 
 impl BatchTarget for PgBatch<'_, '_> {
-    async fn existing(&mut self, table: Table, ids: &[i32]) -> Result<HashSet<i32>, StoreError> {
-        Ok(existing(self.0, table, ids).await?)
+    /// Every lookup in one round trip, each a statement prepared once per
+    /// connection; a parent's rows found are locked `FOR KEY SHARE`.
+    async fn existing(&mut self, lookups: &[Lookup<'_>]) -> Result<Vec<HashSet<i32>>, StoreError> {
+        let tx = self.tx;
+        let sql = |l: &Lookup<'_>| {
+            let lock = if l.parent { " FOR KEY SHARE" } else { "" };
+            format!(
+                "SELECT \"id\" FROM \"{}\" WHERE \"id\" = ANY($1::int4[]){lock}",
+                l.table.name()
+            )
+        };
+        let statements = futures::future::try_join_all(
+            (lookups.iter()).map(|l| async move { tx.prepare_cached(&sql(l)).await }),
+        )
+        .await?;
+        let params: Vec<[&(dyn ToSql + Sync); 1]> = lookups.iter().map(|l| [&l.ids as _]).collect();
+        let found = futures::future::try_join_all(
+            (statements.iter().zip(&params)).map(|(st, p)| tx.query(st, p)),
+        )
+        .await?;
+        let ids = |rows: &Vec<tokio_postgres::Row>| -> Result<HashSet<i32>, StoreError> {
+            Ok(rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?)
+        };
+        found.iter().map(ids).collect()
     }
 
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
-        let tx = self.0;
+        let tx = self.tx;
         let arrays = column_arrays(table, rows);
         let casts: Vec<String> = table
             .columns()
@@ -140,19 +190,22 @@ impl BatchTarget for PgBatch<'_, '_> {
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect();
-        Ok(tx
-            .query(
-                &format!(
-                    "INSERT INTO \"{t}\" ({cols}) SELECT * FROM unnest({casts})
-                     ON CONFLICT (\"id\") DO NOTHING RETURNING \"id\"",
-                    t = table.name(),
-                    cols = Dialect::Postgres.table_columns(table),
-                    casts = casts.join(", ")
-                ),
-                &params,
-            )
-            .await?
-            .iter()
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO \"{t}\" ({cols}) SELECT * FROM unnest({casts})
+                 ON CONFLICT (\"id\") DO NOTHING RETURNING \"id\"",
+                t = table.name(),
+                cols = Dialect::Postgres.table_columns(table),
+                casts = casts.join(", ")
+            ))
+            .await?;
+        let inserted = match self.keys {
+            KeyChecks::Locks if table.foreign_keys().next().is_some() => {
+                self.insert_unchecked(table, &insert, &params).await?
+            }
+            _ => tx.query(&insert, &params).await?,
+        };
+        Ok((inserted.iter())
             .map(|r| r.try_get(0))
             .collect::<Result<_, _>>()?)
     }
@@ -162,13 +215,13 @@ impl BatchTarget for PgBatch<'_, '_> {
         table: Table,
         rows: &[&Row],
     ) -> Result<HashMap<i32, bool>, StoreError> {
-        super::upsert::upsert(self.0, table, rows).await
+        super::upsert::upsert(self.tx, table, rows).await
     }
 
     async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
         let mut log = RejectionLog::default();
         log.add(rejected.rows);
-        log.flush(self.0, rejected.table, rejected.source).await
+        log.flush(self.tx, rejected.table, rejected.source).await
     }
 }
 

@@ -49,6 +49,39 @@ pub struct PgStore {
     pool: Pool,
     /// `host:port` for messages about the server's certificate.
     server: String,
+    /// How API batches have their foreign keys checked.
+    keys: KeyChecks,
+}
+
+/// How an API batch's foreign keys are checked. Either way hrmig checks
+/// every row against its parents first, and locks the parents' rows it
+/// found (`FOR KEY SHARE`, the lock PostgreSQL's own check takes) until
+/// the commit: no session can delete a parent, or change its id, between
+/// the check and the commit, and one that tries waits, then fails on the
+/// rows that reference it (the keys stay declared, and PostgreSQL checks
+/// every delete of a parent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeyChecks {
+    /// PostgreSQL checks each row again as it is inserted, with two
+    /// queries per row (its foreign-key triggers): the default, for a role
+    /// without the privilege below, or with `fk_triggers=keep` in the URL.
+    Triggers,
+    /// The insert skips PostgreSQL's per-row foreign-key triggers
+    /// (`session_replication_role = replica` for that statement), which
+    /// the parents' locks make redundant: for a role allowed to set the
+    /// parameter (a superuser, or `GRANT SET ON PARAMETER
+    /// session_replication_role`), detected at start-up. A table with a
+    /// trigger or rule of its own (which the setting would skip as well)
+    /// keeps the triggers.
+    Locks,
+}
+
+/// Whether to skip the foreign-key triggers when the role may (`auto`, the
+/// default) or never (`keep`): the URL's `fk_triggers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TriggerChoice {
+    Auto,
+    Keep,
 }
 
 impl PgStore {
@@ -58,7 +91,8 @@ impl PgStore {
     /// are libpq's (see [`tls`]). `url` may also be a libpq keyword
     /// string (`host=… dbname=…`).
     pub(super) async fn open(url: &str) -> Result<PgStore, StoreError> {
-        let (url, pool_size) = take_pool_size(url)?;
+        let (url, options) = take_options(url)?;
+        let pool_size = options.pool_size;
         let (url, tls) = tls::TlsSettings::take(&url)?;
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -86,8 +120,41 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Task(e.to_string()))?;
-        let store = PgStore { pool, server };
-        retrying!(store.migrate()).map(|()| store)
+        let mut store = PgStore {
+            pool,
+            server,
+            keys: KeyChecks::Triggers,
+        };
+        retrying!(store.migrate())?;
+        if options.triggers == TriggerChoice::Auto {
+            store.keys = retrying!(store.key_checks())?;
+        }
+        if store.keys == KeyChecks::Locks {
+            tracing::info!(
+                "API batches skip PostgreSQL's per-row foreign-key triggers: hrmig checks \
+                 and locks the parents (fk_triggers=keep in the URL keeps the triggers)"
+            );
+        }
+        Ok(store)
+    }
+
+    pub(super) fn skips_key_triggers(&self) -> bool {
+        self.keys == KeyChecks::Locks
+    }
+
+    /// Whether this role may skip the foreign-key triggers: it tries, in a
+    /// transaction it rolls back.
+    async fn key_checks(&self) -> Result<KeyChecks, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let tried = tx
+            .batch_execute("SET LOCAL session_replication_role = replica")
+            .await;
+        match tried {
+            Ok(()) => Ok(KeyChecks::Locks),
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(KeyChecks::Triggers),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -123,7 +190,7 @@ impl PgStore {
     async fn ingest_once(&self, batch: &BatchRequest) -> Result<IngestOutcome, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut target = load::PgBatch(&tx);
+        let mut target = load::PgBatch::new(&tx, self.keys);
         match batch::apply(&mut target, Dialect::Postgres, batch).await? {
             Done::Commit(outcome) => {
                 tx.commit().await?;
@@ -339,7 +406,7 @@ impl Backend for PgStore {
         retrying!(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            let mut target = load::PgBatch(&tx);
+            let mut target = load::PgBatch::new(&tx, KeyChecks::Triggers);
             match super::undo::run(&mut target, Dialect::Postgres, entry, table).await? {
                 Done::Commit(outcome) => {
                     tx.commit().await?;
@@ -385,23 +452,38 @@ impl Backend for PgStore {
     }
 }
 
-/// Splits `pool_size=N` off the URL's query.
-fn take_pool_size(url: &str) -> Result<(String, usize), StoreError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), DEFAULT_POOL));
+/// hrmig's own parameters of a PostgreSQL URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Options {
+    /// `pool_size=N`: connections per process.
+    pool_size: usize,
+    /// `fk_triggers=auto|keep`.
+    triggers: TriggerChoice,
+}
+
+/// Splits hrmig's parameters (`pool_size`, `fk_triggers`) off the URL's
+/// query: they are not libpq's, so the driver would refuse them.
+fn take_options(url: &str) -> Result<(String, Options), StoreError> {
+    let mut options = Options {
+        pool_size: DEFAULT_POOL,
+        triggers: TriggerChoice::Auto,
     };
-    let mut size = DEFAULT_POOL;
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), options));
+    };
+    let bad = || StoreError::BadUrl(super::redact(url));
     let mut kept = Vec::new();
     for pair in query.split('&') {
-        match pair.strip_prefix("pool_size=") {
-            Some(n) => {
-                size = n
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| StoreError::BadUrl(super::redact(url)))?;
-            }
-            None => kept.push(pair),
+        if let Some(n) = pair.strip_prefix("pool_size=") {
+            options.pool_size = n.parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
+        } else if let Some(choice) = pair.strip_prefix("fk_triggers=") {
+            options.triggers = match choice {
+                "auto" => TriggerChoice::Auto,
+                "keep" => TriggerChoice::Keep,
+                _ => return Err(bad()),
+            };
+        } else {
+            kept.push(pair);
         }
     }
     let url = if kept.is_empty() {
@@ -409,7 +491,7 @@ fn take_pool_size(url: &str) -> Result<(String, usize), StoreError> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    Ok((url, size))
+    Ok((url, options))
 }
 
 /// A DATETIME: UTC milliseconds, sent and read as PostgreSQL's binary
@@ -493,13 +575,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pool_size_is_taken_out_of_the_url() {
-        let (url, n) = take_pool_size("postgres://u@h/db?pool_size=4&sslmode=disable").unwrap();
-        assert_eq!((url.as_str(), n), ("postgres://u@h/db?sslmode=disable", 4));
-        let (url, n) = take_pool_size("postgres://u@h/db").unwrap();
-        assert_eq!((url.as_str(), n), ("postgres://u@h/db", DEFAULT_POOL));
-        assert!(take_pool_size("postgres://u@h/db?pool_size=0").is_err());
-        assert!(take_pool_size("postgres://u@h/db?pool_size=x").is_err());
+    fn hrmig_options_are_taken_out_of_the_url() {
+        let (url, o) =
+            take_options("postgres://u@h/db?pool_size=4&sslmode=disable&fk_triggers=keep").unwrap();
+        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!((o.pool_size, o.triggers), (4, TriggerChoice::Keep));
+        let (url, o) = take_options("postgres://u@h/db").unwrap();
+        assert_eq!(url, "postgres://u@h/db");
+        assert_eq!((o.pool_size, o.triggers), (DEFAULT_POOL, TriggerChoice::Auto));
+        let (_, o) = take_options("postgres://u@h/db?fk_triggers=auto").unwrap();
+        assert_eq!(o.triggers, TriggerChoice::Auto);
+        for bad in ["pool_size=0", "pool_size=x", "fk_triggers=off", "fk_triggers="] {
+            assert!(take_options(&format!("postgres://u@h/db?{bad}")).is_err(), "{bad}");
+        }
     }
 
     #[test]
