@@ -5,9 +5,10 @@
 //! be empty; `HRMIG_BIN=PATH` serves with that binary), then for each client count sends 1000-row JSON batches
 //! of `hired_employees` (fresh ids, every row validated and its foreign keys
 //! checked) for a bounded time, and prints p50/p99 latency and rows/s.
-//! With `HRMIG_BENCH_COPY=1` and a PostgreSQL `HRMIG_DATABASE_URL`, it then
-//! measures the ceiling of the same batches: binary `COPY` of the same rows
-//! straight into the same table, one transaction per 1000 rows.
+//! With `HRMIG_BENCH_COPY=1` (or `only`, without the API runs) and a
+//! PostgreSQL `HRMIG_DATABASE_URL`, it then measures the ceiling of the same
+//! batches: binary `COPY` of the same rows straight into the same table, one
+//! transaction per 1000 rows.
 
 use std::time::{Duration, Instant};
 
@@ -175,7 +176,15 @@ async fn main() {
         "clients", "batches", "p50 ms", "p99 ms", "rows/s"
     );
     let mut next_id = 100_000_000u64;
-    for &n in &clients {
+    // HRMIG_BENCH_COPY=only: the COPY baseline alone (the server made the
+    // schema and loaded the parents).
+    let copy = std::env::var("HRMIG_BENCH_COPY").ok();
+    let api_clients = if copy.as_deref() == Some("only") {
+        &[][..]
+    } else {
+        &clients[..]
+    };
+    for &n in api_clients {
         let started = Instant::now();
         let stop = started + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
@@ -228,10 +237,7 @@ async fn main() {
     // The ceiling of a batch on PostgreSQL: the same rows, 1000 per
     // transaction, by binary COPY straight into the same table (its keys,
     // its foreign-key triggers), with nothing checked or logged.
-    if let (Ok(url), Ok(_)) = (
-        std::env::var("HRMIG_DATABASE_URL"),
-        std::env::var("HRMIG_BENCH_COPY"),
-    ) {
+    if let (Ok(url), Some(_)) = (std::env::var("HRMIG_DATABASE_URL"), copy) {
         println!("binary COPY of the same rows, 1000 per transaction (no hrmig):");
         for &n in &clients {
             let (batches, p50, p99, rows_per_s) = copy_baseline(&url, n, seconds, next_id).await;
@@ -243,7 +249,12 @@ async fn main() {
 
 /// `clients` sessions each copying 1000-row transactions of fresh ids for
 /// `seconds`: (batches, p50 ms, p99 ms, rows/s).
-async fn copy_baseline(url: &str, clients: usize, seconds: u64, first: u64) -> (usize, f64, f64, f64) {
+async fn copy_baseline(
+    url: &str,
+    clients: usize,
+    seconds: u64,
+    first: u64,
+) -> (usize, f64, f64, f64) {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
     use tokio_postgres::types::Type;
     let started = Instant::now();

@@ -382,6 +382,67 @@ fn schema_of(url: &str) -> &str {
     url.rsplit("search_path%3D").next().unwrap()
 }
 
+/// A fresh schema served by hrmig with `fk_triggers=choice`, holding
+/// `departments` and job 1: the schema's URL (for the test's own
+/// sessions), the app, and its folder.
+async fn app_with_parents(
+    choice: &str,
+    departments: Value,
+) -> (String, TestApp, tempfile::TempDir) {
+    let url = common::servers::fresh_postgres_schema().await;
+    let hrmig_url = format!("{url}&fk_triggers={choice}");
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn(&hrmig_url, dir.path(), Keys::new(None, None)).await;
+    let r = app
+        .post_json("/api/tables/departments/rows", &departments)
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app.post_json("/api/tables/jobs/rows", &jobs(0, 1)).await;
+    assert_eq!(r.status(), 200);
+    (url, app, dir)
+}
+
+/// Sends `rows` to `table` in a task of its own: the status and body.
+fn send_batch(app: &TestApp, table: &str, rows: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let url = format!("{}/api/tables/{table}/rows", app.base);
+    tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .json(&rows)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    })
+}
+
+/// Whether an hrmig session of the database waits for a lock, within
+/// five seconds.
+async fn hrmig_waits_for_a_lock(watcher: &tokio_postgres::Client) -> bool {
+    for _ in 0..200 {
+        let row = watcher
+            .query_one(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND application_name = 'hrmig'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) > 0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// An employee of department `department` and job 1.
+fn employee(id: u64, department: u64) -> Value {
+    json!({"id": id, "name": "Ada", "datetime": "2021-01-01T00:00:00Z",
+           "department_id": department, "job_id": 1})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_foreign_key_triggers_are_skipped_only_when_the_role_may_and_the_url_lets_it() {
     if !server_available().await {
@@ -395,19 +456,23 @@ async fn the_foreign_key_triggers_are_skipped_only_when_the_role_may_and_the_url
         .await
         .unwrap();
     assert!(!kept.skips_key_triggers());
-    // A role of its own, without the privilege, then granted it.
+    // A role of its own, owning a schema of its own, without the
+    // privilege, then granted it.
     let admin = session(&url).await;
     let role = format!("hrmig_plain_{}", uuid::Uuid::new_v4().simple());
-    let schema = schema_of(&url);
+    let schema = format!("{role}_schema");
     admin
         .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN; GRANT ALL ON SCHEMA {schema} TO {role};
-             GRANT ALL ON ALL TABLES IN SCHEMA {schema} TO {role};"
+            "CREATE ROLE {role} LOGIN; CREATE SCHEMA {schema} AUTHORIZATION {role}"
         ))
         .await
         .unwrap();
-    let plain = url.replacen("postgres@", &format!("{role}@"), 1);
-    assert_ne!(plain, url, "the shared server's URL names the user postgres");
+    let plain =
+        (url.replacen("postgres@", &format!("{role}@"), 1)).replacen(schema_of(&url), &schema, 1);
+    assert!(
+        plain.contains(&role),
+        "the shared server's URL names the user postgres"
+    );
     let store = hrmig::store::Store::open(&plain).await.unwrap();
     assert!(!store.skips_key_triggers());
     admin
@@ -422,7 +487,7 @@ async fn the_foreign_key_triggers_are_skipped_only_when_the_role_may_and_the_url
     admin
         .batch_execute(&format!(
             "REVOKE SET ON PARAMETER session_replication_role FROM {role};
-             DROP OWNED BY {role}; DROP ROLE {role}"
+             DROP SCHEMA {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE {role}"
         ))
         .await
         .unwrap();
@@ -438,15 +503,9 @@ async fn a_parent_deleted_during_a_batch_is_a_foreign_key_rejection_never_an_orp
         return;
     }
     for choice in ["auto", "keep"] {
-        let url = common::servers::fresh_postgres_schema().await;
-        let url = format!("{url}&fk_triggers={choice}");
-        let dir = tempfile::tempdir().unwrap();
-        let app = TestApp::spawn(&url, dir.path(), Keys::new(None, None)).await;
-        let departments = json!([{"id": 1, "department": "Sales"}, {"id": 3, "department": "Legal"}]);
-        let r = app.post_json("/api/tables/departments/rows", &departments).await;
-        assert_eq!(r.status(), 200);
-        let r = app.post_json("/api/tables/jobs/rows", &jobs(0, 1)).await;
-        assert_eq!(r.status(), 200);
+        let departments =
+            json!([{"id": 1, "department": "Sales"}, {"id": 3, "department": "Legal"}]);
+        let (url, app, _dir) = app_with_parents(choice, departments).await;
         // Another session deletes department 3 and has not committed.
         let deleter = session(&url).await;
         deleter.batch_execute("BEGIN").await.unwrap();
@@ -455,40 +514,18 @@ async fn a_parent_deleted_during_a_batch_is_a_foreign_key_rejection_never_an_orp
             .await
             .unwrap();
         assert_eq!(deleted, 1);
-        let employees = json!([
-            {"id": 1, "name": "Ada", "datetime": "2021-01-01T00:00:00Z", "department_id": 1, "job_id": 1},
-            {"id": 2, "name": "Bo", "datetime": "2021-01-01T00:00:00Z", "department_id": 3, "job_id": 1},
-        ]);
-        let base = app.base.clone();
-        let batch = tokio::spawn(async move {
-            let r = reqwest::Client::new()
-                .post(format!("{base}/api/tables/hired_employees/rows"))
-                .json(&employees)
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.json::<Value>().await.unwrap())
-        });
-        // The batch waits for the deleter's row lock (bounded wait).
+        let batch = send_batch(
+            &app,
+            "hired_employees",
+            json!([employee(1, 1), employee(2, 3)]),
+        );
+        // The batch waits for the deleter's row lock.
         let watcher = session(&url).await;
-        let mut waited = false;
-        for _ in 0..200 {
-            let row = watcher
-                .query_one(
-                    "SELECT COUNT(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'
-                       AND application_name = 'hrmig'",
-                    &[],
-                )
-                .await
-                .unwrap();
-            if row.get::<_, i64>(0) > 0 {
-                waited = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert!(waited, "{choice}: the batch did not wait for the parent's lock");
+        let waited = hrmig_waits_for_a_lock(&watcher).await;
+        assert!(
+            waited,
+            "{choice}: the batch did not wait for the parent's lock"
+        );
         deleter.batch_execute("COMMIT").await.unwrap();
         let (status, body) = batch.await.unwrap();
         assert_eq!(status, 200, "{choice}: {body}");
@@ -517,17 +554,10 @@ async fn parents_deleted_beside_a_stream_of_batches_leave_no_orphan() {
         return;
     }
     for choice in ["auto", "keep"] {
-        let url = common::servers::fresh_postgres_schema().await;
-        let url = format!("{url}&fk_triggers={choice}");
-        let dir = tempfile::tempdir().unwrap();
-        let app = TestApp::spawn(&url, dir.path(), Keys::new(None, None)).await;
         let departments: Vec<Value> = (1..=60)
             .map(|id| json!({"id": id, "department": format!("D{id}")}))
             .collect();
-        let r = app.post_json("/api/tables/departments/rows", &json!(departments)).await;
-        assert_eq!(r.status(), 200);
-        let r = app.post_json("/api/tables/jobs/rows", &jobs(0, 1)).await;
-        assert_eq!(r.status(), 200);
+        let (url, app, _dir) = app_with_parents(choice, json!(departments)).await;
         // Batch k references departments k + 1 ..= k + 10; the deleter
         // tries each department in turn meanwhile.
         let deleter_url = url.clone();
@@ -535,7 +565,9 @@ async fn parents_deleted_beside_a_stream_of_batches_leave_no_orphan() {
             let client = session(&deleter_url).await;
             let mut deleted = 0;
             for id in 1..=60i32 {
-                let r = client.execute("DELETE FROM departments WHERE id = $1", &[&id]).await;
+                let r = client
+                    .execute("DELETE FROM departments WHERE id = $1", &[&id])
+                    .await;
                 deleted += r.unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -567,8 +599,63 @@ async fn parents_deleted_beside_a_stream_of_batches_leave_no_orphan() {
         let orphans = n("SELECT COUNT(*) FROM hired_employees h
                          WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)");
         assert_eq!(orphans.await, 0, "{choice}");
-        assert_eq!(n("SELECT COUNT(*) FROM hired_employees").await as u64, sums.1);
+        assert_eq!(
+            n("SELECT COUNT(*) FROM hired_employees").await as u64,
+            sums.1
+        );
         // Department 60 is never referenced: at least that delete succeeds.
         assert!(deleted > 0, "{choice}");
+    }
+}
+
+/// An id that another session inserts between a batch's lookup and its
+/// insert: the batch's `COPY` meets it (after waiting for that session's
+/// commit), falls back to `INSERT … ON CONFLICT`, and logs that row as a
+/// `duplicate`; the others go in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_id_taken_between_the_lookup_and_the_insert_is_a_duplicate() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        let departments = json!([{"id": 1, "department": "Sales"}]);
+        let (url, app, _dir) = app_with_parents(choice, departments).await;
+        // Another session has inserted employee 2 and not committed: the
+        // batch's lookup does not see it, its insert waits for it.
+        let other = session(&url).await;
+        other.batch_execute("BEGIN").await.unwrap();
+        other
+            .execute(
+                "INSERT INTO hired_employees VALUES (2, 'Other', '2021-01-01T00:00:00Z', 1, 1)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let rows = json!([employee(1, 1), employee(2, 1), employee(3, 1)]);
+        let batch = send_batch(&app, "hired_employees", rows);
+        let watcher = session(&url).await;
+        let waited = hrmig_waits_for_a_lock(&watcher).await;
+        assert!(
+            waited,
+            "{choice}: the batch did not wait for the other insert"
+        );
+        other.batch_execute("COMMIT").await.unwrap();
+        let (status, body) = batch.await.unwrap();
+        assert_eq!(status, 200, "{choice}: {body}");
+        assert_eq!(counts(&body), (3, 2, 1), "{choice}: {body}");
+        assert_eq!(body["rejected"][0]["index"], 1, "{choice}: {body}");
+        assert_eq!(
+            body["rejected"][0]["errors"][0]["code"], "duplicate",
+            "{choice}: {body}"
+        );
+        let names: Vec<(i32, String)> = (watcher
+            .query("SELECT id, name FROM hired_employees ORDER BY id", &[])
+            .await
+            .unwrap())
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+        let expected = [(1, "Ada"), (2, "Other"), (3, "Ada")].map(|(i, n)| (i, n.to_owned()));
+        assert_eq!(names, expected, "{choice}");
     }
 }

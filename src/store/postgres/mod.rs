@@ -152,7 +152,9 @@ impl PgStore {
             .await;
         match tried {
             Ok(()) => Ok(KeyChecks::Locks),
-            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => Ok(KeyChecks::Triggers),
+            Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                Ok(KeyChecks::Triggers)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -582,11 +584,22 @@ mod tests {
         assert_eq!((o.pool_size, o.triggers), (4, TriggerChoice::Keep));
         let (url, o) = take_options("postgres://u@h/db").unwrap();
         assert_eq!(url, "postgres://u@h/db");
-        assert_eq!((o.pool_size, o.triggers), (DEFAULT_POOL, TriggerChoice::Auto));
+        assert_eq!(
+            (o.pool_size, o.triggers),
+            (DEFAULT_POOL, TriggerChoice::Auto)
+        );
         let (_, o) = take_options("postgres://u@h/db?fk_triggers=auto").unwrap();
         assert_eq!(o.triggers, TriggerChoice::Auto);
-        for bad in ["pool_size=0", "pool_size=x", "fk_triggers=off", "fk_triggers="] {
-            assert!(take_options(&format!("postgres://u@h/db?{bad}")).is_err(), "{bad}");
+        for bad in [
+            "pool_size=0",
+            "pool_size=x",
+            "fk_triggers=off",
+            "fk_triggers=",
+        ] {
+            assert!(
+                take_options(&format!("postgres://u@h/db?{bad}")).is_err(),
+                "{bad}"
+            );
         }
     }
 
