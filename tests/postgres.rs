@@ -437,6 +437,13 @@ async fn hrmig_waits_for_a_lock(watcher: &tokio_postgres::Client) -> bool {
     false
 }
 
+/// Employees whose department is not in the table.
+async fn orphans(client: &tokio_postgres::Client) -> i64 {
+    let sql = "SELECT COUNT(*) FROM hired_employees h
+               WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)";
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// An employee of department `department` and job 1.
 fn employee(id: u64, department: u64) -> Value {
     json!({"id": id, "name": "Ada", "datetime": "2021-01-01T00:00:00Z",
@@ -533,15 +540,7 @@ async fn a_parent_deleted_during_a_batch_is_a_foreign_key_rejection_never_an_orp
         let errors = &body["rejected"][0]["errors"];
         assert_eq!(errors[0]["code"], "foreign_key", "{choice}: {body}");
         assert_eq!(errors[0]["column"], "department_id", "{choice}: {body}");
-        let orphans = watcher
-            .query_one(
-                "SELECT COUNT(*) FROM hired_employees h
-                 WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)",
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(orphans.get::<_, i64>(0), 0, "{choice}");
+        assert_eq!(orphans(&watcher).await, 0, "{choice}");
     }
 }
 
@@ -592,17 +591,9 @@ async fn parents_deleted_beside_a_stream_of_batches_leave_no_orphan() {
         assert_eq!(sums.0, 1000);
         assert_eq!(sums.0, sums.1 + sums.2, "{choice}");
         let check = session(&url).await;
-        let n = |sql: &'static str| {
-            let check = &check;
-            async move { check.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
-        };
-        let orphans = n("SELECT COUNT(*) FROM hired_employees h
-                         WHERE NOT EXISTS (SELECT 1 FROM departments d WHERE d.id = h.department_id)");
-        assert_eq!(orphans.await, 0, "{choice}");
-        assert_eq!(
-            n("SELECT COUNT(*) FROM hired_employees").await as u64,
-            sums.1
-        );
+        assert_eq!(orphans(&check).await, 0, "{choice}");
+        let stored = check.query_one("SELECT COUNT(*) FROM hired_employees", &[]);
+        assert_eq!(stored.await.unwrap().get::<_, i64>(0) as u64, sums.1);
         // Department 60 is never referenced: at least that delete succeeds.
         assert!(deleted > 0, "{choice}");
     }

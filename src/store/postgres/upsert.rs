@@ -7,7 +7,7 @@
 //! then join with the whole table. Staged, they cost one join in all.
 
 use super::StoreError;
-use super::load::{array_type, column_arrays};
+use super::load::{column_arrays, unnest};
 use crate::dictionary::{Row, Table};
 use std::collections::HashMap;
 use tokio_postgres::Transaction;
@@ -15,16 +15,6 @@ use tokio_postgres::types::ToSql;
 
 /// The staging table of a load's updates, dropped at the commit.
 const STAGE: &str = "hrmig_updates";
-
-/// The unnest of `table`'s column arrays, `$1…$n` cast to their types.
-fn unnest(table: Table, extra: &[&str]) -> String {
-    let mut casts: Vec<String> = (table.columns().iter().enumerate())
-        .map(|(i, c)| format!("${}::{}", i + 1, array_type(c.ty)))
-        .collect();
-    let n = casts.len();
-    casts.extend((extra.iter().enumerate()).map(|(i, ty)| format!("${}::{ty}", n + i + 1)));
-    format!("unnest({})", casts.join(", "))
-}
 
 /// `"col" = source."col"` for every column but the id.
 fn assignments(table: Table, source: &str) -> String {
