@@ -341,6 +341,52 @@ async fn duplicates_first_occurrence_wins() {
     );
 }
 
+/// Ids in any order, in runs longer than the writers' groups of rows:
+/// each id inserted once with the values of its first valid occurrence,
+/// later ones rejected as duplicates, whether an id is above every id seen
+/// so far or below, taken by a row just before it or long before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_in_any_order_are_inserted_once_each() {
+    let env = TestEnv::with_parents().await;
+    env.load_employees(good(500).as_bytes()).await;
+    let mut ids: Vec<u32> = (1..=150).collect(); // below the table's 500
+    ids.extend([600, 550, 600, 149, 700]); // below a new high, and taken
+    ids.extend(701..=900); // above, a long run
+    ids.extend([500, 800, 650, 901]);
+    let mut csv = String::new();
+    for (n, id) in ids.iter().enumerate() {
+        // Every 37th line names a missing department: not a taken id.
+        let dept = if n % 37 == 5 { "9" } else { "1" };
+        csv += &line(&id.to_string(), &format!("N{n}"), OK, dept, "1");
+    }
+    let r = env.load_employees(csv.as_bytes()).await;
+    let mut first = std::collections::BTreeMap::new();
+    let mut expected_rejected = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let position = n as i64 + 1;
+        let mut errors = Vec::new();
+        if *id == 500 || first.contains_key(id) {
+            errors.push((col("id"), Duplicate));
+        }
+        if n % 37 == 5 {
+            errors.push((col("department_id"), ForeignKey));
+        }
+        if errors.is_empty() {
+            first.insert(*id, n);
+        } else {
+            expected_rejected.push((position, errors));
+        }
+    }
+    assert_eq!(r.inserted, first.len() as u64);
+    assert_eq!(env.rejected().await, expected_rejected);
+    let mut expected: Vec<String> = (first.iter())
+        .map(|(id, n)| format!("{id},N{n},{OK},1,1"))
+        .collect();
+    expected.push(format!("500,Ann Lee,{OK},1,2"));
+    expected.sort_by_key(|r| r.split(',').next().unwrap().parse::<u32>().unwrap());
+    assert_eq!(env.rows(Table::HiredEmployees).await, expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_parents_are_foreign_key_errors() {
     let env = TestEnv::with_parents().await;

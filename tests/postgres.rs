@@ -650,3 +650,266 @@ async fn an_id_taken_between_the_lookup_and_the_insert_is_a_duplicate() {
         assert_eq!(names, expected, "{choice}");
     }
 }
+
+/// A store of `url` with `fk_triggers=choice`, and a landing folder in
+/// `dir` for its loads.
+async fn store_and_landing(
+    url: &str,
+    choice: &str,
+    dir: &std::path::Path,
+) -> (hrmig::store::Store, hrmig::storage::Storage) {
+    let store = hrmig::store::Store::open(&format!("{url}&fk_triggers={choice}"))
+        .await
+        .unwrap();
+    let storage = hrmig::storage::Storage::open(dir.join("storage").to_str().unwrap()).unwrap();
+    (store, storage.child("landing").unwrap())
+}
+
+/// Loads `csv` as the hired_employees file from `landing`.
+async fn load_employees(
+    store: &hrmig::store::Store,
+    landing: &hrmig::storage::Storage,
+    dir: &std::path::Path,
+    csv: &str,
+) -> Result<hrmig::ops::load::LoadReport, hrmig::ops::load::LoadError> {
+    let folder = dir.join("storage").join("landing");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("hired_employees.csv"), csv).unwrap();
+    let mut request = hrmig::ops::load::LoadRequest::new(
+        landing.clone(),
+        vec![hrmig::dictionary::Table::HiredEmployees],
+    );
+    request.force = true;
+    let mut reports = hrmig::ops::load::load(store, &request).await?;
+    Ok(reports.remove(0))
+}
+
+/// `hired_employees`' foreign keys: (oid, validated), by name.
+async fn foreign_keys(client: &tokio_postgres::Client) -> Vec<(u32, bool)> {
+    let rows = client
+        .query(
+            "SELECT oid, convalidated FROM pg_constraint
+             WHERE conrelid = 'hired_employees'::regclass AND contype = 'f' ORDER BY conname",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// A file of `rows` employees, every 50th of the missing department 9.
+fn employees_csv(rows: u32) -> (String, u64) {
+    let mut csv = String::new();
+    let mut bad = 0;
+    for id in 1..=rows {
+        let department = if id % 50 == 7 { 9 } else { 1 };
+        bad += u64::from(department == 9);
+        csv += &format!("{id},Ann Lee,2021-07-27T16:02:08Z,{department},1\n");
+    }
+    (csv, bad)
+}
+
+/// Small files and big ones (the bulk path, from 2 MiB), with the
+/// foreign-key triggers or with the parents locked: the same rows
+/// rejected, no orphan, and the keys declared and valid after the commit.
+/// With the parents locked the keys are never set aside (the same
+/// constraints before and after); with the triggers a big file sets them
+/// aside and adds them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_check_parents_by_triggers_or_by_locks_and_keep_the_keys_declared() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        for rows in [200, 60_000] {
+            let departments = json!([{"id": 1, "department": "Sales"}]);
+            let (url, _app, dir) = app_with_parents(choice, departments).await;
+            let (store, landing) = store_and_landing(&url, choice, dir.path()).await;
+            let client = session(&url).await;
+            let before = foreign_keys(&client).await;
+            let (csv, bad) = employees_csv(rows);
+            let report = load_employees(&store, &landing, dir.path(), &csv)
+                .await
+                .unwrap();
+            let case = format!("{choice}, {rows} rows");
+            assert_eq!(
+                (report.inserted, report.rejected),
+                (u64::from(rows) - bad, bad),
+                "{case}"
+            );
+            assert_eq!(
+                report
+                    .rejected_by_code
+                    .get(hrmig::dictionary::ErrorCode::ForeignKey),
+                bad
+            );
+            assert_eq!(orphans(&client).await, 0, "{case}");
+            let after = foreign_keys(&client).await;
+            assert_eq!(after.len(), 2, "{case}");
+            assert!(after.iter().all(|(_, valid)| *valid), "{case}: {after:?}");
+            let indexes = client.query_one(
+                "SELECT COUNT(*) FROM pg_index WHERE indrelid = 'hired_employees'::regclass",
+                &[],
+            );
+            assert_eq!(indexes.await.unwrap().get::<_, i64>(0), 3, "{case}");
+            // The primary key is back, and enforced.
+            let pk = client.query_one(
+                "SELECT COUNT(*) FROM pg_constraint
+                 WHERE conrelid = 'hired_employees'::regclass AND contype = 'p'",
+                &[],
+            );
+            assert_eq!(pk.await.unwrap().get::<_, i64>(0), 1, "{case}");
+            let taken = "INSERT INTO hired_employees VALUES (1, 'X', '2021-01-01T00:00:00Z', 1, 1)";
+            let e = client.execute(taken, &[]).await.unwrap_err();
+            let unique = tokio_postgres::error::SqlState::UNIQUE_VIOLATION;
+            assert_eq!(e.code(), Some(&unique), "{case}: {e}");
+            let set_aside = choice == "keep" && rows > 200;
+            assert_eq!(before != after, set_aside, "{case}: {before:?} {after:?}");
+        }
+    }
+}
+
+/// A parent deleted by another session, not yet committed, as a load
+/// starts: with the parents locked, the load waits for the delete, then
+/// rejects its rows as `foreign_key`. With the triggers a big file does
+/// the same (setting its keys aside waits for the delete), and a small
+/// one's rows are checked by PostgreSQL, which waits and fails the load.
+/// No orphan either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_deleted_as_a_load_starts_is_never_an_orphan() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        for rows in [200, 60_000] {
+            let departments =
+                json!([{"id": 1, "department": "Sales"}, {"id": 9, "department": "Legal"}]);
+            let (url, _app, dir) = app_with_parents(choice, departments).await;
+            let (store, landing) = store_and_landing(&url, choice, dir.path()).await;
+            let deleter = session(&url).await;
+            deleter.batch_execute("BEGIN").await.unwrap();
+            let deleted = deleter.execute("DELETE FROM departments WHERE id = 9", &[]);
+            assert_eq!(deleted.await.unwrap(), 1);
+            let (csv, bad) = employees_csv(rows);
+            let load = tokio::spawn(async move {
+                let r = load_employees(&store, &landing, dir.path(), &csv).await;
+                (r, dir)
+            });
+            let watcher = session(&url).await;
+            let case = format!("{choice}, {rows} rows");
+            assert!(hrmig_waits_for_a_lock(&watcher).await, "{case}: no wait");
+            deleter.batch_execute("COMMIT").await.unwrap();
+            let (report, _dir) = load.await.unwrap();
+            match report {
+                Ok(r) => {
+                    assert_eq!(
+                        (r.inserted, r.rejected),
+                        (u64::from(rows) - bad, bad),
+                        "{case}"
+                    );
+                    let code = hrmig::dictionary::ErrorCode::ForeignKey;
+                    assert_eq!(r.rejected_by_code.get(code), bad, "{case}");
+                }
+                // The triggers' check of a row waited for the delete.
+                Err(e) => assert!(
+                    choice == "keep" && e.to_string().contains("foreign key"),
+                    "{case}: {e}"
+                ),
+            }
+            assert_eq!(orphans(&watcher).await, 0, "{case}");
+        }
+    }
+}
+
+/// Deleting department 1 fails with `code`.
+async fn delete_fails(client: &tokio_postgres::Client, code: tokio_postgres::error::SqlState) {
+    let e = client
+        .execute("DELETE FROM departments WHERE id = 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(&code), "{e}");
+}
+
+/// The other order, with the parents locked: a session deleting a parent
+/// while a load holds it (small file or bulk) waits for the load, then
+/// fails on the rows it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_delete_waits_for_the_load_that_locked_it_then_fails() {
+    use hrmig::store::{Chunk, Feed, FeedSummary, FileLoad, InputRow};
+    use tokio_postgres::error::SqlState;
+    if !server_available().await {
+        return;
+    }
+    for bytes in [Some(100), Some(u64::MAX)] {
+        let departments = json!([{"id": 1, "department": "Sales"}]);
+        let (url, _app, _dir) = app_with_parents("auto", departments).await;
+        let store = hrmig::store::Store::open(&url).await.unwrap();
+        assert!(store.skips_key_triggers());
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let raw = b"1,Ann Lee,2021-07-27T16:02:08Z,1,1".to_vec();
+        let fields = raw.split(|&b| b == b',').collect::<Vec<_>>();
+        let check = hrmig::dictionary::check::check_csv(
+            hrmig::dictionary::Table::HiredEmployees,
+            fields.into_iter(),
+        )
+        .into_row();
+        let chunk = Chunk {
+            rows: vec![InputRow {
+                position: 1,
+                raw: 0..raw.len(),
+                check,
+            }],
+            raw: raw.clone(),
+        };
+        tx.send(Feed::Rows(chunk)).await.unwrap();
+        let load = FileLoad {
+            table: hrmig::dictionary::Table::HiredEmployees,
+            source: "file:test".into(),
+            force: false,
+            max_rejects: None,
+            started_at: "2021-01-01T00:00:00Z".into(),
+            bytes,
+            dry_run: None,
+            on_duplicate: hrmig::store::OnDuplicate::Reject,
+        };
+        let loading = tokio::spawn(async move { store.load_file(load, rx).await });
+        let deleter = session(&url).await;
+        // Until the load has the parent locked, a lock on it is granted at
+        // once (and let go).
+        let mut locked = false;
+        for _ in 0..200 {
+            deleter.batch_execute("BEGIN").await.unwrap();
+            let probe = "SELECT id FROM departments WHERE id = 1 FOR UPDATE NOWAIT";
+            let tried = deleter.execute(probe, &[]).await;
+            deleter.batch_execute("ROLLBACK").await.unwrap();
+            match tried {
+                Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                    locked = true;
+                    break;
+                }
+                Err(e) => panic!("{bytes:?}: {e}"),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+        assert!(locked, "{bytes:?}: the load never locked the parent");
+        // Until its commit: a delete waits, and times out.
+        deleter
+            .batch_execute("SET lock_timeout = '300ms'")
+            .await
+            .unwrap();
+        delete_fails(&deleter, SqlState::LOCK_NOT_AVAILABLE).await;
+        let summary = FeedSummary {
+            rows_read: 1,
+            blank: 0,
+            sha256: "0".repeat(64),
+        };
+        tx.send(Feed::End(summary)).await.unwrap();
+        let outcome = loading.await.unwrap().unwrap();
+        assert!(
+            format!("{outcome:?}").contains("inserted: 1"),
+            "{outcome:?}"
+        );
+        delete_fails(&deleter, SqlState::FOREIGN_KEY_VIOLATION).await;
+        assert_eq!(orphans(&deleter).await, 0);
+    }
+}

@@ -49,12 +49,12 @@ pub struct PgStore {
     pool: Pool,
     /// `host:port` for messages about the server's certificate.
     server: String,
-    /// How API batches have their foreign keys checked.
+    /// How API batches and loads have their foreign keys checked.
     keys: KeyChecks,
 }
 
-/// How an API batch's foreign keys are checked. Either way hrmig checks
-/// every row against its parents first, and locks the parents' rows it
+/// How API batches and loads check foreign keys. Either way hrmig checks
+/// every row against its parents first; a batch locks the parents' rows it
 /// found (`FOR KEY SHARE`, the lock PostgreSQL's own check takes) until
 /// the commit: no session can delete a parent, or change its id, between
 /// the check and the commit, and one that tries waits, then fails on the
@@ -66,13 +66,14 @@ pub(super) enum KeyChecks {
     /// queries per row (its foreign-key triggers): the default, for a role
     /// without the privilege below, or with `fk_triggers=keep` in the URL.
     Triggers,
-    /// The insert skips PostgreSQL's per-row foreign-key triggers
-    /// (`session_replication_role = replica` for that statement), which
-    /// the parents' locks make redundant: for a role allowed to set the
-    /// parameter (a superuser, or `GRANT SET ON PARAMETER
-    /// session_replication_role`), detected at start-up. A table with a
-    /// trigger or rule of its own (which the setting would skip as well)
-    /// keeps the triggers.
+    /// A batch's insert and a load's `COPY`s skip PostgreSQL's per-row
+    /// foreign-key triggers (`session_replication_role = replica` for those
+    /// statements), which the parents' locks make redundant: for a role
+    /// allowed to set the parameter (a superuser, or `GRANT SET ON
+    /// PARAMETER session_replication_role`), detected at start-up. A table
+    /// with a trigger or rule of its own (which the setting would skip as
+    /// well) keeps the triggers. A load locks every row of the parents as
+    /// it reads their ids.
     Locks,
 }
 
@@ -131,8 +132,8 @@ impl PgStore {
         }
         if store.keys == KeyChecks::Locks {
             tracing::info!(
-                "API batches skip PostgreSQL's per-row foreign-key triggers: hrmig checks \
-                 and locks the parents (fk_triggers=keep in the URL keeps the triggers)"
+                "API batches and loads skip PostgreSQL's per-row foreign-key triggers: hrmig \
+                 checks and locks the parents (fk_triggers=keep in the URL keeps the triggers)"
             );
         }
         Ok(store)
@@ -147,9 +148,7 @@ impl PgStore {
     async fn key_checks(&self) -> Result<KeyChecks, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let tried = tx
-            .batch_execute("SET LOCAL session_replication_role = replica")
-            .await;
+        let tried = tx.batch_execute(load::TRIGGERS_OFF).await;
         match tried {
             Ok(()) => Ok(KeyChecks::Locks),
             Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
@@ -331,7 +330,7 @@ impl Backend for PgStore {
         // not at all, and running it again is safe.
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut target = load::PgLoad::new(&tx, &load);
+        let mut target = load::PgLoad::new(&tx, &load, self.keys);
         match super::load::run(&mut target, Dialect::Postgres, &load, feed).await? {
             Done::Commit(outcome) => {
                 target.restore_keys().await?;
