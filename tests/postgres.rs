@@ -913,3 +913,52 @@ async fn a_parent_delete_waits_for_the_load_that_locked_it_then_fails() {
         assert_eq!(orphans(&deleter).await, 0);
     }
 }
+
+/// `hired_employees`' indexes (the primary key's too), by name.
+async fn indexes(client: &tokio_postgres::Client) -> Vec<u32> {
+    let rows = client
+        .query(
+            "SELECT i.indexrelid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = 'hired_employees'::regclass ORDER BY c.relname",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// A big file into a table already more than twice its size: building the
+/// indexes again over the whole table would cost more than inserting the
+/// file's rows into them, so they stay (the same indexes after the load),
+/// and the file's rows are checked all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_file_into_a_much_bigger_table_keeps_its_indexes() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        let departments = json!([{"id": 1, "department": "Sales"}]);
+        let (url, _app, dir) = app_with_parents(choice, departments).await;
+        let (store, landing) = store_and_landing(&url, choice, dir.path()).await;
+        let client = session(&url).await;
+        let (csv, _) = employees_csv(150_000);
+        load_employees(&store, &landing, dir.path(), &csv)
+            .await
+            .unwrap();
+        let before = indexes(&client).await;
+        // 2.5 MB of new ids, one taken id, one missing department.
+        let mut csv = String::new();
+        for id in 200_001..=260_000u32 {
+            csv += &format!("{id},Ann Lee,2021-07-27T16:02:08Z,1,1\n");
+        }
+        csv += "150000,Taken,2021-07-27T16:02:08Z,1,1\n260001,Orphan,2021-07-27T16:02:08Z,9,1\n";
+        assert!(csv.len() > 2 << 20);
+        let r = load_employees(&store, &landing, dir.path(), &csv)
+            .await
+            .unwrap();
+        assert_eq!((r.inserted, r.rejected), (60_000, 2), "{choice}");
+        assert_eq!(indexes(&client).await, before, "{choice}");
+        assert_eq!(orphans(&client).await, 0, "{choice}");
+        assert_eq!(foreign_keys(&client).await.len(), 2, "{choice}");
+    }
+}

@@ -432,9 +432,9 @@ pub(super) struct PgLoad<'a, 't> {
     keys: KeyChecks,
     /// The parents' rows are locked, the foreign-key triggers skipped.
     locked_parents: bool,
-    /// Set aside for a big file (see [`BULK_BYTES`]): added again before
-    /// the commit.
-    bulk: bool,
+    /// The size of a big file (see [`BULK_BYTES`]), whose table's keys and
+    /// indexes may be set aside, then added again before the commit.
+    big: Option<u64>,
     constraints: Vec<(String, String)>,
     /// Taken ids are updates: their rows are found by the primary key,
     /// which stays.
@@ -456,9 +456,9 @@ impl<'a, 't> PgLoad<'a, 't> {
             locked_parents: false,
             // A dry run writes nothing: no keys to set aside, and readers
             // are not kept out.
-            bulk: table.foreign_keys().next().is_some()
-                && load.dry_run.is_none()
-                && load.bytes.is_some_and(|b| b >= BULK_BYTES),
+            big: (load.bytes)
+                .filter(|&b| b >= BULK_BYTES)
+                .filter(|_| table.foreign_keys().next().is_some() && load.dry_run.is_none()),
             constraints: Vec::new(),
             updates_rows: load.on_duplicate.updates(),
             indexes: Vec::new(),
@@ -497,26 +497,39 @@ impl<'a, 't> PgLoad<'a, 't> {
 
 impl LoadTarget for PgLoad<'_, '_> {
     async fn lock(&mut self) -> Result<(), StoreError> {
-        // A bulk load keeps readers out too (ALTER TABLE needs it), taken
-        // at once rather than upgraded later, which could deadlock.
-        let mode = match self.bulk {
-            true => "ACCESS EXCLUSIVE",
-            false => "SHARE ROW EXCLUSIVE",
-        };
         let name = self.table.name();
-        self.tx
-            .batch_execute(&format!("LOCK TABLE \"{name}\" IN {mode} MODE"))
-            .await?;
+        let quoted = format!("\"{name}\"");
         if self.keys == KeyChecks::Locks && self.table.foreign_keys().next().is_some() {
-            let quoted = format!("\"{name}\"");
             let own = self.tx.query_one(HAS_OWN_TRIGGERS, &[&quoted]).await?;
             self.locked_parents = !own.try_get::<_, bool>(0)?;
         }
-        if self.bulk {
-            let foreign_keys = !self.locked_parents;
+        let (indexes, foreign_keys) = match self.big {
+            Some(file) => {
+                let size = "SELECT pg_relation_size(to_regclass($1))";
+                let size = self.tx.query_one(size, &[&quoted]).await?;
+                let size = u64::try_from(size.try_get::<_, i64>(0)?).unwrap_or(0);
+                (
+                    size <= REBUILD_RATIO.saturating_mul(file),
+                    !self.locked_parents && size <= REVALIDATE_RATIO.saturating_mul(file),
+                )
+            }
+            None => (false, false),
+        };
+        // Setting keys aside keeps readers out too (ALTER TABLE needs it),
+        // taken at once rather than upgraded later, which could deadlock.
+        let mode = match indexes || foreign_keys {
+            true => "ACCESS EXCLUSIVE",
+            false => "SHARE ROW EXCLUSIVE",
+        };
+        self.tx
+            .batch_execute(&format!("LOCK TABLE {quoted} IN {mode} MODE"))
+            .await?;
+        let primary_key = indexes && !self.updates_rows;
+        if foreign_keys || primary_key {
             self.constraints =
-                set_aside_constraints(self.tx, self.table, foreign_keys, !self.updates_rows)
-                    .await?;
+                set_aside_constraints(self.tx, self.table, foreign_keys, primary_key).await?;
+        }
+        if indexes {
             self.indexes = set_aside_indexes(self.tx, self.table).await?;
         }
         Ok(())
@@ -585,13 +598,26 @@ impl Statements for PgLoad<'_, '_> {
 
 /// Files from this size on are loaded with the table's indexes and primary
 /// key set aside, and its foreign keys too unless the parents are locked
-/// ([`KeyChecks::Locks`]). Building an index once the rows are in is one
-/// sort; inserting into it row by row cost more (measured on a million
-/// rows: the primary key 1.2 s against 0.3 s, each foreign-key column's
-/// index 2 s against 0.6 s). PostgreSQL checks a foreign key with a query
-/// per inserted row (two of them cost 8 s per million rows, more than the
-/// COPY), and validating it again at the end is one join over the table.
+/// ([`KeyChecks::Locks`]), while the table is small enough beside the file
+/// ([`REBUILD_RATIO`], [`REVALIDATE_RATIO`]). Building an index once the
+/// rows are in is one sort; inserting into it row by row cost more
+/// (measured on a million rows: the primary key 1.2 s against 0.3 s, each
+/// foreign-key column's index 2 s against 0.6 s). PostgreSQL checks a
+/// foreign key with a query per inserted row (two of them cost 8 s per
+/// million rows, more than the COPY), and validating it again at the end
+/// is one join over the table (0.3 s per million rows).
 const BULK_BYTES: u64 = 2 << 20;
+
+/// The indexes are built again over the whole table, so only while the
+/// table holds at most this many times the file's bytes (a row takes
+/// about 1.4 times its CSV size in the table): beyond, inserting the
+/// file's rows one by one costs less.
+const REBUILD_RATIO: u64 = 2;
+
+/// The same for validating the foreign keys again, by one join over the
+/// table, against the triggers' query per row and key (about 13 times
+/// the join's cost per row).
+const REVALIDATE_RATIO: u64 = 16;
 
 /// Drops the table's foreign keys (`foreign_keys`) and its primary key
 /// (`primary_key`, unless another table's foreign key needs it) inside the
