@@ -226,9 +226,9 @@ pub(super) async fn query_in<T>(
 }
 
 /// Statements of a batch with this many parameters or fewer are prepared
-/// once per connection: the history entry, a lineage of a few runs, the
-/// idempotency key. Longer ones (a lineage of many runs) vary in shape, and
-/// each would stay prepared on the server.
+/// once per connection: the history entry, the lineage (its runs as
+/// arrays), the idempotency key. Longer ones vary in shape with their
+/// input, and each would stay prepared on the server.
 const CACHED_PARAMS: usize = 16;
 
 impl Statements for PgBatch<'_, '_> {
