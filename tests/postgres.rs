@@ -830,12 +830,66 @@ async fn delete_fails(client: &tokio_postgres::Client, code: tokio_postgres::err
     assert_eq!(e.code(), Some(&code), "{e}");
 }
 
+/// The producer's end of a [`hrmig::store::FileFeed`].
+type FileFeedSender =
+    tokio::sync::mpsc::Sender<hrmig::store::Feed<hrmig::store::Chunk, hrmig::store::FeedSummary>>;
+
+/// A load of one employee (department 1, job 1) whose feed has sent its
+/// rows and not its end yet: the feed's sender, its receiver and the load.
+async fn held_load(
+    bytes: Option<u64>,
+    dry_run: Option<hrmig::store::DryRun>,
+) -> (
+    FileFeedSender,
+    hrmig::store::FileFeed,
+    hrmig::store::FileLoad,
+) {
+    use hrmig::store::{Chunk, Feed, FileLoad, InputRow};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let raw = b"1,Ann Lee,2021-07-27T16:02:08Z,1,1".to_vec();
+    let fields = raw.split(|&b| b == b',').collect::<Vec<_>>();
+    let check = hrmig::dictionary::check::check_csv(
+        hrmig::dictionary::Table::HiredEmployees,
+        fields.into_iter(),
+    )
+    .into_row();
+    let chunk = Chunk {
+        rows: vec![InputRow {
+            position: 1,
+            raw: 0..raw.len(),
+            check,
+        }],
+        raw: raw.clone(),
+    };
+    tx.send(Feed::Rows(chunk)).await.unwrap();
+    let load = FileLoad {
+        table: hrmig::dictionary::Table::HiredEmployees,
+        source: "file:test".into(),
+        force: false,
+        max_rejects: None,
+        started_at: "2021-01-01T00:00:00Z".into(),
+        bytes,
+        dry_run,
+        on_duplicate: hrmig::store::OnDuplicate::Reject,
+    };
+    (tx, rx, load)
+}
+
+/// Sends the end of a [`held_load`]'s feed.
+async fn end_held_load(tx: &FileFeedSender) {
+    let summary = hrmig::store::FeedSummary {
+        rows_read: 1,
+        blank: 0,
+        sha256: "0".repeat(64),
+    };
+    tx.send(hrmig::store::Feed::End(summary)).await.unwrap();
+}
+
 /// The other order, with the parents locked: a session deleting a parent
 /// while a load holds it (small file or bulk) waits for the load, then
 /// fails on the rows it committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_delete_waits_for_the_load_that_locked_it_then_fails() {
-    use hrmig::store::{Chunk, Feed, FeedSummary, FileLoad, InputRow};
     use tokio_postgres::error::SqlState;
     if !server_available().await {
         return;
@@ -845,33 +899,7 @@ async fn a_parent_delete_waits_for_the_load_that_locked_it_then_fails() {
         let (url, _app, _dir) = app_with_parents("auto", departments).await;
         let store = hrmig::store::Store::open(&url).await.unwrap();
         assert!(store.skips_key_triggers());
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let raw = b"1,Ann Lee,2021-07-27T16:02:08Z,1,1".to_vec();
-        let fields = raw.split(|&b| b == b',').collect::<Vec<_>>();
-        let check = hrmig::dictionary::check::check_csv(
-            hrmig::dictionary::Table::HiredEmployees,
-            fields.into_iter(),
-        )
-        .into_row();
-        let chunk = Chunk {
-            rows: vec![InputRow {
-                position: 1,
-                raw: 0..raw.len(),
-                check,
-            }],
-            raw: raw.clone(),
-        };
-        tx.send(Feed::Rows(chunk)).await.unwrap();
-        let load = FileLoad {
-            table: hrmig::dictionary::Table::HiredEmployees,
-            source: "file:test".into(),
-            force: false,
-            max_rejects: None,
-            started_at: "2021-01-01T00:00:00Z".into(),
-            bytes,
-            dry_run: None,
-            on_duplicate: hrmig::store::OnDuplicate::Reject,
-        };
+        let (tx, rx, load) = held_load(bytes, None).await;
         let loading = tokio::spawn(async move { store.load_file(load, rx).await });
         let deleter = session(&url).await;
         // Until the load has the parent locked, a lock on it is granted at
@@ -898,15 +926,17 @@ async fn a_parent_delete_waits_for_the_load_that_locked_it_then_fails() {
             .await
             .unwrap();
         delete_fails(&deleter, SqlState::LOCK_NOT_AVAILABLE).await;
-        let summary = FeedSummary {
-            rows_read: 1,
-            blank: 0,
-            sha256: "0".repeat(64),
-        };
-        tx.send(Feed::End(summary)).await.unwrap();
+        end_held_load(&tx).await;
         let outcome = loading.await.unwrap().unwrap();
         assert!(
-            format!("{outcome:?}").contains("inserted: 1"),
+            matches!(
+                outcome,
+                hrmig::store::LoadOutcome::Loaded {
+                    inserted: 1,
+                    rejected: 0,
+                    ..
+                }
+            ),
             "{outcome:?}"
         );
         delete_fails(&deleter, SqlState::FOREIGN_KEY_VIOLATION).await;
@@ -961,4 +991,48 @@ async fn a_big_file_into_a_much_bigger_table_keeps_its_indexes() {
         assert_eq!(orphans(&client).await, 0, "{choice}");
         assert_eq!(foreign_keys(&client).await.len(), 2, "{choice}");
     }
+}
+
+/// A dry run writes nothing and holds no parent: while one waits for the
+/// rest of its file, another session may lock department 1 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_holds_no_parent() {
+    use hrmig::store::{DryRun, LoadOutcome};
+    if !server_available().await {
+        return;
+    }
+    let departments = json!([{"id": 1, "department": "Sales"}]);
+    let (url, _app, _dir) = app_with_parents("auto", departments).await;
+    let store = hrmig::store::Store::open(&url).await.unwrap();
+    assert!(store.skips_key_triggers());
+    let (tx, rx, load) = held_load(Some(100), Some(DryRun::default())).await;
+    let checking = tokio::spawn(async move { store.load_file(load, rx).await });
+    // The dry run has read the parents and waits for its feed.
+    let watcher = session(&url).await;
+    let mut waiting = false;
+    for _ in 0..200 {
+        let idle = watcher.query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'hrmig'
+               AND state = 'idle in transaction'",
+            &[],
+        );
+        if idle.await.unwrap().get::<_, i64>(0) > 0 {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(waiting, "the dry run never waited for its feed");
+    watcher.batch_execute("BEGIN").await.unwrap();
+    let probe = "SELECT id FROM departments WHERE id = 1 FOR UPDATE NOWAIT";
+    let locked = watcher.query(probe, &[]).await.unwrap();
+    assert_eq!(locked.len(), 1);
+    watcher.batch_execute("ROLLBACK").await.unwrap();
+    end_held_load(&tx).await;
+    let outcome = checking.await.unwrap().unwrap();
+    assert!(
+        matches!(outcome, LoadOutcome::WouldLoad { inserted: 1, .. }),
+        "{outcome:?}"
+    );
 }

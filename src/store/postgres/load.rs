@@ -205,7 +205,8 @@ const SKIP_TRIGGERS: &str = concat!(
 /// See [`own_triggers`].
 const HAS_OWN_TRIGGERS: &str = concat!("SELECT ", own_triggers!());
 
-/// Turns the foreign-key triggers off for the next statement ([`KeyChecks::Locks`]).
+/// Turns the foreign-key triggers off ([`KeyChecks::Locks`]) until
+/// [`TRIGGERS_ON`] or the end of the transaction.
 pub(super) const TRIGGERS_OFF: &str = "SET LOCAL session_replication_role = replica";
 /// And on again.
 const TRIGGERS_ON: &str = "SET LOCAL session_replication_role TO DEFAULT";
@@ -452,7 +453,12 @@ impl<'a, 't> PgLoad<'a, 't> {
             tx,
             table,
             source: load.source.clone(),
-            keys,
+            // A dry run writes nothing: no triggers to skip, and no parent
+            // held off from a delete while it reads.
+            keys: match load.dry_run {
+                Some(_) => KeyChecks::Triggers,
+                None => keys,
+            },
             locked_parents: false,
             // A dry run writes nothing: no keys to set aside, and readers
             // are not kept out.
@@ -505,6 +511,7 @@ impl LoadTarget for PgLoad<'_, '_> {
         }
         let (indexes, foreign_keys) = match self.big {
             Some(file) => {
+                // Read before the lock: an estimate is enough.
                 let size = "SELECT pg_relation_size(to_regclass($1))";
                 let size = self.tx.query_one(size, &[&quoted]).await?;
                 let size = u64::try_from(size.try_get::<_, i64>(0)?).unwrap_or(0);

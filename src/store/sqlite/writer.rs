@@ -470,11 +470,12 @@ impl<'t> RowWriter<'t> {
         };
         let insert_many = insert(FRESH_ROWS, "")?;
         let insert = insert(1, " ON CONFLICT (\"id\") DO NOTHING")?;
-        let high_water: Option<i64> = tx.query_row(
-            &format!("SELECT MAX(\"id\") FROM {}", d.quote(table.name())),
-            [],
-            |r| r.get(0),
-        )?;
+        let high_water: Option<i64> = tx
+            .prepare_cached(&format!(
+                "SELECT MAX(\"id\") FROM {}",
+                d.quote(table.name())
+            ))?
+            .query_row([], |r| r.get(0))?;
         let sets: Vec<String> = (table.columns().iter().enumerate())
             .filter(|(i, _)| *i != Table::PRIMARY_KEY)
             .map(|(i, c)| format!("{} = ?{}", d.quote(c.name), i + 1))
@@ -566,8 +567,14 @@ impl<'t> RowWriter<'t> {
         Ok(rejected)
     }
 
+    /// A valid row above every id so far: [`Known::admit`] keeps it to be
+    /// inserted with the next ones.
     fn is_fresh(&self, row: &InputRow) -> bool {
-        matches!(&row.check, Ok(r) if i64::from(r.id()) > self.high_water)
+        matches!(&row.check, Ok(r) if self.above_high_water(r.id()))
+    }
+
+    fn above_high_water(&self, id: i32) -> bool {
+        i64::from(id) > self.high_water
     }
 
     /// Inserts the fresh rows waiting, [`FRESH_ROWS`] at a time.
@@ -586,7 +593,14 @@ impl<'t> RowWriter<'t> {
         }
         for &i in groups.remainder() {
             bind_row(&mut self.insert, valid(i)?)?;
-            self.insert.raw_execute()?;
+            // Admitted as inserted already: an id taken after all would
+            // otherwise be lost without a word.
+            if self.insert.raw_execute()? != 1 {
+                return Err(StoreError::Task(format!(
+                    "fresh id {} was taken",
+                    valid(i)?.id()
+                )));
+            }
         }
         self.fresh.clear();
         Ok(())
@@ -645,7 +659,7 @@ impl Known for RowWriter<'_> {
 
     fn admit(&mut self, row: &Row, update: bool) -> Result<Option<Admitted>, StoreError> {
         // Above every id there is: inserted with the next fresh rows.
-        if i64::from(row.id()) > self.high_water {
+        if self.above_high_water(row.id()) {
             self.high_water = i64::from(row.id());
             self.fresh.push(self.current);
             if self.keep_ids {
