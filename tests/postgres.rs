@@ -1036,3 +1036,86 @@ async fn a_dry_run_holds_no_parent() {
         "{outcome:?}"
     );
 }
+
+/// The store's hires by quarter of 2021 against the view's, read by the
+/// test's own session.
+async fn reports_agree(store: &hrmig::store::Store, client: &tokio_postgres::Client, step: &str) {
+    let rows = client
+        .query(
+            "SELECT department::text, job::text, q1, q2, q3, q4 FROM gold_hires_by_quarter
+             WHERE year = 2021",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut expected: Vec<(String, String, [i64; 4])> = (rows.iter())
+        .map(|r| (r.get(0), r.get(1), [r.get(2), r.get(3), r.get(4), r.get(5)]))
+        .collect();
+    expected.sort();
+    let mut got: Vec<(String, String, [i64; 4])> = (store.hires_by_quarter(2021).await.unwrap())
+        .into_iter()
+        .map(|r| (r.department, r.job, [r.q1, r.q2, r.q3, r.q4]))
+        .collect();
+    got.sort();
+    assert_eq!(got, expected, "after {step}");
+}
+
+/// The counts the reports read follow every writer: hrmig with the
+/// foreign-key triggers kept (the counting triggers count its rows) or
+/// skipped (hrmig counts them itself), and another program's inserts,
+/// updates, deletes and `TRUNCATE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_count_what_every_writer_writes() {
+    if !server_available().await {
+        return;
+    }
+    let url = common::servers::fresh_postgres_schema().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, landing) = store_and_landing(&url, "keep", dir.path()).await;
+    assert!(!kept.skips_key_triggers());
+    let client = session(&url).await;
+    client
+        .batch_execute(
+            "INSERT INTO departments VALUES (1, 'Sales'), (2, 'Legal');
+             INSERT INTO jobs VALUES (1, 'Engineer'), (2, 'Analyst')",
+        )
+        .await
+        .unwrap();
+    let (csv, bad) = employees_csv(3000);
+    let report = load_employees(&kept, &landing, dir.path(), &csv)
+        .await
+        .unwrap();
+    assert_eq!(report.rejected, bad);
+    reports_agree(&kept, &client, "a load with the triggers kept").await;
+
+    client
+        .batch_execute(
+            "INSERT INTO hired_employees
+                 SELECT id, 'Bo', TIMESTAMPTZ '2021-02-03 04:05:06+00' + id * INTERVAL '1 hour', 2, 2
+                 FROM generate_series(5001, 5500) AS id;
+             UPDATE hired_employees SET datetime = TIMESTAMPTZ '2021-11-30 23:00:00+00', job_id = 2
+                 WHERE id BETWEEN 100 AND 400;
+             UPDATE hired_employees SET name = 'Cy' WHERE id BETWEEN 401 AND 500;
+             DELETE FROM hired_employees WHERE id % 7 = 0",
+        )
+        .await
+        .unwrap();
+    reports_agree(&kept, &client, "another program's writes").await;
+
+    client
+        .batch_execute("TRUNCATE hired_employees")
+        .await
+        .unwrap();
+    assert!(kept.hires_by_quarter(2021).await.unwrap().is_empty());
+    let (skipping, _) = store_and_landing(&url, "auto", dir.path()).await;
+    assert!(skipping.skips_key_triggers());
+    load_employees(&skipping, &landing, dir.path(), &csv)
+        .await
+        .unwrap();
+    reports_agree(&skipping, &client, "a load with the triggers skipped").await;
+    let folded: i64 = (client.query_one("SELECT count(*) FROM hrmig_hire_count_changes", &[]))
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(folded, 0, "a report folds the changes first");
+}

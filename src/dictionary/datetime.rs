@@ -168,6 +168,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// The year and the month (1 to 12) of a UTC millisecond timestamp, as
+/// its canonical text shows them.
+pub fn year_month(ms: i64) -> (i64, u32) {
+    let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));
+    (y.clamp(0, 9999), m)
+}
+
 /// Canonical text of a UTC millisecond timestamp, written into `buf`
 /// (24 bytes are always enough). Returns the used part.
 pub fn format_into(ms: i64, buf: &mut [u8; 24]) -> &str {

@@ -480,12 +480,16 @@ pub fn lineage(d: Dialect) -> String {
 
 /// Every migration of a dialect, in order: `(file name, SQL)`.
 pub fn migrations(d: Dialect) -> Vec<(&'static str, String)> {
-    vec![
+    let mut all = vec![
         ("0001_init.sql", init(d)),
         ("0002_reports.sql", reports(d)),
         ("0003_work_queue.sql", work_queue(d)),
         ("0004_lineage.sql", lineage(d)),
-    ]
+    ];
+    if let Some(counts) = super::reports::migration(d) {
+        all.push(("0005_hire_counts.sql", counts));
+    }
+    all
 }
 
 /// Whether SQLite runs migration `number` (from 1) on a database whose

@@ -28,6 +28,7 @@ mod mssql;
 mod postgres;
 mod queue;
 mod records;
+mod reports;
 mod requests;
 mod restore;
 mod retry;
@@ -486,8 +487,9 @@ impl Store {
     /// Hires of `year` per department and job, by quarter, ordered by
     /// department then job in binary (code point) order.
     pub async fn hires_by_quarter(&self, year: i32) -> Result<Vec<QuarterRow>, StoreError> {
-        let st = sql::hires_by_quarter(self.dialect(), year);
-        self.query(st, sql::quarter_row).await
+        self.fold_counts().await?;
+        let st = reports::hires_by_quarter(self.dialect(), year);
+        self.query(st, reports::quarter_row).await
     }
 
     /// Departments that hired more than the mean of all departments in
@@ -496,8 +498,19 @@ impl Store {
         &self,
         year: i32,
     ) -> Result<Vec<DepartmentHires>, StoreError> {
-        let st = sql::departments_above_mean(self.dialect(), year);
-        self.query(st, sql::department_hires).await
+        self.fold_counts().await?;
+        let st = reports::departments_above_mean(self.dialect(), year);
+        self.query(st, reports::department_hires).await
+    }
+
+    /// Folds the pending count changes before a report reads them (see
+    /// [`reports`]), so that a report reads few.
+    async fn fold_counts(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(pg) => pg.fold_counts().await,
+            Store::Sqlite(sqlite) => sqlite.fold_counts().await,
+            Store::Mssql(_) => Ok(()),
+        }
     }
 
     /// Whether the database answers.

@@ -11,8 +11,8 @@
 //! refuse an untyped NULL parameter.
 
 use super::{
-    DepartmentHires, Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, OperationKind,
-    QuarterRow, StoreError, TableOutcome, ddl,
+    Dialect, FeedSummary, FileLoad, HistoryStatus, LoadRecord, OperationKind, StoreError,
+    TableOutcome, ddl,
 };
 use crate::dictionary::{ColumnType, Table, datetime};
 
@@ -549,82 +549,6 @@ pub fn count(d: Dialect, table: Table) -> Statement {
     Statement::new(d).sql(format!("SELECT {count} FROM {}", d.quote(table.name())))
 }
 
-/// Hires of one year per department and job, by quarter, from the report
-/// view (one definition for the API and BI tools), ordered by code point.
-pub fn hires_by_quarter(d: Dialect, year: i32) -> Statement {
-    let mut st = Statement::new(d);
-    let year = st.int(i64::from(year));
-    let sql = match d {
-        // SQLite's default BINARY collation orders by code point.
-        Dialect::Sqlite => format!(
-            "SELECT department, job, q1, q2, q3, q4 FROM gold_hires_by_quarter
-             WHERE year = {year} ORDER BY department, job, department_id, job_id"
-        ),
-        Dialect::Postgres => format!(
-            r#"SELECT department::text, job::text, q1, q2, q3, q4 FROM gold_hires_by_quarter
-             WHERE year = {year}
-             ORDER BY department COLLATE "C", job COLLATE "C", department_id, job_id"#
-        ),
-        Dialect::Mssql => format!(
-            "SELECT [department], [job], CAST([q1] AS BIGINT), CAST([q2] AS BIGINT),
-                    CAST([q3] AS BIGINT), CAST([q4] AS BIGINT)
-             FROM [gold_hires_by_quarter] WHERE [year] = {year}
-             ORDER BY [department] COLLATE Latin1_General_100_BIN2,
-                      [job] COLLATE Latin1_General_100_BIN2, [department_id], [job_id]"
-        ),
-    };
-    st.sql(sql)
-}
-
-/// Reads a row of [`hires_by_quarter`].
-pub fn quarter_row(r: &dyn SqlRow) -> Result<QuarterRow, StoreError> {
-    Ok(QuarterRow {
-        department: r.text(0)?,
-        job: r.text(1)?,
-        q1: r.int(2)?,
-        q2: r.int(3)?,
-        q3: r.int(4)?,
-        q4: r.int(5)?,
-    })
-}
-
-/// Departments whose hires in the year exceed the mean over all
-/// departments (departments without hires count as zero), most first. The
-/// mean is taken over floats: T-SQL's `AVG` of integers truncates.
-pub fn departments_above_mean(d: Dialect, year: i32) -> Statement {
-    let mut st = Statement::new(d);
-    let year = st.int(i64::from(year));
-    let (text, hired, mean) = match d {
-        Dialect::Sqlite => ("department", "hired", "AVG(hired)"),
-        Dialect::Postgres => ("department::text", "hired", "AVG(hired)"),
-        Dialect::Mssql => (
-            "department",
-            "CAST(hired AS BIGINT)",
-            "AVG(CAST(hired AS FLOAT))",
-        ),
-    };
-    let sql = format!(
-        "WITH hires AS (
-             SELECT d.id, d.department, COALESCE(g.hired, 0) AS hired
-             FROM departments d
-             LEFT JOIN gold_department_hires g ON g.id = d.id AND g.year = {year}
-         )
-         SELECT id, {text}, {hired} FROM hires
-         WHERE hired > (SELECT {mean} FROM hires)
-         ORDER BY hired DESC, id"
-    );
-    st.sql(sql)
-}
-
-/// Reads a row of [`departments_above_mean`].
-pub fn department_hires(r: &dyn SqlRow) -> Result<DepartmentHires, StoreError> {
-    Ok(DepartmentHires {
-        id: r.int(0)?,
-        department: r.text(1)?,
-        hired: r.int(2)?,
-    })
-}
-
 /// The fingerprint and response stored under an idempotency key.
 pub fn idempotency_seen(d: Dialect, key: &str) -> Statement {
     let mut st = Statement::new(d);
@@ -702,6 +626,7 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::reports;
     use super::*;
 
     /// Every placeholder of a statement is there once per parameter, in
@@ -754,8 +679,8 @@ mod tests {
                 count_operation(d, Table::Jobs, "retry:x", [3, 2, 1], true),
                 rows(d, Table::HiredEmployees, 7, 10),
                 count(d, Table::Jobs),
-                hires_by_quarter(d, 2021),
-                departments_above_mean(d, 2021),
+                reports::hires_by_quarter(d, 2021),
+                reports::departments_above_mean(d, 2021),
                 idempotency_seen(d, "k"),
                 idempotency_insert(d, "k", "f", "{}"),
                 idempotency_claim(d, "k", "f"),
@@ -775,20 +700,6 @@ mod tests {
         let sql = rows(Dialect::Postgres, Table::Jobs, 0, 5).sql;
         assert!(sql.contains("\"id\" > $1::int8"), "{sql}");
         assert!(sql.ends_with("LIMIT $2::int8"), "{sql}");
-    }
-
-    #[test]
-    fn reports_order_by_code_point_and_average_over_floats() {
-        let sql = hires_by_quarter(Dialect::Mssql, 2021).sql;
-        assert!(sql.contains("[department] COLLATE Latin1_General_100_BIN2"));
-        assert!(sql.contains("[job] COLLATE Latin1_General_100_BIN2"));
-        assert!(
-            hires_by_quarter(Dialect::Postgres, 2021)
-                .sql
-                .contains("COLLATE \"C\"")
-        );
-        let sql = departments_above_mean(Dialect::Mssql, 2021).sql;
-        assert!(sql.contains("AVG(CAST(hired AS FLOAT))"), "{sql}");
     }
 
     #[test]

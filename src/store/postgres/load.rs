@@ -5,6 +5,7 @@
 use super::super::admission::{IdBitmap, LoggedRejection};
 use super::super::batch::{BatchTarget, Logged, Lookup};
 use super::super::load::LoadTarget;
+use super::super::reports::{self, Tally};
 use super::super::sql::{self, Statement};
 use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, FileLoad, StoreError, ddl};
@@ -182,12 +183,13 @@ impl<'a, 't> PgBatch<'a, 't> {
 
 /// Whether the table (`$1`) has a trigger or a rule of its own, which
 /// `session_replication_role = replica` would skip along with the
-/// foreign-key triggers.
+/// foreign-key triggers. hrmig's hire counting is not one: under `replica`
+/// hrmig only inserts, and counts what it inserts ([`count_inserted`]).
 macro_rules! own_triggers {
     () => {
         "EXISTS (SELECT 1 FROM pg_trigger
                  WHERE tgrelid = $1::text::regclass AND NOT tgisinternal
-                   AND tgenabled IN ('O', 'R'))
+                   AND tgenabled IN ('O', 'R') AND tgname NOT LIKE 'hrmig\\_count\\_%')
          OR EXISTS (SELECT 1 FROM pg_rewrite
                     WHERE ev_class = $1::text::regclass AND rulename <> '_RETURN')"
     };
@@ -210,6 +212,42 @@ const HAS_OWN_TRIGGERS: &str = concat!("SELECT ", own_triggers!());
 pub(super) const TRIGGERS_OFF: &str = "SET LOCAL session_replication_role = replica";
 /// And on again.
 const TRIGGERS_ON: &str = "SET LOCAL session_replication_role TO DEFAULT";
+
+/// Appends to the hire-count changes the tally of the hires hrmig
+/// inserted, which the triggers leave to it (see `store::reports`). A
+/// batch's connection prepares the statement once (`cached`).
+pub(super) async fn count_inserted<'r>(
+    tx: &Transaction<'_>,
+    cached: Option<&PooledTx<'_>>,
+    table: Table,
+    rows: impl IntoIterator<Item = &'r &'r Row>,
+) -> Result<(), StoreError> {
+    let mut tally = Tally::default();
+    if table == Table::HiredEmployees {
+        rows.into_iter().for_each(|row| tally.add_row(row, 1));
+    }
+    add_tally(tx, cached, &mut tally).await
+}
+
+/// Appends a tally to the hire-count changes.
+pub(super) async fn add_tally(
+    tx: &Transaction<'_>,
+    cached: Option<&PooledTx<'_>>,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    let changed = tally.take()?;
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let ([years, departments, jobs], [q1, q2, q3, q4]) = reports::pg_columns(&changed);
+    let add = match cached {
+        Some(pooled) => pooled.prepare_cached(&reports::pg_add()).await?,
+        None => tx.prepare(&reports::pg_add()).await?,
+    };
+    tx.execute(&add, &[&years, &departments, &jobs, &q1, &q2, &q3, &q4])
+        .await?;
+    Ok(())
+}
 
 /// Runs a statement in `tx`; the rows it changed.
 pub(super) async fn execute_in(tx: &Transaction<'_>, st: &Statement) -> Result<u64, StoreError> {
@@ -285,10 +323,42 @@ impl BatchTarget for PgBatch<'_, '_> {
         found.iter().map(ids).collect()
     }
 
+    /// The hires it inserted are counted (see `store::reports`).
+    async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
+        let inserted = self.insert_checked(table, rows).await?;
+        let counted = rows.iter().filter(|r| inserted.contains(&r.id()));
+        count_inserted(self.tx, Some(self.tx), table, counted).await?;
+        Ok(inserted)
+    }
+
+    async fn upsert(
+        &mut self,
+        table: Table,
+        rows: &[&Row],
+    ) -> Result<HashMap<i32, bool>, StoreError> {
+        let written = super::upsert::upsert(self.tx, table, rows).await?;
+        // The rows it inserted; those it updated the triggers count.
+        let counted = rows.iter().filter(|r| written.get(&r.id()) == Some(&true));
+        count_inserted(self.tx, Some(self.tx), table, counted).await?;
+        Ok(written)
+    }
+
+    async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
+        let mut log = RejectionLog::default();
+        log.add(rejected.rows);
+        log.flush(self.tx, rejected.table, rejected.source).await
+    }
+}
+
+impl PgBatch<'_, '_> {
     /// With [`KeyChecks::Locks`], PostgreSQL's foreign-key triggers are
     /// skipped for the insert, unless the table has a trigger or rule of
     /// its own: the parents' rows were locked by the lookups.
-    async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
+    async fn insert_checked(
+        &mut self,
+        table: Table,
+        rows: &[&Row],
+    ) -> Result<HashSet<i32>, StoreError> {
         let tx = self.tx;
         if self.keys == KeyChecks::Triggers || table.foreign_keys().next().is_none() {
             return self.insert_rows(table, rows).await;
@@ -299,20 +369,6 @@ impl BatchTarget for PgBatch<'_, '_> {
         let inserted = self.insert_rows(table, rows).await?;
         tx.batch_execute(TRIGGERS_ON).await?;
         Ok(inserted)
-    }
-
-    async fn upsert(
-        &mut self,
-        table: Table,
-        rows: &[&Row],
-    ) -> Result<HashMap<i32, bool>, StoreError> {
-        super::upsert::upsert(self.tx, table, rows).await
-    }
-
-    async fn log(&mut self, rejected: Logged<'_>) -> Result<(), StoreError> {
-        let mut log = RejectionLog::default();
-        log.add(rejected.rows);
-        log.flush(self.tx, rejected.table, rejected.source).await
     }
 }
 
@@ -444,6 +500,8 @@ pub(super) struct PgLoad<'a, 't> {
     copy: Option<CopyIn>,
     log: RejectionLog,
     updates: super::upsert::UpdateStage,
+    /// The hires copied, which hrmig counts (see `store::reports`).
+    tally: Tally,
 }
 
 impl<'a, 't> PgLoad<'a, 't> {
@@ -471,6 +529,7 @@ impl<'a, 't> PgLoad<'a, 't> {
             copy: None,
             log: RejectionLog::default(),
             updates: Default::default(),
+            tally: Tally::default(),
         }
     }
 
@@ -562,6 +621,11 @@ impl LoadTarget for PgLoad<'_, '_> {
             };
             copy_row(open, row).await?;
         }
+        if self.table == Table::HiredEmployees {
+            for row in rows {
+                self.tally.add_row(row, 1);
+            }
+        }
         Ok(())
     }
 
@@ -584,6 +648,7 @@ impl LoadTarget for PgLoad<'_, '_> {
 
     async fn end_writes(&mut self) -> Result<(), StoreError> {
         self.end_copy().await?;
+        add_tally(self.tx, None, &mut self.tally).await?;
         self.log.flush(self.tx, self.table, &self.source).await?;
         self.updates.apply(self.tx, self.table).await
     }

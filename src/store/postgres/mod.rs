@@ -19,6 +19,7 @@ pub(super) use tls::is_keyword_form;
 use super::backend::Backend;
 use super::batch::{self, Done};
 use super::error::Fault;
+use super::reports;
 use super::retry::retrying;
 use super::sql::{Param, Read, SqlRow, Statement};
 use super::{
@@ -107,6 +108,13 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("hrmig");
         }
+        // hrmig counts the hires it inserts itself (see `store::reports`).
+        let counted = format!(
+            "{} {}",
+            config.get_options().unwrap_or(""),
+            reports::COUNTED_OPTION
+        );
+        config.options(counted.trim_start());
         let manager = Manager::from_config(
             config,
             connector,
@@ -137,6 +145,33 @@ impl PgStore {
             );
         }
         Ok(store)
+    }
+
+    /// Moves the hire-count changes committed so far into the counts (see
+    /// `store::reports`), one statement in a transaction of its own, or
+    /// counts the table again after another program inserted hires. A
+    /// read-only session (a standby) skips it: its reports add the changes
+    /// up as they read them.
+    pub(super) async fn fold_counts(&self) -> Result<(), StoreError> {
+        let folded = retrying!(async {
+            let mut client = self.client().await?;
+            let uncounted = client.prepare_cached(&reports::uncounted()).await?;
+            if client.query_one(&uncounted, &[]).await?.try_get(0)? {
+                let tx = (client.build_transaction())
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .start()
+                    .await?;
+                tx.batch_execute(&reports::recount()).await?;
+                tx.commit().await?;
+                return Ok(0);
+            }
+            let stmt = client.prepare_cached(&reports::fold()).await?;
+            Ok(client.execute(&stmt, &[]).await?)
+        });
+        match folded {
+            Err(e) if e.cannot_write() => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     pub(super) fn skips_key_triggers(&self) -> bool {
@@ -399,6 +434,7 @@ impl Backend for PgStore {
             tx,
             table,
             copy: None,
+            tally: Default::default(),
         };
         super::restore::run(target, Dialect::Postgres, table, &source, rows).await
     }

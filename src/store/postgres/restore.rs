@@ -2,12 +2,13 @@
 //! stream in by binary `COPY`.
 
 use super::super::admission::IdBitmap;
+use super::super::reports::Tally;
 use super::super::restore::{RestoreTarget, repeated_id};
 use super::super::sql::{SqlRow, Statement};
 use super::super::tx::{ReadRow, Statements};
 use super::super::{Dialect, StoreError};
 use super::PooledTx;
-use super::load::{CopyIn, copy_row, open_copy, read_ids};
+use super::load::{CopyIn, add_tally, copy_row, open_copy, read_ids};
 use crate::dictionary::{Row, Table};
 use tokio_postgres::error::SqlState;
 
@@ -19,6 +20,8 @@ pub(super) struct PgRestore<'a> {
     pub(super) tx: PooledTx<'a>,
     pub(super) table: Table,
     pub(super) copy: Option<CopyIn>,
+    /// The hires copied, which hrmig counts (see `store::reports`).
+    pub(super) tally: Tally,
 }
 
 /// After [`RestoreTarget::end_writes`]: the `COPY` is over.
@@ -70,6 +73,11 @@ impl RestoreTarget for PgRestore<'_> {
         for row in &rows {
             copy_row(copy, row).await?;
         }
+        if self.table == Table::HiredEmployees {
+            for row in &rows {
+                self.tally.add_row(row, 1);
+            }
+        }
         Ok(())
     }
 
@@ -78,7 +86,7 @@ impl RestoreTarget for PgRestore<'_> {
             return Ok(());
         };
         match copy.as_mut().finish().await {
-            Ok(_) => Ok(()),
+            Ok(_) => add_tally(&self.tx, None, &mut self.tally).await,
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(repeated_id()),
             Err(e) => Err(e.into()),
         }

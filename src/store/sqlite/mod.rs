@@ -5,6 +5,7 @@
 //! thread that owns the write connection; callers queue behind it. Readers
 //! use their own connections, which WAL lets run beside the writer.
 
+mod counts;
 mod restore;
 mod writer;
 
@@ -196,6 +197,7 @@ impl SqliteStore {
         // but grew the peak by 24% between the two).
         let mut conn = connect(&path, 32 * 1024)?;
         migrate(&mut conn)?;
+        counts::watch(&mut conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         // Checkpoints (copying the WAL back into the database file) run on a
         // thread of their own, so that writes never wait for them.
@@ -225,6 +227,22 @@ impl SqliteStore {
             jobs: std::sync::Arc::new(Mutex::new(jobs)),
             _checkpoints: stop,
         })
+    }
+
+    /// Folds the hire-count changes into the counts when a report would
+    /// otherwise read many (see `store::reports`).
+    pub(super) async fn fold_counts(&self) -> Result<(), StoreError> {
+        let pending = self
+            .read(|c| {
+                Ok(c.query_row(&super::reports::sqlite_changes(), [], |r| {
+                    r.get::<_, i64>(0)
+                })?)
+            })
+            .await?;
+        if pending < super::reports::SQLITE_READ_FOLD_AT {
+            return Ok(());
+        }
+        self.write(counts::fold).await
     }
 
     /// Runs `f` on the writer thread, after the writes queued before it.
@@ -422,7 +440,7 @@ impl Backend for SqliteStore {
             writer::forget_parents();
             match done? {
                 Done::Commit(outcome) => {
-                    tx.commit()?;
+                    counts::commit(tx)?;
                     Ok(outcome)
                 }
                 Done::Rollback(outcome) => Ok(outcome),

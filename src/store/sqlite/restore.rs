@@ -141,6 +141,6 @@ impl RestoreTarget for SqliteRestore<'_> {
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit()?)
+        super::counts::commit(self.tx)
     }
 }
