@@ -477,15 +477,13 @@ $made$;",
 /// subquery (SQLite and PostgreSQL).
 fn counted(d: Dialect, year: &str) -> String {
     let columns = "department_id, job_id, q1, q2, q3, q4";
-    let (int8, changes) = match d {
-        Dialect::Postgres => (
-            "::int8",
-            format!("SELECT {columns} FROM \"{CHANGES}\" WHERE year = {year}"),
-        ),
-        Dialect::Sqlite | Dialect::Mssql => (
-            "",
-            format!("SELECT {columns} FROM ({})", sqlite_change_rows(Some(year))),
-        ),
+    let int8 = int8(d);
+    // SQL Server reads the views, never this.
+    let changes = match d {
+        Dialect::Postgres => format!("SELECT {columns} FROM \"{CHANGES}\" WHERE year = {year}"),
+        Dialect::Sqlite | Dialect::Mssql => {
+            format!("SELECT {columns} FROM ({})", sqlite_change_rows(Some(year)))
+        }
     };
     format!(
         "SELECT department_id, job_id, SUM(q1){int8} AS q1, SUM(q2){int8} AS q2,
@@ -494,6 +492,15 @@ fn counted(d: Dialect, year: &str) -> String {
                UNION ALL {changes}) AS c
          GROUP BY department_id, job_id"
     )
+}
+
+/// The cast that keeps a `SUM` of integers an integer: PostgreSQL's is a
+/// `numeric`.
+fn int8(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Postgres => "::int8",
+        Dialect::Sqlite | Dialect::Mssql => "",
+    }
 }
 
 /// Hires of one year per department and job, by quarter, ordered by code
@@ -552,14 +559,10 @@ pub fn departments_above_mean(d: Dialect, year: i32) -> Statement {
     let mut st = Statement::new(d);
     let year = st.int(i64::from(year));
     let hired = match d {
-        Dialect::Sqlite => format!(
-            "SELECT department_id AS id, SUM(q1 + q2 + q3 + q4) AS hired FROM ({}) AS c
+        Dialect::Sqlite | Dialect::Postgres => format!(
+            "SELECT department_id AS id, SUM(q1 + q2 + q3 + q4){} AS hired FROM ({}) AS c
              GROUP BY department_id",
-            counted(d, &year)
-        ),
-        Dialect::Postgres => format!(
-            "SELECT department_id AS id, SUM(q1 + q2 + q3 + q4)::int8 AS hired FROM ({}) AS c
-             GROUP BY department_id",
+            int8(d),
             counted(d, &year)
         ),
         Dialect::Mssql => {
