@@ -313,3 +313,58 @@ async fn reports_stay_true_while_batches_undo_and_restores_run_at_once() {
     }
     agree(&env, "batches, a restore and undos at once").await;
 }
+
+/// A SQLite database made while the changes were JSON rows (migrations
+/// 0001 to 0005), with hires counted before and after 0005: opening it
+/// folds the JSON rows into the counts before the changes are packed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_changes_of_a_database_made_with_json_tallies_are_folded_when_it_opens() {
+    use hrmig::store::{Dialect, Store, ddl};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("json-tallies.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let before = "INSERT INTO departments VALUES (1, 'Sales'), (2, 'Legal');
+                      INSERT INTO jobs VALUES (1, 'Clerk');
+                      INSERT INTO hired_employees VALUES (1, 'Ann', '2021-05-01T10:00:00Z', 1, 1);";
+        let migrations = ddl::migrations(Dialect::Sqlite);
+        for (i, (name, sql)) in migrations.iter().enumerate().take(5) {
+            if name.starts_with("0005") {
+                conn.execute_batch(before).unwrap();
+            }
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            r#"INSERT INTO hired_employees VALUES
+                   (2, 'Bo', '2021-06-01T10:00:00Z', 1, 1), (3, 'Cy', '2021-11-01T10:00:00Z', 2, 1);
+               INSERT INTO hrmig_hire_count_changes VALUES ('[[2021,1,1,0,1,0,0]]'), ('[[2021,2,1,0,0,0,1]]');"#,
+        )
+        .unwrap();
+    }
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let rows = store.hires_by_quarter(2021).await.unwrap();
+    let got: Vec<_> = (rows.iter())
+        .map(|r| (r.department.as_str(), r.q1, r.q2, r.q3, r.q4))
+        .collect();
+    assert_eq!(got, [("Legal", 0, 0, 0, 1), ("Sales", 0, 2, 0, 0)]);
+    let above: Vec<_> = (store.departments_above_mean(2021).await.unwrap())
+        .into_iter()
+        .map(|d| (d.department, d.hired))
+        .collect();
+    assert_eq!(above, [("Sales".to_string(), 2)]);
+    store.close().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (changes, declared): (i64, String) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM hrmig_hire_count_changes),
+                    (SELECT type FROM pragma_table_info('hrmig_hire_count_changes'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((changes, declared.as_str()), (0, "BLOB"));
+}

@@ -170,8 +170,31 @@ unsafe fn count(tally: &mut Tally, db: *mut ffi::sqlite3, read: ReadValue, n: i3
 /// Folds the count changes into the counts, in a transaction of its own.
 pub(super) fn fold(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    tx.execute_batch(&reports::sqlite_fold())?;
+    fold_in(&tx)?;
     commit(tx)
+}
+
+/// Moves every change into the counts: the writer's transaction, so no
+/// other writer runs. The changes are summed here, one upsert a group,
+/// rather than by SQL over each group of each change.
+fn fold_in(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let [read, forget] = reports::sqlite_change_rows();
+    let mut sums = reports::Sums::default();
+    let mut changes = tx.prepare_cached(&read)?;
+    let mut rows = changes.query([])?;
+    while let Some(row) = rows.next()? {
+        let packed = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+        reports::sqlite_unpack(packed, &mut sums)?;
+    }
+    let mut sums: Vec<_> = sums.into_iter().collect();
+    // In key order: the counts' B-tree is written front to back.
+    sums.sort_unstable_by_key(|(group, _)| *group);
+    let mut add = tx.prepare_cached(&reports::sqlite_fold_group())?;
+    for ((year, department, job), [q1, q2, q3, q4]) in sums {
+        add.execute(rusqlite::params![year, department, job, q1, q2, q3, q4])?;
+    }
+    tx.execute(&forget, [])?;
+    Ok(())
 }
 
 /// Appends the transaction's tally to the count changes, folds them into
@@ -180,13 +203,11 @@ pub(super) fn commit(tx: Transaction<'_>) -> Result<(), StoreError> {
     let changed = TALLY.with(|tally| tally.borrow_mut().take())?;
     if !changed.is_empty() {
         let mut add = tx.prepare_cached(&reports::sqlite_add())?;
-        add.execute([reports::sqlite_tally(&changed)])?;
-    }
-    if !changed.is_empty() {
+        add.execute([reports::sqlite_pack(&changed)])?;
         let mut pending = tx.prepare_cached(&reports::sqlite_changes())?;
         let pending: i64 = pending.query_row([], |r| r.get(0))?;
         if pending >= reports::SQLITE_FOLD_AT {
-            tx.execute_batch(&reports::sqlite_fold())?;
+            fold_in(&tx)?;
         }
     }
     tx.commit()?;

@@ -229,8 +229,9 @@ impl SqliteStore {
         })
     }
 
-    /// Folds the hire-count changes into the counts when a report would
-    /// otherwise read many (see `store::reports`).
+    /// Folds the hire-count changes into the counts, if there are any,
+    /// before a report reads the counts (see `store::reports`): on the
+    /// writer thread, after the writes queued before the report.
     pub(super) async fn fold_counts(&self) -> Result<(), StoreError> {
         let pending = self
             .read(|c| {
@@ -239,7 +240,7 @@ impl SqliteStore {
                 })?)
             })
             .await?;
-        if pending < super::reports::SQLITE_READ_FOLD_AT {
+        if pending == 0 {
             return Ok(());
         }
         self.write(counts::fold).await
