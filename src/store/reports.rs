@@ -552,10 +552,11 @@ $made$;",
 fn counted(d: Dialect, year: &str) -> String {
     let columns = "department_id, job_id, q1, q2, q3, q4";
     let counts = format!("SELECT {columns} FROM \"{COUNTS}\" WHERE year = {year}");
+    let int8 = int8(d);
     match d {
         Dialect::Postgres => format!(
-            "SELECT department_id, job_id, SUM(q1)::int8 AS q1, SUM(q2)::int8 AS q2,
-                    SUM(q3)::int8 AS q3, SUM(q4)::int8 AS q4
+            "SELECT department_id, job_id, SUM(q1){int8} AS q1, SUM(q2){int8} AS q2,
+                    SUM(q3){int8} AS q3, SUM(q4){int8} AS q4
              FROM ({counts}
                    UNION ALL SELECT {columns} FROM \"{CHANGES}\" WHERE year = {year}) AS c
              GROUP BY department_id, job_id"
