@@ -1119,3 +1119,71 @@ async fn reports_count_what_every_writer_writes() {
         .get(0);
     assert_eq!(folded, 0, "a report folds the changes first");
 }
+
+/// A database whose hire-count changes were kept a row per group (made
+/// before migration 0006): opened by this hrmig, they are packed into one
+/// row of arrays, the reports count them, and the counting triggers write
+/// arrays from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_changes_kept_a_row_per_group_are_packed_when_the_database_opens() {
+    if !server_available().await {
+        return;
+    }
+    let url = common::servers::fresh_postgres_schema().await;
+    let client = session(&url).await;
+    for (name, sql) in hrmig::store::ddl::migrations(hrmig::store::Dialect::Postgres) {
+        if name < "0006" {
+            client.batch_execute(&sql).await.unwrap();
+        }
+    }
+    // Hires counted by their writer (as hrmig did), their changes a row per
+    // group; then an update, which the triggers of 0005 count as rows.
+    client
+        .batch_execute(
+            "INSERT INTO departments VALUES (1, 'Sales'), (2, 'Legal');
+             INSERT INTO jobs VALUES (1, 'Engineer');
+             SET hrmig.counted = on;
+             INSERT INTO hired_employees VALUES
+                 (1, 'Ada', '2021-02-01T00:00:00Z', 1, 1),
+                 (2, 'Bo', '2021-05-01T00:00:00Z', 2, 1),
+                 (3, 'Cy', '2021-08-01T00:00:00Z', 2, 1);
+             INSERT INTO hrmig_hire_count_changes VALUES
+                 (2021, 1, 1, 1, 0, 0, 0), (2021, 2, 1, 0, 1, 1, 0);
+             UPDATE hired_employees SET datetime = '2021-11-01T00:00:00Z' WHERE id = 3",
+        )
+        .await
+        .unwrap();
+    let shape = "SELECT count(*), min(pg_typeof(year)::text) FROM hrmig_hire_count_changes";
+    let before = client.query_one(shape, &[]).await.unwrap();
+    assert_eq!(
+        (before.get::<_, i64>(0), before.get::<_, String>(1)),
+        (4, "integer".to_owned())
+    );
+
+    let store = hrmig::store::Store::open(&url).await.unwrap();
+    let after = client.query_one(shape, &[]).await.unwrap();
+    assert_eq!(
+        (after.get::<_, i64>(0), after.get::<_, String>(1)),
+        (1, "integer[]".to_owned()),
+        "the four rows packed into one"
+    );
+    client
+        .batch_execute("UPDATE hired_employees SET department_id = 1 WHERE id = 2")
+        .await
+        .unwrap();
+    let packed = client.query_one(shape, &[]).await.unwrap();
+    assert_eq!(
+        packed.get::<_, i64>(0),
+        3,
+        "the update's changes as two rows, the old values' and the new"
+    );
+    reports_agree(&store, &client, "the changes were packed").await;
+    let q4: i64 = (client.query_one(
+        "SELECT q4 FROM hrmig_hire_counts WHERE (year, department_id, job_id) = (2021, 2, 1)",
+        &[],
+    ))
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(q4, 1, "the update of 0005's triggers folded");
+}

@@ -489,7 +489,7 @@ pub fn migrations(d: Dialect) -> Vec<(&'static str, String)> {
     if let Some(counts) = super::reports::migration(d) {
         all.push(("0005_hire_counts.sql", counts));
     }
-    if let Some(packed) = super::reports::sqlite_packed_changes(d) {
+    if let Some(packed) = super::reports::packed_changes(d) {
         all.push(("0006_hire_count_changes.sql", packed));
     }
     all

@@ -10,8 +10,9 @@
 //!   SQLite makes it (a pre-update hook, see `sqlite::counts`) and appends
 //!   the [`Tally`] to [`CHANGES`] before the commit; the writer folds them
 //!   into the counts now and then (SQLite has one writer).
-//! - on PostgreSQL each change appends a tally to [`CHANGES`], so that
-//!   concurrent writers never wait on one another's count rows: statement
+//! - on PostgreSQL each change appends a tally to [`CHANGES`] (one row of
+//!   seven arrays), so that concurrent writers never wait on one another's
+//!   count rows: statement
 //!   triggers tally updates and deletes, whoever the writer, and hrmig the
 //!   hires it inserts (see [`pg_triggers`]). A report reads the counts and
 //!   the changes not folded yet in one statement, from one snapshot; it
@@ -28,7 +29,8 @@ use std::sync::LazyLock;
 /// Hires per year, department and job: `q1` to `q4`.
 pub const COUNTS: &str = "hrmig_hire_counts";
 /// The tallies of transactions (SQLite) or statements (PostgreSQL), not
-/// folded into [`COUNTS`] yet.
+/// folded into [`COUNTS`] yet, each one row: its groups packed as varints
+/// (SQLite) or as seven arrays (PostgreSQL).
 pub const CHANGES: &str = "hrmig_hire_count_changes";
 /// PostgreSQL: a row for each insert another program made, whose rows
 /// nobody counted; the next report counts the table again ([`recount`]).
@@ -279,9 +281,15 @@ pub(super) fn sqlite_fold_group() -> String {
     )
 }
 
-/// Migration 0006 (SQLite): the changes packed rather than JSON, the JSON
-/// rows a database holds folded first.
-pub fn sqlite_packed_changes(d: Dialect) -> Option<String> {
+/// Migration 0006: a tally packed as one row. On SQLite as varints rather
+/// than JSON, the JSON rows a database holds folded first; on PostgreSQL
+/// as seven arrays rather than a row per group (an `INSERT` of a batch's
+/// 700 groups took 0.6 ms of its 6 ms on the server), the rows a database
+/// holds packed into one.
+pub fn packed_changes(d: Dialect) -> Option<String> {
+    if d == Dialect::Postgres {
+        return Some(pg_packed_changes());
+    }
     let json =
         "SELECT g.value ->> 0 AS year, g.value ->> 1 AS department_id, g.value ->> 2 AS job_id,
              g.value ->> 3 AS q1, g.value ->> 4 AS q2, g.value ->> 5 AS q3, g.value ->> 6 AS q4";
@@ -321,13 +329,19 @@ pub(super) fn fold() -> String {
          moved AS (DELETE FROM \"{CHANGES}\" WHERE (SELECT held FROM locked)
                    RETURNING year, department_id, job_id, q1, q2, q3, q4)
          INSERT INTO \"{COUNTS}\" AS c (year, department_id, job_id, q1, q2, q3, q4)
-         SELECT year, department_id, job_id, SUM(q1), SUM(q2), SUM(q3), SUM(q4)
-         FROM moved GROUP BY year, department_id, job_id
+         SELECT u.year, u.department_id, u.job_id, SUM(u.q1), SUM(u.q2), SUM(u.q3), SUM(u.q4)
+         FROM moved AS p, {PG_UNPACKED}
+         GROUP BY u.year, u.department_id, u.job_id
          ON CONFLICT (year, department_id, job_id) DO UPDATE SET
              q1 = c.q1 + EXCLUDED.q1, q2 = c.q2 + EXCLUDED.q2,
              q3 = c.q3 + EXCLUDED.q3, q4 = c.q4 + EXCLUDED.q4"
     )
 }
+
+/// PostgreSQL: the groups of a packed change (`p`, a row of [`CHANGES`]),
+/// as rows `u`.
+const PG_UNPACKED: &str = "unnest(p.year, p.department_id, p.job_id, p.q1, p.q2, p.q3, p.q4)
+         AS u(year, department_id, job_id, q1, q2, q3, q4)";
 
 /// PostgreSQL: whether another program inserted hires nobody counted.
 pub(super) fn uncounted() -> String {
@@ -349,13 +363,12 @@ pub(super) fn recount() -> String {
     )
 }
 
-/// PostgreSQL: appends a tally to the changes, its columns as seven
-/// arrays (see [`pg_columns`]).
+/// PostgreSQL: appends a tally to the changes as one row, its columns as
+/// seven arrays (see [`pg_columns`]).
 pub(super) fn pg_add() -> String {
     format!(
         "INSERT INTO \"{CHANGES}\" (year, department_id, job_id, q1, q2, q3, q4)
-         SELECT * FROM unnest($1::int4[], $2::int4[], $3::int4[], $4::int8[], $5::int8[],
-                              $6::int8[], $7::int8[])"
+         VALUES ($1::int4[], $2::int4[], $3::int4[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])"
     )
 }
 
@@ -428,7 +441,7 @@ CREATE TABLE IF NOT EXISTS \"{UNCOUNTED}\" (\"at\" TIMESTAMP(3) WITH TIME ZONE N
 ",
             counts = counts_table(COUNTS, key),
             changes = counts_table(CHANGES, ""),
-            function = pg_function(),
+            function = pg_function(false),
             triggers = pg_triggers(),
         )),
         Dialect::Mssql => None,
@@ -452,19 +465,25 @@ fn pg_tally(rows: &str, n: &str) -> String {
     )
 }
 
-/// Appends the tally of a transition table to the changes.
-fn pg_append(rows: &str, n: &str) -> String {
-    format!(
-        "INSERT INTO \"{CHANGES}\" (year, department_id, job_id, q1, q2, q3, q4)
-        {};",
-        pg_tally(rows, n)
-    )
+/// Appends the tally of a transition table to the changes: a row per
+/// group (0005), or one row of arrays (`packed`, 0006).
+fn pg_append(rows: &str, n: &str, packed: bool) -> String {
+    let into = format!("INSERT INTO \"{CHANGES}\" (year, department_id, job_id, q1, q2, q3, q4)");
+    let tally = pg_tally(rows, n);
+    match packed {
+        false => format!("{into}\n        {tally};"),
+        true => format!(
+            "{into}
+        SELECT array_agg(y), array_agg(d), array_agg(j), array_agg(a), array_agg(b), array_agg(c), array_agg(e)
+        FROM ({tally}) AS t(y, d, j, a, b, c, e) HAVING COUNT(*) > 0;"
+        ),
+    }
 }
 
-/// The trigger function (see [`pg_triggers`]). Its `search_path` is the
-/// migration's, so that a writer whose own path differs counts into this
-/// schema's tables.
-fn pg_function() -> String {
+/// The trigger function (see [`pg_triggers`]), writing the changes as
+/// [`pg_append`] does. Its `search_path` is the migration's, so that a
+/// writer whose own path differs counts into this schema's tables.
+fn pg_function(packed: bool) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION \"hrmig_count_hires\"() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $count$
@@ -490,8 +509,46 @@ BEGIN
     RETURN NULL;
 END
 $count$;",
-        out = pg_append("hrmig_old", "-"),
-        into = pg_append("hrmig_new", ""),
+        out = pg_append("hrmig_old", "-", packed),
+        into = pg_append("hrmig_new", "", packed),
+    )
+}
+
+/// Migration 0006 on PostgreSQL (see [`packed_changes`]): run with the
+/// others, in their transaction, at every start; it repacks the table only
+/// while its columns are not arrays yet.
+fn pg_packed_changes() -> String {
+    let rows = format!("{CHANGES}_rows");
+    format!(
+        "-- hrmig hire count changes, postgres dialect: a tally as one row of arrays.
+
+DO $packed$
+BEGIN
+    IF (SELECT data_type FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = '{CHANGES}'
+          AND column_name = 'year') = 'integer' THEN
+        ALTER TABLE \"{CHANGES}\" RENAME TO \"{rows}\";
+        CREATE TABLE \"{CHANGES}\" (
+            \"year\" INTEGER[] NOT NULL,
+            \"department_id\" INTEGER[] NOT NULL,
+            \"job_id\" INTEGER[] NOT NULL,
+            \"q1\" BIGINT[] NOT NULL,
+            \"q2\" BIGINT[] NOT NULL,
+            \"q3\" BIGINT[] NOT NULL,
+            \"q4\" BIGINT[] NOT NULL
+        );
+        INSERT INTO \"{CHANGES}\" (year, department_id, job_id, q1, q2, q3, q4)
+        SELECT array_agg(year), array_agg(department_id), array_agg(job_id),
+               array_agg(q1), array_agg(q2), array_agg(q3), array_agg(q4)
+        FROM \"{rows}\" HAVING COUNT(*) > 0;
+        DROP TABLE \"{rows}\";
+    END IF;
+END
+$packed$;
+
+{function}
+",
+        function = pg_function(true)
     )
 }
 
@@ -558,7 +615,9 @@ fn counted(d: Dialect, year: &str) -> String {
             "SELECT department_id, job_id, SUM(q1){int8} AS q1, SUM(q2){int8} AS q2,
                     SUM(q3){int8} AS q3, SUM(q4){int8} AS q4
              FROM ({counts}
-                   UNION ALL SELECT {columns} FROM \"{CHANGES}\" WHERE year = {year}) AS c
+                   UNION ALL SELECT u.department_id, u.job_id, u.q1, u.q2, u.q3, u.q4
+                   FROM \"{CHANGES}\" AS p, {PG_UNPACKED}
+                   WHERE u.year = {year}) AS c
              GROUP BY department_id, job_id"
         ),
         // SQL Server reads the views, never this.

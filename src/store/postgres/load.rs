@@ -14,6 +14,7 @@ use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Row, Table, Value};
 use futures::TryStreamExt;
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::error::SqlState;
@@ -126,16 +127,39 @@ impl<'a, 't> PgBatch<'a, 't> {
     /// unique violation): the savepoint is rolled back and `None` says so,
     /// for the caller to insert with `ON CONFLICT`, which settles the race
     /// row by row.
+    ///
+    /// The savepoint and the start of the `COPY` (and, when `skip`, the
+    /// statement that skips the foreign-key triggers, [`SKIP_TRIGGERS`])
+    /// are sent together, in one round trip. The savepoint is left open
+    /// once the rows are in: what follows commits with it, and a release
+    /// would cost a round trip more.
     async fn copy_fresh(
         &self,
         table: Table,
         rows: &[&Row],
+        skip: bool,
     ) -> Result<Option<HashSet<i32>>, StoreError> {
         let tx = self.tx;
         let copy = tx.prepare_cached(&copy_sql(table)).await?;
-        tx.batch_execute("SAVEPOINT hrmig_batch").await?;
+        // Prepared before the rest is sent, which goes in this order.
+        let skipping = match skip {
+            true => Some(tx.prepare_cached(&SKIP_TRIGGERS).await?),
+            false => None,
+        };
+        let name = format!("\"{}\"", table.name());
         let copied = async {
-            let mut writer = copy_writer(tx.copy_in(&copy).await?, table);
+            let skipped = async {
+                match &skipping {
+                    Some(st) => tx.query(st, &[&name]).await.map(drop),
+                    None => Ok(()),
+                }
+            };
+            let (_, _, sink) = futures::try_join!(
+                skipped,
+                tx.batch_execute("SAVEPOINT hrmig_batch"),
+                tx.copy_in(&copy)
+            )?;
+            let mut writer = copy_writer(sink, table);
             for row in rows {
                 copy_row(&mut writer, row).await?;
             }
@@ -143,10 +167,7 @@ impl<'a, 't> PgBatch<'a, 't> {
             Ok::<_, StoreError>(())
         };
         match copied.await {
-            Ok(()) => {
-                tx.batch_execute("RELEASE SAVEPOINT hrmig_batch").await?;
-                Ok(Some(rows.iter().map(|r| r.id()).collect()))
-            }
+            Ok(()) => Ok(Some(rows.iter().map(|r| r.id()).collect())),
             Err(StoreError::Postgres { error, .. })
                 if error.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
             {
@@ -159,9 +180,15 @@ impl<'a, 't> PgBatch<'a, 't> {
     }
 
     /// Inserts `rows`, by `COPY` or, when an id was taken meanwhile, with
-    /// `ON CONFLICT`: the ids inserted.
-    async fn insert_rows(&self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
-        if let Some(ids) = self.copy_fresh(table, rows).await? {
+    /// `ON CONFLICT`: the ids inserted. With `skip`, without the
+    /// foreign-key triggers (see [`PgBatch::skips_triggers`]).
+    async fn insert_rows(
+        &self,
+        table: Table,
+        rows: &[&Row],
+        skip: bool,
+    ) -> Result<HashSet<i32>, StoreError> {
+        if let Some(ids) = self.copy_fresh(table, rows, skip).await? {
             return Ok(ids);
         }
         let arrays = column_arrays(table, rows);
@@ -181,31 +208,34 @@ impl<'a, 't> PgBatch<'a, 't> {
     }
 }
 
-/// Whether the table (`$1`) has a trigger or a rule of its own, which
-/// `session_replication_role = replica` would skip along with the
-/// foreign-key triggers. hrmig's hire counting is not one: under `replica`
-/// hrmig only inserts, and counts what it inserts ([`count_inserted`]).
-macro_rules! own_triggers {
-    () => {
+/// Whether the table (`table`, a `regclass` expression) has a trigger or a
+/// rule of its own, which `session_replication_role = replica` would skip
+/// along with the foreign-key triggers. hrmig's hire counting is not one:
+/// under `replica` hrmig only inserts, and counts what it inserts
+/// ([`count_inserted`]).
+fn own_triggers(table: &str) -> String {
+    format!(
         "EXISTS (SELECT 1 FROM pg_trigger
-                 WHERE tgrelid = $1::text::regclass AND NOT tgisinternal
+                 WHERE tgrelid = {table} AND NOT tgisinternal
                    AND tgenabled IN ('O', 'R') AND tgname NOT LIKE 'hrmig\\_count\\_%')
          OR EXISTS (SELECT 1 FROM pg_rewrite
-                    WHERE ev_class = $1::text::regclass AND rulename <> '_RETURN')"
-    };
+                    WHERE ev_class = {table} AND rulename <> '_RETURN')"
+    )
 }
 
 /// Sets `session_replication_role` to `replica` for the transaction, which
-/// skips the table's foreign-key triggers, unless the table has a trigger
-/// or a rule of its own.
-const SKIP_TRIGGERS: &str = concat!(
-    "SELECT set_config('session_replication_role', 'replica', true) WHERE NOT (",
-    own_triggers!(),
-    ")"
-);
+/// skips the foreign-key triggers of the table (`$1`, its quoted name),
+/// unless it has a trigger or a rule of its own.
+static SKIP_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT set_config('session_replication_role', 'replica', true) WHERE NOT ({})",
+        own_triggers("$1::text::regclass")
+    )
+});
 
-/// See [`own_triggers`].
-const HAS_OWN_TRIGGERS: &str = concat!("SELECT ", own_triggers!());
+/// See [`own_triggers`]; the table's quoted name is `$1`.
+static HAS_OWN_TRIGGERS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {}", own_triggers("$1::text::regclass")));
 
 /// Turns the foreign-key triggers off ([`KeyChecks::Locks`]) until
 /// [`TRIGGERS_ON`] or the end of the transaction.
@@ -323,11 +353,20 @@ impl BatchTarget for PgBatch<'_, '_> {
         found.iter().map(ids).collect()
     }
 
-    /// The hires it inserted are counted (see `store::reports`).
+    /// The hires it inserted are counted (see `store::reports`); the
+    /// foreign-key triggers, when they were skipped, are turned on again
+    /// in the same round trip.
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
-        let inserted = self.insert_checked(table, rows).await?;
+        let skipped = self.skips_triggers(table);
+        let inserted = self.insert_rows(table, rows, skipped).await?;
         let counted = rows.iter().filter(|r| inserted.contains(&r.id()));
-        count_inserted(self.tx, Some(self.tx), table, counted).await?;
+        let count = count_inserted(self.tx, Some(self.tx), table, counted);
+        if skipped {
+            let on = async { Ok(self.tx.batch_execute(TRIGGERS_ON).await?) };
+            futures::try_join!(on, count)?;
+        } else {
+            count.await?;
+        }
         Ok(inserted)
     }
 
@@ -351,24 +390,11 @@ impl BatchTarget for PgBatch<'_, '_> {
 }
 
 impl PgBatch<'_, '_> {
-    /// With [`KeyChecks::Locks`], PostgreSQL's foreign-key triggers are
-    /// skipped for the insert, unless the table has a trigger or rule of
-    /// its own: the parents' rows were locked by the lookups.
-    async fn insert_checked(
-        &mut self,
-        table: Table,
-        rows: &[&Row],
-    ) -> Result<HashSet<i32>, StoreError> {
-        let tx = self.tx;
-        if self.keys == KeyChecks::Triggers || table.foreign_keys().next().is_none() {
-            return self.insert_rows(table, rows).await;
-        }
-        let name = format!("\"{}\"", table.name());
-        tx.query(&tx.prepare_cached(SKIP_TRIGGERS).await?, &[&name])
-            .await?;
-        let inserted = self.insert_rows(table, rows).await?;
-        tx.batch_execute(TRIGGERS_ON).await?;
-        Ok(inserted)
+    /// Whether an insert into `table` skips PostgreSQL's foreign-key
+    /// triggers ([`SKIP_TRIGGERS`]): with [`KeyChecks::Locks`] the
+    /// lookups locked the parents' rows.
+    fn skips_triggers(&self, table: Table) -> bool {
+        self.keys == KeyChecks::Locks && table.foreign_keys().next().is_some()
     }
 }
 
@@ -565,7 +591,10 @@ impl LoadTarget for PgLoad<'_, '_> {
         let name = self.table.name();
         let quoted = format!("\"{name}\"");
         if self.keys == KeyChecks::Locks && self.table.foreign_keys().next().is_some() {
-            let own = self.tx.query_one(HAS_OWN_TRIGGERS, &[&quoted]).await?;
+            let own = self
+                .tx
+                .query_one(HAS_OWN_TRIGGERS.as_str(), &[&quoted])
+                .await?;
             self.locked_parents = !own.try_get::<_, bool>(0)?;
         }
         let (indexes, foreign_keys) = match self.big {

@@ -193,20 +193,24 @@ impl PgStore {
         }
     }
 
+    /// Every migration, in one transaction: a writer never sees the
+    /// schema between two of them (0005 makes the count trigger's function
+    /// as it was, 0006 replaces it).
     async fn migrate(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         // Two processes starting at once would race on `CREATE … IF NOT
         // EXISTS` (both see nothing, one fails on the catalog's unique index).
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        let mut result = Ok(());
-        for (_, sql) in ddl::migrations(super::Dialect::Postgres) {
-            result = client.batch_execute(&sql).await;
-            if result.is_err() {
-                break;
+        let result = async {
+            let tx = client.transaction().await?;
+            for (_, sql) in ddl::migrations(super::Dialect::Postgres) {
+                tx.batch_execute(&sql).await?;
             }
+            tx.commit().await
         }
+        .await;
         client
             .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
             .await?;

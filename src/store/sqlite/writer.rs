@@ -65,7 +65,8 @@ pub(super) fn load_file(
     // a few at most waiting for it.
     std::thread::scope(|scope| {
         let (spent, freed) = std::sync::mpsc::sync_channel::<Spent>(4);
-        scope.spawn(move || {
+        let counter = std::thread::Builder::new().name("hrmig-sqlite-counter".into());
+        let counting = counter.spawn_scoped(scope, move || {
             let mut tally = Tally::default();
             for spent in freed {
                 match spent {
@@ -78,6 +79,8 @@ pub(super) fn load_file(
                 }
             }
         });
+        counting
+            .map_err(|e| StoreError::Task(format!("cannot start a load's counting thread: {e}")))?;
         load_file_on(conn, load, feed, &spent)
     })
 }
