@@ -6,7 +6,7 @@ BEGIN
         WHERE table_schema = current_schema() AND table_name = 'hrmig_hire_count_changes'
           AND column_name = 'year') = 'integer' THEN
         ALTER TABLE "hrmig_hire_count_changes" RENAME TO "hrmig_hire_count_changes_rows";
-        CREATE TABLE "hrmig_hire_count_changes" (
+        CREATE TABLE IF NOT EXISTS "hrmig_hire_count_changes" (
             "year" INTEGER[] NOT NULL,
             "department_id" INTEGER[] NOT NULL,
             "job_id" INTEGER[] NOT NULL,

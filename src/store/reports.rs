@@ -12,8 +12,7 @@
 //!   into the counts now and then (SQLite has one writer).
 //! - on PostgreSQL each change appends a tally to [`CHANGES`] (one row of
 //!   seven arrays), so that concurrent writers never wait on one another's
-//!   count rows: statement
-//!   triggers tally updates and deletes, whoever the writer, and hrmig the
+//!   count rows: statement triggers tally updates and deletes, whoever the writer, and hrmig the
 //!   hires it inserts (see [`pg_triggers`]). A report reads the counts and
 //!   the changes not folded yet in one statement, from one snapshot; it
 //!   folds them first ([`fold`]) unless another fold runs, or counts the
@@ -284,17 +283,22 @@ pub(super) fn sqlite_fold_group() -> String {
 /// Migration 0006: a tally packed as one row. On SQLite as varints rather
 /// than JSON, the JSON rows a database holds folded first; on PostgreSQL
 /// as seven arrays rather than a row per group (an `INSERT` of a batch's
-/// 700 groups took 0.6 ms of its 6 ms on the server), the rows a database
+/// 700 groups took 0.8 ms of its 6 ms on the server), the rows a database
 /// holds packed into one.
 pub fn packed_changes(d: Dialect) -> Option<String> {
-    if d == Dialect::Postgres {
-        return Some(pg_packed_changes());
+    match d {
+        Dialect::Sqlite => Some(sqlite_packed_changes()),
+        Dialect::Postgres => Some(pg_packed_changes()),
+        Dialect::Mssql => None,
     }
+}
+
+/// See [`packed_changes`].
+fn sqlite_packed_changes() -> String {
     let json =
         "SELECT g.value ->> 0 AS year, g.value ->> 1 AS department_id, g.value ->> 2 AS job_id,
              g.value ->> 3 AS q1, g.value ->> 4 AS q2, g.value ->> 5 AS q3, g.value ->> 6 AS q4";
-    (d == Dialect::Sqlite).then(|| {
-        format!(
+    format!(
             "-- hrmig hire count changes, sqlite dialect: a transaction's tally packed, which hrmig folds.
 
 INSERT INTO \"{COUNTS}\" (year, department_id, job_id, q1, q2, q3, q4)
@@ -310,8 +314,7 @@ DROP TABLE \"{CHANGES}\";
 
 CREATE TABLE \"{CHANGES}\" (\"tally\" BLOB NOT NULL);
 "
-        )
-    })
+    )
 }
 
 /// The advisory lock a PostgreSQL fold holds (and a `TRUNCATE` of the
@@ -397,19 +400,6 @@ pub fn migration(d: Dialect) -> Option<String> {
         d.name()
     );
     let hires = Table::HiredEmployees.name();
-    let counts_table = |name: &str, key: &str| {
-        format!(
-            "CREATE TABLE IF NOT EXISTS \"{name}\" (
-    \"year\" INTEGER NOT NULL,
-    \"department_id\" INTEGER NOT NULL,
-    \"job_id\" INTEGER NOT NULL,
-    \"q1\" BIGINT NOT NULL,
-    \"q2\" BIGINT NOT NULL,
-    \"q3\" BIGINT NOT NULL,
-    \"q4\" BIGINT NOT NULL{key}
-)"
-        )
-    };
     let key = ",\n    PRIMARY KEY (\"year\", \"department_id\", \"job_id\")";
     match d {
         Dialect::Sqlite => Some(format!(
@@ -425,7 +415,7 @@ SELECT CAST(substr(\"datetime\", 1, 4) AS INTEGER), \"department_id\", \"job_id\
        SUM(substr(\"datetime\", 6, 2) BETWEEN '10' AND '12')
 FROM \"{hires}\" GROUP BY 1, 2, 3;
 ",
-            counts_table(COUNTS, key),
+            counts_table(COUNTS, "", key),
             format_args!("CREATE TABLE IF NOT EXISTS \"{CHANGES}\" (\"tally\" TEXT NOT NULL)")
         )),
         Dialect::Postgres => Some(format!(
@@ -439,13 +429,30 @@ CREATE TABLE IF NOT EXISTS \"{UNCOUNTED}\" (\"at\" TIMESTAMP(3) WITH TIME ZONE N
 
 {triggers}
 ",
-            counts = counts_table(COUNTS, key),
-            changes = counts_table(CHANGES, ""),
+            counts = counts_table(COUNTS, "", key),
+            changes = counts_table(CHANGES, "", ""),
             function = pg_function(false),
             triggers = pg_triggers(),
         )),
         Dialect::Mssql => None,
     }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` of [`COUNTS`]' columns under `name`, each
+/// type followed by `array` (`[]` for [`CHANGES`] packed on PostgreSQL),
+/// then `key`.
+fn counts_table(name: &str, array: &str, key: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS \"{name}\" (
+    \"year\" INTEGER{array} NOT NULL,
+    \"department_id\" INTEGER{array} NOT NULL,
+    \"job_id\" INTEGER{array} NOT NULL,
+    \"q1\" BIGINT{array} NOT NULL,
+    \"q2\" BIGINT{array} NOT NULL,
+    \"q3\" BIGINT{array} NOT NULL,
+    \"q4\" BIGINT{array} NOT NULL{key}
+)"
+    )
 }
 
 /// Year, department, job and the four quarters' counts of hires in
@@ -528,15 +535,7 @@ BEGIN
         WHERE table_schema = current_schema() AND table_name = '{CHANGES}'
           AND column_name = 'year') = 'integer' THEN
         ALTER TABLE \"{CHANGES}\" RENAME TO \"{rows}\";
-        CREATE TABLE \"{CHANGES}\" (
-            \"year\" INTEGER[] NOT NULL,
-            \"department_id\" INTEGER[] NOT NULL,
-            \"job_id\" INTEGER[] NOT NULL,
-            \"q1\" BIGINT[] NOT NULL,
-            \"q2\" BIGINT[] NOT NULL,
-            \"q3\" BIGINT[] NOT NULL,
-            \"q4\" BIGINT[] NOT NULL
-        );
+        {packed};
         INSERT INTO \"{CHANGES}\" (year, department_id, job_id, q1, q2, q3, q4)
         SELECT array_agg(year), array_agg(department_id), array_agg(job_id),
                array_agg(q1), array_agg(q2), array_agg(q3), array_agg(q4)
@@ -548,6 +547,7 @@ $packed$;
 
 {function}
 ",
+        packed = counts_table(CHANGES, "[]", "").replace('\n', "\n        "),
         function = pg_function(true)
     )
 }

@@ -14,7 +14,6 @@ use crate::dictionary::check::MAX_COLUMNS;
 use crate::dictionary::{ColumnType, Row, Table, Value};
 use futures::TryStreamExt;
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
 use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
 use tokio_postgres::error::SqlState;
@@ -143,14 +142,16 @@ impl<'a, 't> PgBatch<'a, 't> {
         let copy = tx.prepare_cached(&copy_sql(table)).await?;
         // Prepared before the rest is sent, which goes in this order.
         let skipping = match skip {
-            true => Some(tx.prepare_cached(&SKIP_TRIGGERS).await?),
+            true => Some((
+                tx.prepare_cached(SKIP_TRIGGERS).await?,
+                format!("\"{}\"", table.name()),
+            )),
             false => None,
         };
-        let name = format!("\"{}\"", table.name());
         let copied = async {
             let skipped = async {
                 match &skipping {
-                    Some(st) => tx.query(st, &[&name]).await.map(drop),
+                    Some((st, name)) => tx.query(st, &[name]).await.map(drop),
                     None => Ok(()),
                 }
             };
@@ -181,7 +182,7 @@ impl<'a, 't> PgBatch<'a, 't> {
 
     /// Inserts `rows`, by `COPY` or, when an id was taken meanwhile, with
     /// `ON CONFLICT`: the ids inserted. With `skip`, without the
-    /// foreign-key triggers (see [`PgBatch::skips_triggers`]).
+    /// foreign-key triggers (see [`KeyChecks::skip_triggers`]).
     async fn insert_rows(
         &self,
         table: Table,
@@ -208,34 +209,31 @@ impl<'a, 't> PgBatch<'a, 't> {
     }
 }
 
-/// Whether the table (`table`, a `regclass` expression) has a trigger or a
-/// rule of its own, which `session_replication_role = replica` would skip
-/// along with the foreign-key triggers. hrmig's hire counting is not one:
-/// under `replica` hrmig only inserts, and counts what it inserts
-/// ([`count_inserted`]).
-fn own_triggers(table: &str) -> String {
-    format!(
+/// Whether the table (`$1`) has a trigger or a rule of its own, which
+/// `session_replication_role = replica` would skip along with the
+/// foreign-key triggers. hrmig's hire counting is not one: under `replica`
+/// hrmig only inserts, and counts what it inserts ([`count_inserted`]).
+macro_rules! own_triggers {
+    () => {
         "EXISTS (SELECT 1 FROM pg_trigger
-                 WHERE tgrelid = {table} AND NOT tgisinternal
+                 WHERE tgrelid = $1::text::regclass AND NOT tgisinternal
                    AND tgenabled IN ('O', 'R') AND tgname NOT LIKE 'hrmig\\_count\\_%')
          OR EXISTS (SELECT 1 FROM pg_rewrite
-                    WHERE ev_class = {table} AND rulename <> '_RETURN')"
-    )
+                    WHERE ev_class = $1::text::regclass AND rulename <> '_RETURN')"
+    };
 }
 
 /// Sets `session_replication_role` to `replica` for the transaction, which
-/// skips the foreign-key triggers of the table (`$1`, its quoted name),
-/// unless it has a trigger or a rule of its own.
-static SKIP_TRIGGERS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT set_config('session_replication_role', 'replica', true) WHERE NOT ({})",
-        own_triggers("$1::text::regclass")
-    )
-});
+/// skips the table's foreign-key triggers, unless the table has a trigger
+/// or a rule of its own.
+const SKIP_TRIGGERS: &str = concat!(
+    "SELECT set_config('session_replication_role', 'replica', true) WHERE NOT (",
+    own_triggers!(),
+    ")"
+);
 
-/// See [`own_triggers`]; the table's quoted name is `$1`.
-static HAS_OWN_TRIGGERS: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {}", own_triggers("$1::text::regclass")));
+/// See [`own_triggers`].
+const HAS_OWN_TRIGGERS: &str = concat!("SELECT ", own_triggers!());
 
 /// Turns the foreign-key triggers off ([`KeyChecks::Locks`]) until
 /// [`TRIGGERS_ON`] or the end of the transaction.
@@ -357,7 +355,7 @@ impl BatchTarget for PgBatch<'_, '_> {
     /// foreign-key triggers, when they were skipped, are turned on again
     /// in the same round trip.
     async fn insert(&mut self, table: Table, rows: &[&Row]) -> Result<HashSet<i32>, StoreError> {
-        let skipped = self.skips_triggers(table);
+        let skipped = self.keys.skip_triggers(table);
         let inserted = self.insert_rows(table, rows, skipped).await?;
         let counted = rows.iter().filter(|r| inserted.contains(&r.id()));
         let count = count_inserted(self.tx, Some(self.tx), table, counted);
@@ -386,15 +384,6 @@ impl BatchTarget for PgBatch<'_, '_> {
         let mut log = RejectionLog::default();
         log.add(rejected.rows);
         log.flush(self.tx, rejected.table, rejected.source).await
-    }
-}
-
-impl PgBatch<'_, '_> {
-    /// Whether an insert into `table` skips PostgreSQL's foreign-key
-    /// triggers ([`SKIP_TRIGGERS`]): with [`KeyChecks::Locks`] the
-    /// lookups locked the parents' rows.
-    fn skips_triggers(&self, table: Table) -> bool {
-        self.keys == KeyChecks::Locks && table.foreign_keys().next().is_some()
     }
 }
 
@@ -590,11 +579,8 @@ impl LoadTarget for PgLoad<'_, '_> {
     async fn lock(&mut self) -> Result<(), StoreError> {
         let name = self.table.name();
         let quoted = format!("\"{name}\"");
-        if self.keys == KeyChecks::Locks && self.table.foreign_keys().next().is_some() {
-            let own = self
-                .tx
-                .query_one(HAS_OWN_TRIGGERS.as_str(), &[&quoted])
-                .await?;
+        if self.keys.skip_triggers(self.table) {
+            let own = self.tx.query_one(HAS_OWN_TRIGGERS, &[&quoted]).await?;
             self.locked_parents = !own.try_get::<_, bool>(0)?;
         }
         let (indexes, foreign_keys) = match self.big {

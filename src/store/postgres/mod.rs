@@ -78,6 +78,16 @@ pub(super) enum KeyChecks {
     Locks,
 }
 
+impl KeyChecks {
+    /// Whether a write to `table` skips PostgreSQL's foreign-key triggers:
+    /// with [`KeyChecks::Locks`], for a table that has foreign keys (and no
+    /// trigger or rule of its own, which the statement that skips them
+    /// checks).
+    pub(super) fn skip_triggers(self, table: Table) -> bool {
+        self == KeyChecks::Locks && table.foreign_keys().next().is_some()
+    }
+}
+
 /// Whether to skip the foreign-key triggers when the role may (`auto`, the
 /// default) or never (`keep`): the URL's `fk_triggers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
