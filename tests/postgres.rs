@@ -544,6 +544,48 @@ async fn a_parent_deleted_during_a_batch_is_a_foreign_key_rejection_never_an_orp
     }
 }
 
+/// A full batch reaches the table whole, each row as sent, whether its
+/// rows go in by one `COPY` (triggers skipped) or by several (PostgreSQL
+/// checks their keys); its rejections stay out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_written_whole_whether_its_keys_are_checked_again_or_not() {
+    if !server_available().await {
+        return;
+    }
+    for choice in ["auto", "keep"] {
+        let (url, app, _dir) =
+            app_with_parents(choice, json!([{"id": 1, "department": "Sales"}])).await;
+        // Every 97th row names a department that does not exist.
+        let rows: Vec<Value> = (1..=1000u64)
+            .map(|id| employee(id, if id % 97 == 0 { 2 } else { 1 }))
+            .collect();
+        let (status, body) = send_batch(&app, "hired_employees", json!(rows))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{choice}: {body}");
+        assert_eq!(counts(&body), (1000, 990, 10), "{choice}: {body}");
+        let client = session(&url).await;
+        let stored: Vec<i32> = (client
+            .query("SELECT id FROM hired_employees ORDER BY id", &[])
+            .await)
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let sent: Vec<i32> = (1..=1000).filter(|id| id % 97 != 0).collect();
+        assert_eq!(stored, sent, "{choice}");
+        let names: i64 = (client.query_one(
+            "SELECT COUNT(*) FROM hired_employees WHERE name = 'Ada' AND department_id = 1
+               AND job_id = 1 AND datetime = '2021-01-01T00:00:00Z'",
+            &[],
+        ))
+        .await
+        .unwrap()
+        .get(0);
+        assert_eq!(names, 990, "{choice}");
+    }
+}
+
 /// The other order: a batch's parents are locked until its commit, so a
 /// session deleting one waits, then fails on the rows that now reference
 /// it, triggers skipped or not. Many batches, one deleter, bounded.
