@@ -148,17 +148,6 @@ impl<'a, 't> PgBatch<'a, 't> {
             )),
             false => None,
         };
-        // PostgreSQL ≤ 16 checks a `COPY`'s foreign keys once its rows are
-        // in, while a reference to the table's row type per buffered row is
-        // still held; each check then probes past them (1.7 ms of CPU in a
-        // 1000-row batch's 18). Smaller `COPY`s hold fewer.
-        let part = if skip {
-            rows.len().max(1)
-        } else {
-            CHECKED_COPY_ROWS
-        };
-        let mut parts = rows.chunks(part);
-        let first = copy_data(table, parts.next().unwrap_or_default())?;
         let copied = async {
             let skipped = async {
                 match &skipping {
@@ -171,10 +160,11 @@ impl<'a, 't> PgBatch<'a, 't> {
                 tx.batch_execute("SAVEPOINT hrmig_batch"),
                 tx.copy_in(&copy)
             )?;
-            send_copy(sink, first).await?;
-            for rows in parts {
-                send_copy(tx.copy_in(&copy).await?, copy_data(table, rows)?).await?;
+            let mut writer = copy_writer(sink, table);
+            for row in rows {
+                copy_row(&mut writer, row).await?;
             }
+            writer.as_mut().finish().await?;
             Ok::<_, StoreError>(())
         };
         match copied.await {
@@ -467,59 +457,6 @@ fn copy_sql(table: Table) -> String {
         table.name(),
         Dialect::Postgres.table_columns(table)
     )
-}
-
-/// Rows of a batch per `COPY` when PostgreSQL checks their foreign keys
-/// (see [`PgBatch::copy_fresh`]).
-const CHECKED_COPY_ROWS: usize = 250;
-
-/// Sends `data` into a `COPY` the server has opened, and ends it.
-async fn send_copy(
-    sink: tokio_postgres::CopyInSink<bytes::Bytes>,
-    data: bytes::Bytes,
-) -> Result<(), StoreError> {
-    futures::pin_mut!(sink);
-    futures::SinkExt::send(&mut sink, data).await?;
-    sink.finish().await?;
-    Ok(())
-}
-
-/// Rows in the binary `COPY` format, whole, to be sent as one message (a
-/// batch's rows are all in memory; a [`BinaryCopyInWriter`] sends 4 KB at
-/// a time). Each value is encoded by its `ToSql`, as the writer would.
-fn copy_data(table: Table, rows: &[&Row]) -> Result<bytes::Bytes, StoreError> {
-    use bytes::BufMut;
-    const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-    let types: Vec<Type> = table.columns().iter().map(|c| pg_type(c.ty)).collect();
-    let mut data = bytes::BytesMut::with_capacity(SIGNATURE.len() + 10 + rows.len() * 64);
-    data.put_slice(SIGNATURE);
-    data.put_i32(0); // flags
-    data.put_i32(0); // header extension length
-    for row in rows {
-        data.put_i16(row.0.len() as i16);
-        for (v, ty) in row.0.iter().zip(&types) {
-            let stamp;
-            let value: &dyn ToSql = match v {
-                Value::Int(n) => n,
-                Value::Text(s) => s,
-                Value::DateTime(ms) => {
-                    stamp = Millis(*ms);
-                    &stamp
-                }
-            };
-            let at = data.len();
-            data.put_i32(-1);
-            let encoded = value.to_sql_checked(ty, &mut data).map_err(|e| {
-                StoreError::Task(format!("{} row id {}: {e}", table.name(), row.id()))
-            })?;
-            if let tokio_postgres::types::IsNull::No = encoded {
-                let len = i32::try_from(data.len() - at - 4).unwrap_or(i32::MAX);
-                data[at..at + 4].copy_from_slice(&len.to_be_bytes());
-            }
-        }
-    }
-    data.put_i16(-1); // trailer
-    Ok(data.freeze())
 }
 
 /// The writer of `table`'s rows into a `COPY` the server has opened.
